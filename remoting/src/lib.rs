@@ -1,0 +1,27 @@
+//! RocketMQ remoting protocol: frames, command headers (JSON and ROCKETMQ binary),
+//! request/response codes, typed custom headers, and a tokio client and server.
+//!
+//! Module map (mini-redis style):
+//! - [`command`]: `RemotingCommand`, the logical message (both header encodings decode into it).
+//! - [`frame`]: the length-prefixed frame codec (tokio-util `Decoder`/`Encoder`).
+//! - [`header`]: JSON and ROCKETMQ binary header codecs.
+//! - [`codes`]: request and response codes.
+//! - [`headers`]: typed custom headers (`CommandHeader`) for every request family.
+//! - [`server`]: accept loop, per-connection tasks, dispatch by code to processors.
+//! - [`connection`]: a connection handle used for server→client requests and by the client.
+//! - [`client`]: request/response client with timeouts (used by namesrv-client, tests, benchmark).
+//! - [`shutdown`]: cooperative shutdown signal.
+
+pub mod client;
+pub mod codes;
+pub mod command;
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod header;
+pub mod headers;
+pub mod server;
+pub mod shutdown;
+
+pub use command::{LanguageCode, RemotingCommand, SerializeType};
+pub use error::RemotingError;

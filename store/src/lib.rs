@@ -1,0 +1,1 @@
+//! Message store (placeholder; the store work fills this in).
