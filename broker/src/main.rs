@@ -1,1 +1,72 @@
-fn main() {}
+//! `broker -c FILE [-n NAMESRV_ADDR] [--key=value ...]`: a RocketMQ-compatible broker.
+//! SIGINT/SIGTERM stop it gracefully (UNREGISTER_BROKER, persist offsets, flush the store).
+
+use std::process::ExitCode;
+
+use broker::config::{BrokerConfig, CommandLine, USAGE};
+use broker::controller::Broker;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cl = match CommandLine::parse(std::env::args().skip(1)) {
+        Ok(cl) => cl,
+        Err(e) => {
+            eprintln!("{e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if cl.help {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    // Read before the runtime exists: no blocking I/O on executor threads.
+    let loaded = match BrokerConfig::load(cl.config_file.as_deref(), &cl.overrides) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("broker: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("broker: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let broker = match Broker::start(loaded.config).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("broker: start-up failed: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        println!("broker listening on {}", broker.local_addr());
+        wait_for_signal().await;
+        tracing::info!("signal received, shutting down");
+        broker.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the broker");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,5 +1,8 @@
 //! The logical remoting command. Both the JSON and the ROCKETMQ binary header decode into
 //! this struct; responses are answered in the request's `serialize_type`.
+//!
+//! Mirrors `remoting/src/main/java/org/apache/rocketmq/remoting/protocol/RemotingCommand.java`
+//! and `LanguageCode.java` (frames.md §2).
 
 use std::collections::HashMap;
 
@@ -12,9 +15,10 @@ pub const FLAG_RESPONSE: i32 = 0x1;
 /// Flag bit 1: a oneway request; no response may be sent.
 pub const FLAG_ONEWAY: i32 = 0x2;
 
-/// Version ordinal we put in every command we send (V4_9_7 ordinal is 475; clients only
-/// need >= 407, NameServers >= 37). See frames.md §5.
-pub const OUR_VERSION: i32 = 475;
+/// Version ordinal we put in every command we send: `MQVersion.Version.V4_9_7` = 407
+/// (`common/src/main/java/org/apache/rocketmq/common/MQVersion.java`). Clients only
+/// need >= 407, NameServers >= 37. See frames.md §5.
+pub const OUR_VERSION: i32 = 407;
 
 /// Header encoding of a frame (high byte of the frame's second int).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -193,6 +197,12 @@ impl RemotingCommand {
 
     pub fn mark_oneway(&mut self) {
         self.flag |= FLAG_ONEWAY;
+    }
+
+    /// Add one extField (e.g. `MSG_REGION`).
+    pub fn with_ext(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.ext_fields.insert(key.into(), value.into());
+        self
     }
 
     pub fn ext(&self, key: &str) -> Option<&str> {

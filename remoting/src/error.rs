@@ -7,7 +7,10 @@ pub enum RemotingError {
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error("frame of {size_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
-    FrameTooLarge { size_bytes: usize, limit_bytes: usize },
+    FrameTooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
     #[error("malformed frame: {0}")]
     MalformedFrame(String),
     #[error("malformed header: {0}")]
@@ -20,6 +23,8 @@ pub enum RemotingError {
     Timeout { timeout_ms: u64 },
     #[error("connection closed")]
     ConnectionClosed,
+    #[error("malformed body: {0}")]
+    MalformedBody(String),
     #[error("too many requests in flight ({limit})")]
     Busy { limit: usize },
 }

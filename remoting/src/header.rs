@@ -1,1 +1,468 @@
-//! (in progress)
+//! Header codecs: JSON (serializeType 0) and ROCKETMQ binary (serializeType 1).
+//!
+//! Layouts from docs/protocol/frames.md §3–§4, checked against
+//! `remoting/src/main/java/org/apache/rocketmq/remoting/protocol/RemotingCommand.java`
+//! (`headerEncode`, `headerDecode`), `RemotingSerializable.java` (fastjson) and
+//! `RocketMQSerializable.java` (`rocketMQProtocolEncode`, `rocketMQProtocolDecode`).
+//!
+//! Decoding is lenient like Java's fastjson: missing members take Java defaults, unknown
+//! members are ignored, extFields values given as numbers/booleans are stringified.
+//! Encoding always emits extFields values as strings, keys sorted (deterministic output;
+//! Java uses HashMap order, which receivers never depend on).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use bytes::{Buf, BufMut, BytesMut};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::command::{LanguageCode, RemotingCommand, SerializeType};
+use crate::error::RemotingError;
+
+/// Upper bound on extFields entries we accept in one header (no Java request uses more
+/// than ~30); bounds the work a hostile header can cause.
+pub const MAX_EXT_FIELDS: usize = 4096;
+
+// ---------------------------------------------------------------- JSON
+
+/// Decode a JSON header into a command (body left empty).
+pub fn decode_json(bytes: &[u8]) -> Result<RemotingCommand, RemotingError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let cmd = de
+        .deserialize_map(CommandVisitor)
+        .map_err(|e| RemotingError::MalformedHeader(format!("json header: {e}")))?;
+    de.end()
+        .map_err(|e| RemotingError::MalformedHeader(format!("json header: {e}")))?;
+    Ok(cmd)
+}
+
+struct CommandVisitor;
+
+impl<'de> Visitor<'de> for CommandVisitor {
+    type Value = RemotingCommand;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a RemotingCommand JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RemotingCommand, A::Error> {
+        let mut cmd = RemotingCommand {
+            serialize_type: SerializeType::Json,
+            ..Default::default()
+        };
+        // Duplicate members: the last one wins, as in fastjson.
+        while let Some(key) = map.next_key::<Member>()? {
+            match key {
+                Member::Code => cmd.code = map.next_value::<LenientI32>()?.0,
+                Member::Language => cmd.language = map.next_value::<LenientLanguage>()?.0,
+                Member::Version => cmd.version = map.next_value::<LenientI32>()?.0,
+                Member::Opaque => cmd.opaque = map.next_value::<LenientI32>()?.0,
+                Member::Flag => cmd.flag = map.next_value::<LenientI32>()?.0,
+                Member::Remark => cmd.remark = map.next_value::<LenientString>()?.0,
+                Member::ExtFields => cmd.ext_fields = map.next_value::<ExtFields>()?.0,
+                Member::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(cmd)
+    }
+}
+
+/// A member name of the command object, matched without allocating.
+enum Member {
+    Code,
+    Language,
+    Version,
+    Opaque,
+    Flag,
+    Remark,
+    ExtFields,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Member;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Member, E> {
+                Ok(match v {
+                    "code" => Member::Code,
+                    "language" => Member::Language,
+                    "version" => Member::Version,
+                    "opaque" => Member::Opaque,
+                    "flag" => Member::Flag,
+                    "remark" => Member::Remark,
+                    "extFields" => Member::ExtFields,
+                    _ => Member::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+/// An int given as a number, a numeric string, or null (→ 0, Java default).
+struct LenientI32(i32);
+
+impl<'de> serde::Deserialize<'de> for LenientI32 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LenientI32;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an int")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientI32, E> {
+                i32::try_from(v)
+                    .map(LenientI32)
+                    .map_err(|_| E::custom("int out of range"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientI32, E> {
+                i32::try_from(v)
+                    .map(LenientI32)
+                    .map_err(|_| E::custom("int out of range"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LenientI32, E> {
+                v.trim()
+                    .parse()
+                    .map(LenientI32)
+                    .map_err(|_| E::custom("not an int"))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<LenientI32, E> {
+                Ok(LenientI32(0))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Language by name (JSON) or ordinal; unknown → OTHER (Java: null).
+struct LenientLanguage(LanguageCode);
+
+impl<'de> serde::Deserialize<'de> for LenientLanguage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LenientLanguage;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a language name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LenientLanguage, E> {
+                Ok(LenientLanguage(LanguageCode::from_name(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientLanguage, E> {
+                Ok(LenientLanguage(
+                    u8::try_from(v)
+                        .map(LanguageCode::from_code)
+                        .unwrap_or(LanguageCode::Other),
+                ))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientLanguage, E> {
+                Ok(LenientLanguage(
+                    u8::try_from(v)
+                        .map(LanguageCode::from_code)
+                        .unwrap_or(LanguageCode::Other),
+                ))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<LenientLanguage, E> {
+                Ok(LenientLanguage(LanguageCode::Java))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string or null.
+struct LenientString(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for LenientString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(LenientString(stringify_value(
+            serde_json::Value::deserialize(d)?,
+        )))
+    }
+}
+
+/// JSON value → the string Java would hold: strings as-is, numbers/bools as text,
+/// null → absent, objects/arrays as their JSON text.
+fn stringify_value(v: serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Bool(b) => Some(if b { "true" } else { "false" }.to_string()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// extFields: string→string; null map → empty; null values dropped.
+struct ExtFields(HashMap<String, String>);
+
+impl<'de> serde::Deserialize<'de> for ExtFields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ExtFields;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an extFields object")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<ExtFields, E> {
+                Ok(ExtFields(HashMap::new()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtFields, A::Error> {
+                let mut out = HashMap::with_capacity(map.size_hint().unwrap_or(8).min(64));
+                while let Some(k) = map.next_key::<String>()? {
+                    if out.len() >= MAX_EXT_FIELDS {
+                        return Err(de::Error::custom("too many extFields"));
+                    }
+                    if let Some(v) = map.next_value::<LenientString>()?.0 {
+                        out.insert(k, v);
+                    }
+                }
+                Ok(ExtFields(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Append the JSON header of `cmd` to `dst` (fastjson layout: members sorted, nulls
+/// omitted, enums by name; frames.md §3).
+pub fn encode_json(cmd: &RemotingCommand, dst: &mut BytesMut) {
+    let mut w = dst.writer();
+    // Writing into a BytesMut cannot fail; the results below are infallible.
+    let out = w.get_mut();
+    out.put_slice(b"{\"code\":");
+    put_int(out, cmd.code as i64);
+    if !cmd.ext_fields.is_empty() {
+        out.put_slice(b",\"extFields\":{");
+        let mut keys: Vec<(&String, &String)> = cmd.ext_fields.iter().collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (i, (k, v)) in keys.into_iter().enumerate() {
+            if i > 0 {
+                out.put_u8(b',');
+            }
+            put_json_str(out, k);
+            out.put_u8(b':');
+            put_json_str(out, v);
+        }
+        out.put_u8(b'}');
+    }
+    out.put_slice(b",\"flag\":");
+    put_int(out, cmd.flag as i64);
+    out.put_slice(b",\"language\":\"");
+    out.put_slice(cmd.language.name().as_bytes());
+    out.put_slice(b"\",\"opaque\":");
+    put_int(out, cmd.opaque as i64);
+    if let Some(remark) = &cmd.remark {
+        out.put_slice(b",\"remark\":");
+        put_json_str(out, remark);
+    }
+    out.put_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+    put_int(out, cmd.version as i64);
+    out.put_u8(b'}');
+}
+
+fn put_int(out: &mut BytesMut, v: i64) {
+    use std::io::Write;
+    // Writing into a BytesMut never fails.
+    let _ = write!(out.writer(), "{v}");
+}
+
+/// A JSON string literal; control characters as \uXXXX like fastjson (frames.md §3).
+fn put_json_str(out: &mut BytesMut, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
+    out.put_u8(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            b'\n' => Some(b"\\n"),
+            b'\r' => Some(b"\\r"),
+            b'\t' => Some(b"\\t"),
+            0x08 => Some(b"\\b"),
+            0x0c => Some(b"\\f"),
+            0x00..=0x1f => None,
+            _ => continue,
+        };
+        out.put_slice(&bytes[start..i]);
+        match esc {
+            Some(e) => out.put_slice(e),
+            None => {
+                out.put_slice(b"\\u00");
+                out.put_u8(HEX[(b >> 4) as usize]);
+                out.put_u8(HEX[(b & 0xf) as usize]);
+            }
+        }
+        start = i + 1;
+    }
+    out.put_slice(&bytes[start..]);
+    out.put_u8(b'"');
+}
+
+// ---------------------------------------------------------------- ROCKETMQ binary
+
+/// Decode a ROCKETMQ binary header (frames.md §4). Zero-length strings are `null` in
+/// Java: an empty remark is `None`, entries with an empty key or value are dropped.
+pub fn decode_binary(mut buf: &[u8]) -> Result<RemotingCommand, RemotingError> {
+    fn need(buf: &[u8], n: usize, what: &str) -> Result<(), RemotingError> {
+        if buf.remaining() < n {
+            Err(RemotingError::MalformedHeader(format!(
+                "binary header truncated reading {what}"
+            )))
+        } else {
+            Ok(())
+        }
+    }
+    fn len_of(v: i64, max: usize, what: &str) -> Result<usize, RemotingError> {
+        usize::try_from(v)
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| RemotingError::MalformedHeader(format!("bad {what} length {v}")))
+    }
+    fn string(buf: &mut &[u8], n: usize, what: &str) -> Result<Option<String>, RemotingError> {
+        if n == 0 {
+            return Ok(None);
+        }
+        let s = std::str::from_utf8(&buf[..n])
+            .map_err(|_| RemotingError::MalformedHeader(format!("{what} is not UTF-8")))?
+            .to_string();
+        buf.advance(n);
+        Ok(Some(s))
+    }
+
+    need(buf, 17, "fixed fields")?;
+    let code = buf.get_i16() as i32;
+    let language = LanguageCode::from_code(buf.get_u8());
+    let version = buf.get_i16() as i32;
+    let opaque = buf.get_i32();
+    let flag = buf.get_i32();
+    let remark_len = len_of(buf.get_i32() as i64, buf.remaining(), "remark")?;
+    let remark = string(&mut buf, remark_len, "remark")?;
+    need(buf, 4, "extFields length")?;
+    let ext_len = len_of(buf.get_i32() as i64, buf.remaining(), "extFields")?;
+    let mut ext = &buf[..ext_len];
+    let mut ext_fields = HashMap::new();
+    while ext.has_remaining() {
+        if ext_fields.len() >= MAX_EXT_FIELDS {
+            return Err(RemotingError::MalformedHeader("too many extFields".into()));
+        }
+        need(ext, 2, "key length")?;
+        let klen = len_of(ext.get_i16() as i64, ext.remaining(), "key")?;
+        let key = string(&mut ext, klen, "key")?;
+        need(ext, 4, "value length")?;
+        let vlen = len_of(ext.get_i32() as i64, ext.remaining(), "value")?;
+        let value = string(&mut ext, vlen, "value")?;
+        if let (Some(k), Some(v)) = (key, value) {
+            ext_fields.insert(k, v);
+        }
+    }
+    buf.advance(ext_len);
+    // Java ignores trailing bytes after the map; so do we.
+    Ok(RemotingCommand {
+        code,
+        language,
+        version,
+        opaque,
+        flag,
+        remark,
+        ext_fields,
+        body: bytes::Bytes::new(),
+        serialize_type: SerializeType::RocketMq,
+    })
+}
+
+/// Append the ROCKETMQ binary header of `cmd` to `dst`. Like Java, `code` and `version`
+/// are truncated to i16. Fails only if a key is longer than i16::MAX bytes.
+pub fn encode_binary(cmd: &RemotingCommand, dst: &mut BytesMut) -> Result<(), RemotingError> {
+    dst.put_i16(cmd.code as i16);
+    dst.put_u8(cmd.language.code());
+    dst.put_i16(cmd.version as i16);
+    dst.put_i32(cmd.opaque);
+    dst.put_i32(cmd.flag);
+    match &cmd.remark {
+        Some(r) if !r.is_empty() => {
+            dst.put_i32(len_i32(r.len())?);
+            dst.put_slice(r.as_bytes());
+        }
+        _ => dst.put_i32(0),
+    }
+    let mut total = 0usize;
+    for (k, v) in &cmd.ext_fields {
+        if k.len() > i16::MAX as usize {
+            return Err(RemotingError::MalformedHeader(format!(
+                "extFields key of {} bytes",
+                k.len()
+            )));
+        }
+        total += 2 + k.len() + 4 + v.len();
+    }
+    dst.put_i32(len_i32(total)?);
+    let mut keys: Vec<(&String, &String)> = cmd.ext_fields.iter().collect();
+    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (k, v) in keys {
+        dst.put_i16(k.len() as i16);
+        dst.put_slice(k.as_bytes());
+        dst.put_i32(len_i32(v.len())?);
+        dst.put_slice(v.as_bytes());
+    }
+    Ok(())
+}
+
+fn len_i32(n: usize) -> Result<i32, RemotingError> {
+    i32::try_from(n).map_err(|_| RemotingError::MalformedHeader(format!("length {n} too large")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_control_chars() {
+        let mut cmd = RemotingCommand::request(310);
+        cmd.ext_fields
+            .insert("i".into(), "TAGS\u{1}A\u{2}\"q\"\\".into());
+        let mut buf = BytesMut::new();
+        encode_json(&cmd, &mut buf);
+        let text = std::str::from_utf8(&buf).unwrap();
+        assert!(text.contains(r#""i":"TAGS\u0001A\u0002\"q\"\\""#), "{text}");
+        let back = decode_json(&buf).unwrap();
+        assert_eq!(back.ext_fields, cmd.ext_fields);
+    }
+
+    #[test]
+    fn json_lenient_inputs() {
+        let raw = br#"{"code":"10","extFields":{"queueId":1,"batch":"0","unit":true,"x":null,"o":{"a":1}},"flag":0,"opaque":9,"unknown":[1,2],"remark":null,"language":"CPP","version":63}"#;
+        let cmd = decode_json(raw).unwrap();
+        assert_eq!(cmd.code, 10);
+        assert_eq!(cmd.opaque, 9);
+        assert_eq!(cmd.language, LanguageCode::Cpp);
+        assert_eq!(cmd.version, 63);
+        assert_eq!(cmd.remark, None);
+        assert_eq!(cmd.ext("queueId"), Some("1"));
+        assert_eq!(cmd.ext("batch"), Some("0"));
+        assert_eq!(cmd.ext("unit"), Some("true"));
+        assert_eq!(cmd.ext("x"), None);
+        assert_eq!(cmd.ext("o"), Some(r#"{"a":1}"#));
+    }
+
+    #[test]
+    fn json_minimal_defaults() {
+        let cmd = decode_json(br#"{"code":0,"flag":1,"opaque":7}"#).unwrap();
+        assert_eq!(cmd.language, LanguageCode::Java);
+        assert_eq!(cmd.version, 0);
+        assert!(cmd.is_response());
+        assert!(cmd.ext_fields.is_empty());
+        assert!(decode_json(b"[1]").is_err());
+        assert!(decode_json(br#"{"code":1} x"#).is_err());
+        assert!(decode_json(br#"{"code":99999999999}"#).is_err());
+    }
+}

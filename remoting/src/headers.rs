@@ -36,6 +36,15 @@ macro_rules! int_header_value {
 }
 int_header_value!(i8, i16, i32, i64, u8, u16, u32, u64);
 
+impl HeaderValue for f64 {
+    fn parse_value(s: &str) -> Option<Self> {
+        s.trim().parse().ok()
+    }
+    fn write_value(&self) -> String {
+        self.to_string()
+    }
+}
+
 impl HeaderValue for String {
     fn parse_value(s: &str) -> Option<Self> {
         Some(s.to_string())
@@ -86,14 +95,54 @@ pub fn optional<T: HeaderValue>(
     }
 }
 
-/// Declare a header struct. Fields are `name: Type => "javaName"` (required) or
-/// `name: Option<Type> => "javaName"` (optional).
+/// How one header field (a value type or `Option` of it) is read from / written to extFields.
+/// Implemented for every [`HeaderValue`] type `T` (required) and `Option<T>` (optional).
+pub trait HeaderField: Sized {
+    fn read_field(ext: &HashMap<String, String>, key: &'static str) -> Result<Self, RemotingError>;
+    fn write_field(&self, ext: &mut HashMap<String, String>, key: &'static str);
+}
+
+macro_rules! header_field {
+    ($($t:ty),*) => {$(
+        impl HeaderField for $t {
+            fn read_field(
+                ext: &HashMap<String, String>,
+                key: &'static str,
+            ) -> Result<Self, RemotingError> {
+                required(ext, key)
+            }
+            fn write_field(&self, ext: &mut HashMap<String, String>, key: &'static str) {
+                ext.insert(key.to_string(), self.write_value());
+            }
+        }
+        impl HeaderField for Option<$t> {
+            fn read_field(
+                ext: &HashMap<String, String>,
+                key: &'static str,
+            ) -> Result<Self, RemotingError> {
+                optional(ext, key)
+            }
+            fn write_field(&self, ext: &mut HashMap<String, String>, key: &'static str) {
+                if let Some(v) = self {
+                    ext.insert(key.to_string(), v.write_value());
+                }
+            }
+        }
+    )*};
+}
+header_field!(i8, i16, i32, i64, u8, u16, u32, u64, f64, bool, String);
+
+/// Declare a header struct. Fields are `name: Type => "javaName"`; `Option<Type>` fields
+/// are optional (absent → `None`), others required (absent → `MissingField`).
+/// Doc comments/attributes on the struct and on fields are allowed.
 ///
-/// ```ignore
-/// command_header! {
+/// ```
+/// remoting::command_header! {
+///     /// QUERY_CONSUMER_OFFSET request.
 ///     pub struct QueryConsumerOffsetRequestHeader {
 ///         consumer_group: String => "consumerGroup",
 ///         topic: String => "topic",
+///         /// Queue index.
 ///         queue_id: i32 => "queueId",
 ///         set_zero_if_not_found: Option<bool> => "setZeroIfNotFound",
 ///     }
@@ -104,60 +153,39 @@ macro_rules! command_header {
     (
         $(#[$meta:meta])*
         pub struct $name:ident {
-            $( $field:ident : $($ty:ident)::+ $(<$inner:ty>)? => $key:literal ),* $(,)?
+            $( $(#[$fmeta:meta])* $field:ident : $ty:ty => $key:literal ),* $(,)?
         }
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Default, PartialEq)]
         pub struct $name {
-            $( pub $field: $($ty)::+ $(<$inner>)?, )*
+            $( $(#[$fmeta])* pub $field: $ty, )*
         }
 
         impl $crate::headers::CommandHeader for $name {
+            #[allow(unused_variables)]
             fn write_to(&self, ext: &mut ::std::collections::HashMap<String, String>) {
-                $( $crate::__header_write!(ext, self.$field, $key, $($ty)::+ $(<$inner>)?); )*
+                $( <$ty as $crate::headers::HeaderField>::write_field(&self.$field, ext, $key); )*
             }
+            #[allow(unused_variables)]
             fn read_from(
                 ext: &::std::collections::HashMap<String, String>,
-            ) -> Result<Self, $crate::RemotingError> {
-                Ok($name {
-                    $( $field: $crate::__header_read!(ext, $key, $($ty)::+ $(<$inner>)?), )*
+            ) -> ::std::result::Result<Self, $crate::RemotingError> {
+                ::std::result::Result::Ok($name {
+                    $( $field: <$ty as $crate::headers::HeaderField>::read_field(ext, $key)?, )*
                 })
             }
         }
     };
 }
 
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __header_write {
-    ($ext:ident, $value:expr, $key:literal, Option<$inner:ty>) => {
-        if let Some(v) = &$value {
-            $ext.insert(
-                $key.to_string(),
-                $crate::headers::HeaderValue::write_value(v),
-            );
-        }
-    };
-    ($ext:ident, $value:expr, $key:literal, $ty:ty) => {
-        $ext.insert(
-            $key.to_string(),
-            $crate::headers::HeaderValue::write_value(&$value),
-        );
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __header_read {
-    ($ext:ident, $key:literal, Option<$inner:ty>) => {
-        $crate::headers::optional::<$inner>($ext, $key)?
-    };
-    ($ext:ident, $key:literal, $ty:ty) => {
-        $crate::headers::required::<$ty>($ext, $key)?
-    };
-}
-
 // Typed headers for every request family live in submodules, one per family.
-// (Filled in by the remoting work: send, pull, offset, heartbeat, consumer, lock,
-// admin, query, namesrv.)
+pub mod admin;
+pub mod consumer;
+pub mod lock;
+pub mod namesrv;
+pub mod offset;
+pub mod pull;
+pub mod query;
+pub mod send;
+pub mod transaction;

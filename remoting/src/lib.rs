@@ -10,8 +10,10 @@
 //! - [`server`]: accept loop, per-connection tasks, dispatch by code to processors.
 //! - [`connection`]: a connection handle used for server→client requests and by the client.
 //! - [`client`]: request/response client with timeouts (used by namesrv-client, tests, benchmark).
+//! - [`body`]: JSON bodies (heartbeat, lock, route, stats) and fastjson-compatible emitters.
 //! - [`shutdown`]: cooperative shutdown signal.
 
+pub mod body;
 pub mod client;
 pub mod codes;
 pub mod command;
@@ -23,5 +25,12 @@ pub mod headers;
 pub mod server;
 pub mod shutdown;
 
+pub use client::{ClientConfig, RemotingClient};
 pub use command::{LanguageCode, RemotingCommand, SerializeType};
+pub use connection::ConnectionContext;
 pub use error::RemotingError;
+pub use server::{
+    processor_fn, Dispatcher, ProcessError, ProcessFuture, ProcessResult, RemotingServer,
+    RequestProcessor, ServerConfig, SharedProcessor,
+};
+pub use shutdown::Shutdown;

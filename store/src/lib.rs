@@ -1,1 +1,26 @@
-//! Message store (placeholder; the store work fills this in).
+//! Message store: a RocketMQ-compatible commitlog (records in the exact Java layout), consume
+//! queues, the key index, dispatch, retention and recovery. See README.md.
+
+pub mod commitlog;
+pub mod config;
+mod consume_queue;
+pub mod env;
+pub mod error;
+pub mod file_log;
+mod index;
+mod mapped_file;
+pub mod message;
+pub mod store;
+
+pub use commitlog::{AppendRequest, AppendResult, CommitLog, LogRead, QueueOffsetTable, Watermark};
+pub use config::{parse_delay_levels, FlushDiskType, StoreConfig};
+pub use consume_queue::{CqUnit, CQ_UNIT_SIZE};
+pub use env::{Clock, DiskProbe, FileAllocator, StoreEnv, SystemClock};
+pub use error::StoreError;
+pub use file_log::FileCommitLog;
+pub use index::index_key_hash;
+pub use message::{MessageExt, MessageToStore};
+pub use store::{
+    AcceptAllFilter, ArrivalListener, GetMessageResult, GetMessageStatus, MessageFilter,
+    MessageStore, PutMessageResult, QueryMessageResult, StoreStats,
+};

@@ -1,0 +1,420 @@
+//! Builds and runs a broker (Java `BrokerController`): opens the metadata managers and the
+//! store, wires every processor into the remoting dispatcher, starts the background tasks
+//! (offset persistence, client-channel expiry, NameServer registration, long polling,
+//! delay delivery) and shuts everything down in order.
+//!
+//! Shutdown order (as Java): UNREGISTER_BROKER, stop serving, persist metadata and
+//! consumer offsets, flush and close the store.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use remoting::server::{Dispatcher, RemotingServer, ServerConfig, SharedProcessor};
+use remoting::shutdown::Shutdown;
+use tokio::task::JoinHandle;
+
+use crate::client::{ConsumerManager, ProducerManager};
+use crate::config::{BrokerConfig, ConfigError, FlushDiskType};
+use crate::consumer_offset::ConsumerOffsetManager;
+use crate::context::{BrokerContext, RegisterTrigger};
+use crate::lock_manager::RebalanceLockManager;
+use crate::processor;
+use crate::subscription_group::SubscriptionGroupManager;
+use crate::topic_config::{now_ms, perm, TopicConfigManager};
+
+/// How often silent client channels are looked for (Java: every 10 s).
+const CHANNEL_SCAN_INTERVAL_MS: u64 = 10_000;
+/// How long start-up waits for the first registration round.
+const FIRST_REGISTER_WAIT_SLACK_MS: u64 = 1_000;
+/// Upper bound on waiting for background tasks at shutdown.
+const SHUTDOWN_TASK_WAIT_MS: u64 = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("metadata: {0}")]
+    Metadata(#[from] std::io::Error),
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("remoting: {0}")]
+    Remoting(#[from] remoting::RemotingError),
+    #[error("embedded namesrv: {0}")]
+    Namesrv(String),
+    #[error("start-up task failed: {0}")]
+    Join(String),
+}
+
+/// A running broker.
+pub struct Broker {
+    pub ctx: Arc<BrokerContext>,
+    local_addr: SocketAddr,
+    namesrv: Option<Arc<namesrv_client::NamesrvClient>>,
+    embedded_namesrv: Option<(namesrv::NameServerHandle, Shutdown)>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn bad(key: &str, value: impl std::fmt::Display, reason: &str) -> ConfigError {
+    ConfigError::BadValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The store configuration implied by the broker configuration.
+pub fn store_config(config: &BrokerConfig, store_host: SocketAddr) -> store::StoreConfig {
+    store::StoreConfig {
+        store_path_root_dir: config.store_path_root_dir.clone().into(),
+        mapped_file_size_commit_log: config.mapped_file_size_commit_log,
+        mapped_file_size_consume_queue_units: (config.mapped_file_size_consume_queue
+            / store::CQ_UNIT_SIZE as u64)
+            .max(1),
+        flush_disk_type: match config.flush_disk_type {
+            FlushDiskType::AsyncFlush => store::FlushDiskType::AsyncFlush,
+            FlushDiskType::SyncFlush => store::FlushDiskType::SyncFlush,
+        },
+        flush_interval_commit_log_ms: config.flush_interval_commit_log,
+        flush_interval_consume_queue_ms: config.flush_interval_consume_queue,
+        max_message_size_bytes: config.max_message_size,
+        file_reserved_time_hours: config.file_reserved_time,
+        delete_when: config.delete_when.clone(),
+        disk_max_used_space_ratio: config.disk_max_used_space_ratio.min(100) as u8,
+        message_delay_level: config.message_delay_level.clone(),
+        store_host,
+        max_hash_slot_num: config.max_hash_slot_num,
+        max_index_num: config.max_index_num,
+        sync_flush_timeout_ms: config.sync_flush_timeout,
+        max_transfer_count_on_message_in_memory: config.max_transfer_count_on_message_in_memory,
+        max_transfer_bytes_on_message_in_memory: config.max_transfer_bytes_on_message_in_memory,
+        max_msgs_num_batch: config.max_msgs_num_batch,
+        ..store::StoreConfig::default()
+    }
+}
+
+/// The REGISTER_BROKER content for the current topic table (Java `registerBrokerAll`):
+/// when the broker is not read-write, every topic advertises the broker permission.
+pub fn registration(
+    config: &BrokerConfig,
+    topics: &TopicConfigManager,
+) -> namesrv_client::BrokerRegistration {
+    let snapshot = topics.snapshot();
+    let rw = perm::READ | perm::WRITE;
+    let override_perm = (config.broker_permission & rw != rw).then_some(config.broker_permission);
+    let table = snapshot
+        .topic_config_table
+        .into_iter()
+        .map(|(name, t)| {
+            let tc = namesrv_client::TopicConfig {
+                attributes: None,
+                order: t.order,
+                perm: override_perm.unwrap_or(t.perm),
+                read_queue_nums: t.read_queue_nums,
+                topic_filter_type: namesrv_client::TopicFilterType::from_name(
+                    &t.topic_filter_type,
+                )
+                .unwrap_or_default(),
+                topic_name: t.topic_name,
+                topic_sys_flag: t.topic_sys_flag,
+                write_queue_nums: t.write_queue_nums,
+            };
+            (name, tc)
+        })
+        .collect();
+    namesrv_client::BrokerRegistration {
+        cluster_name: config.broker_cluster_name.clone(),
+        broker_name: config.broker_name.clone(),
+        broker_addr: config.broker_addr(),
+        broker_id: config.broker_id,
+        ha_server_addr: config.ha_server_addr(),
+        topic_config_wrapper: namesrv_client::TopicConfigSerializeWrapper {
+            data_version: namesrv_client::DataVersion::new(
+                snapshot.data_version.timestamp,
+                snapshot.data_version.counter,
+            ),
+            topic_config_table: table,
+        },
+        filter_server_list: Vec::new(),
+        compressed: false,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BrokerError::Join(e.to_string()))
+}
+
+impl Broker {
+    /// Start a broker; returns once it serves requests (and, with NameServers configured,
+    /// after the first registration round finished or timed out).
+    pub async fn start(mut config: BrokerConfig) -> Result<Broker, BrokerError> {
+        config.validate()?;
+        let ip: IpAddr = config
+            .broker_ip1
+            .parse()
+            .map_err(|_| bad("brokerIP1", &config.broker_ip1, "expected an IP address"))?;
+        if config.listen_port == 0 {
+            // Tests: pick a free port now, because stored records carry the address.
+            let probe = std::net::TcpListener::bind((ip, 0))?;
+            config.listen_port = probe.local_addr()?.port();
+        }
+        let listen_addr = SocketAddr::new(ip, config.listen_port);
+
+        // Embedded NameServer first, so our own registration finds it.
+        let mut embedded_namesrv = None;
+        if let Some(addr) = &config.with_namesrv {
+            let ns_addr: SocketAddr = addr
+                .parse()
+                .map_err(|_| bad("withNamesrv", addr, "expected ip:port"))?;
+            let ns_shutdown = Shutdown::new();
+            let handle = namesrv::NameServer::start(
+                ns_addr,
+                namesrv::NamesrvConfig::default(),
+                ns_shutdown.clone(),
+            )
+            .await
+            .map_err(|e| BrokerError::Namesrv(e.to_string()))?;
+            tracing::info!(addr = %handle.local_addr(), "embedded NameServer started");
+            embedded_namesrv = Some((handle, ns_shutdown));
+        }
+
+        let config = Arc::new(config);
+        let (topic_config, subscription_groups, consumer_offsets) = {
+            let c = config.clone();
+            blocking(move || -> std::io::Result<_> {
+                Ok((
+                    TopicConfigManager::open(c.clone(), true)?,
+                    SubscriptionGroupManager::open(c.clone(), true)?,
+                    ConsumerOffsetManager::open(&c, true)?,
+                ))
+            })
+            .await??
+        };
+        let store = {
+            let sc = store_config(&config, listen_addr);
+            blocking(move || store::MessageStore::open(sc)).await??
+        };
+
+        let shutdown = Shutdown::new();
+        let ctx = Arc::new(BrokerContext {
+            config: config.clone(),
+            store,
+            topic_config,
+            subscription_groups,
+            consumer_offsets,
+            consumer_manager: Arc::new(ConsumerManager::new()),
+            producer_manager: Arc::new(ProducerManager::new()),
+            lock_manager: Arc::new(RebalanceLockManager::default()),
+            pull_hold: Arc::new(crate::long_polling::PullRequestHoldService::new()),
+            schedule: Arc::new(crate::schedule::ScheduleMessageService::new()),
+            register: Arc::new(RegisterTrigger::default()),
+            broker_addr: config.broker_addr(),
+            store_host: listen_addr,
+            shutdown: shutdown.clone(),
+        });
+        // Persist the built-in topics right away so topics.json always exists.
+        {
+            let t = ctx.topic_config.clone();
+            blocking(move || t.persist_blocking()).await??;
+        }
+
+        let dispatcher = build_dispatcher(&ctx);
+        let server = RemotingServer::bind(listen_addr, ServerConfig::default(), dispatcher).await?;
+        let local_addr = server.local_addr();
+        let mut tasks = vec![tokio::spawn(server.run(shutdown.clone()))];
+
+        ctx.pull_hold.start(ctx.clone());
+        ctx.schedule.start(ctx.clone());
+        tasks.push(tokio::spawn(offset_persist_loop(ctx.clone())));
+        tasks.push(tokio::spawn(channel_scan_loop(ctx.clone())));
+
+        let namesrv_addrs = config.namesrv_addrs();
+        let mut namesrv = None;
+        if !namesrv_addrs.is_empty() {
+            let client_cfg = namesrv_client::NamesrvClientConfig {
+                register_timeout_ms: config.register_broker_timeout_mills,
+                ..Default::default()
+            };
+            let client = Arc::new(namesrv_client::NamesrvClient::new(namesrv_addrs, client_cfg));
+            let source_ctx = ctx.clone();
+            let source: namesrv_client::RegistrationSource = Arc::new(move || {
+                registration(&source_ctx.config, &source_ctx.topic_config)
+            });
+            let handle = client.clone().start_periodic(
+                config.register_name_server_period,
+                source,
+                shutdown.clone(),
+            );
+            ctx.register.set(handle.clone());
+            tasks.push(tokio::spawn(topic_change_loop(ctx.clone())));
+            let wait_ms = config.register_broker_timeout_mills + FIRST_REGISTER_WAIT_SLACK_MS;
+            if tokio::time::timeout(Duration::from_millis(wait_ms), handle.wait_rounds(1))
+                .await
+                .is_err()
+            {
+                tracing::warn!("first NameServer registration did not finish in {wait_ms} ms");
+            } else if handle.last_ok_count() == 0 {
+                tracing::warn!(errors = ?handle.last_errors(), "first NameServer registration failed; retrying periodically");
+            }
+            namesrv = Some(client);
+        } else {
+            tracing::warn!("no namesrvAddr configured: clients cannot find this broker");
+        }
+
+        tracing::info!(
+            addr = %local_addr,
+            broker = %config.broker_name,
+            cluster = %config.broker_cluster_name,
+            id = config.broker_id,
+            "broker started"
+        );
+        Ok(Broker {
+            ctx,
+            local_addr,
+            namesrv,
+            embedded_namesrv,
+            tasks,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Graceful stop: UNREGISTER_BROKER, stop serving, persist metadata and offsets,
+    /// close the store.
+    pub async fn shutdown(self) {
+        let ctx = self.ctx;
+        if let Some(client) = &self.namesrv {
+            let reg = registration(&ctx.config, &ctx.topic_config);
+            match client.unregister_broker(&reg).await {
+                Ok(_) => tracing::info!("unregistered from NameServer"),
+                Err(e) => tracing::warn!(error = %e, "UNREGISTER_BROKER failed"),
+            }
+        }
+        ctx.shutdown.trigger();
+        let wait = futures::future::join_all(self.tasks);
+        if tokio::time::timeout(Duration::from_millis(SHUTDOWN_TASK_WAIT_MS), wait)
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop in {SHUTDOWN_TASK_WAIT_MS} ms");
+        }
+        let c = ctx.clone();
+        let persisted = tokio::task::spawn_blocking(move || {
+            for (what, r) in [
+                ("consumerOffset.json", c.consumer_offsets.persist_blocking().map(|_| ())),
+                ("topics.json", c.topic_config.persist_blocking()),
+                ("subscriptionGroup.json", c.subscription_groups.persist_blocking()),
+            ] {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "persisting {what} at shutdown failed");
+                }
+            }
+            c.store.shutdown();
+        })
+        .await;
+        if let Err(e) = persisted {
+            tracing::error!(error = %e, "shutdown persistence task failed");
+        }
+        if let Some((handle, ns_shutdown)) = self.embedded_namesrv {
+            ns_shutdown.trigger();
+            handle.join().await;
+        }
+        tracing::info!("broker stopped");
+    }
+}
+
+/// Every processor, registered by request code.
+pub fn build_dispatcher(ctx: &Arc<BrokerContext>) -> Dispatcher {
+    let mut d = Dispatcher::new();
+    let mut add = |codes: &[i32], p: SharedProcessor| d.register_many(codes, p);
+    add(
+        processor::heartbeat::CODES,
+        Arc::new(processor::heartbeat::HeartbeatProcessor::new(ctx.clone())),
+    );
+    add(
+        processor::consumer::CODES,
+        Arc::new(processor::consumer::ConsumerProcessor::new(ctx.clone())),
+    );
+    add(
+        processor::offset::CODES,
+        Arc::new(processor::offset::OffsetProcessor::new(ctx.clone())),
+    );
+    add(
+        processor::lock::CODES,
+        Arc::new(processor::lock::LockProcessor::new(ctx.clone())),
+    );
+    add(
+        processor::admin::CODES,
+        Arc::new(processor::admin::AdminProcessor::new(ctx.clone())),
+    );
+    add(
+        processor::send::CODES,
+        Arc::new(processor::send::SendMessageProcessor::new(ctx.clone())),
+    );
+    add(
+        processor::pull::CODES,
+        Arc::new(processor::pull::PullMessageProcessor::new(ctx.clone())),
+    );
+    add(
+        processor::query::CODES,
+        Arc::new(processor::query::QueryMessageProcessor::new(ctx.clone())),
+    );
+    add(
+        processor::stats::CODES,
+        Arc::new(processor::stats::StatsProcessor::new(ctx.clone())),
+    );
+    d
+}
+
+/// consumerOffset.json every `flushConsumerOffsetInterval`, on a blocking thread.
+async fn offset_persist_loop(ctx: Arc<BrokerContext>) {
+    let mut ticker =
+        tokio::time::interval(Duration::from_millis(ctx.config.flush_consumer_offset_interval));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.wait() => break,
+            _ = ticker.tick() => {}
+        }
+        let offsets = ctx.consumer_offsets.clone();
+        match tokio::task::spawn_blocking(move || offsets.persist_blocking()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "persisting consumer offsets failed"),
+            Err(e) => tracing::error!(error = %e, "offset persist task failed"),
+        }
+    }
+}
+
+/// Expire client channels silent for 120 s.
+async fn channel_scan_loop(ctx: Arc<BrokerContext>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(CHANNEL_SCAN_INTERVAL_MS));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.wait() => break,
+            _ = ticker.tick() => {}
+        }
+        let now = now_ms();
+        for change in ctx.consumer_manager.scan_not_active_channel(now) {
+            processor::consumer::notify_consumer_ids_changed(&ctx, change);
+        }
+        ctx.producer_manager.scan_not_active_channel(now);
+    }
+}
+
+/// Re-register at once whenever the topic table changed.
+async fn topic_change_loop(ctx: Arc<BrokerContext>) {
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.wait() => break,
+            _ = ctx.topic_config.changes().notified() => ctx.register.register_now(),
+        }
+    }
+}

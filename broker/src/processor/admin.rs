@@ -1,0 +1,261 @@
+//! Topic and subscription-group admin, runtime info and connection lists (Java
+//! `AdminBrokerProcessor`, codes.md §3.15).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use remoting::codes::{request, response};
+use remoting::connection::ConnectionContext;
+use remoting::headers::admin::{
+    CreateTopicRequestHeader, DeleteSubscriptionGroupRequestHeader, DeleteTopicRequestHeader,
+    QueryTopicConsumeByWhoRequestHeader,
+};
+use remoting::headers::consumer::GetConsumerConnectionListRequestHeader;
+use remoting::server::{ProcessFuture, RequestProcessor};
+use remoting::RemotingCommand;
+use serde_json::{json, Value};
+
+use super::{bad_request, ready, success};
+use crate::config::BrokerRole;
+use crate::context::BrokerContext;
+use crate::subscription_group::SubscriptionGroupConfig;
+use crate::topic_config::{is_system_topic, validate_topic_name, TopicConfig};
+
+pub const CODES: &[i32] = &[
+    request::UPDATE_AND_CREATE_TOPIC,
+    request::DELETE_TOPIC_IN_BROKER,
+    request::GET_ALL_TOPIC_CONFIG,
+    request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
+    request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG,
+    request::DELETE_SUBSCRIPTIONGROUP,
+    request::GET_BROKER_RUNTIME_INFO,
+    request::GET_CONSUMER_CONNECTION_LIST,
+    request::GET_ALL_CONSUMER_OFFSET,
+    request::QUERY_TOPIC_CONSUME_BY_WHO,
+    request::GET_BROKER_CONFIG,
+];
+
+/// Largest subscription-group body we decode.
+const GROUP_BODY_MAX_BYTES: usize = 64 * 1024;
+
+pub struct AdminProcessor {
+    ctx: Arc<BrokerContext>,
+    boot_timestamp_ms: i64,
+}
+
+impl AdminProcessor {
+    pub fn new(ctx: Arc<BrokerContext>) -> Self {
+        AdminProcessor {
+            ctx,
+            boot_timestamp_ms: crate::topic_config::now_ms(),
+        }
+    }
+
+    fn create_topic(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h: CreateTopicRequestHeader = match req.decode_header() {
+            Ok(h) => h,
+            Err(e) => return bad_request(req, e),
+        };
+        if self.ctx.config.broker_role == BrokerRole::Slave {
+            return bad_request(req, "can't create topic on a slave broker");
+        }
+        if let Err(e) = validate_topic_name(&h.topic) {
+            return bad_request(req, e);
+        }
+        if is_system_topic(&h.topic, &self.ctx.config) {
+            return bad_request(
+                req,
+                format!("The topic[{}] is conflict with system topic.", h.topic),
+            );
+        }
+        let filter = match h.topic_filter_type.as_str() {
+            "" => "SINGLE_TAG",
+            "SINGLE_TAG" | "MULTI_TAG" => h.topic_filter_type.as_str(),
+            other => return bad_request(req, format!("bad topicFilterType `{other}`")),
+        };
+        let tc = TopicConfig {
+            order: h.order,
+            perm: h.perm,
+            read_queue_nums: h.read_queue_nums,
+            topic_filter_type: filter.to_string(),
+            topic_name: h.topic.clone(),
+            topic_sys_flag: h.topic_sys_flag.unwrap_or(0),
+            write_queue_nums: h.write_queue_nums,
+        };
+        match self.ctx.topic_config.update(tc) {
+            // The topic manager's change signal makes the registration task re-register.
+            Ok(_) => success(req),
+            Err(e) => bad_request(req, e),
+        }
+    }
+
+    fn delete_topic(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h: DeleteTopicRequestHeader = match req.decode_header() {
+            Ok(h) => h,
+            Err(e) => return bad_request(req, e),
+        };
+        if is_system_topic(&h.topic, &self.ctx.config) {
+            return bad_request(
+                req,
+                format!("The topic[{}] is conflict with system topic.", h.topic),
+            );
+        }
+        self.ctx.topic_config.delete(&h.topic);
+        self.ctx.consumer_offsets.remove_topic(&h.topic);
+        self.ctx.store.delete_topics(std::slice::from_ref(&h.topic));
+        success(req)
+    }
+
+    fn all_topic_config(&self, req: &RemotingCommand) -> RemotingCommand {
+        success(req).with_body(self.ctx.topic_config.encode().into_bytes())
+    }
+
+    fn create_group(&self, req: &RemotingCommand) -> RemotingCommand {
+        if req.body.len() > GROUP_BODY_MAX_BYTES {
+            return bad_request(req, "subscription group body too large");
+        }
+        let g: SubscriptionGroupConfig = match serde_json::from_slice(&req.body) {
+            Ok(g) => g,
+            Err(e) => return bad_request(req, format!("bad subscription group body: {e}")),
+        };
+        match self.ctx.subscription_groups.update(g) {
+            Ok(()) => success(req),
+            Err(e) => bad_request(req, e),
+        }
+    }
+
+    fn delete_group(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h: DeleteSubscriptionGroupRequestHeader = match req.decode_header() {
+            Ok(h) => h,
+            Err(e) => return bad_request(req, e),
+        };
+        self.ctx.subscription_groups.delete(&h.group_name);
+        if h.clean_offset == Some(true) {
+            self.ctx.consumer_offsets.remove_group(&h.group_name);
+        }
+        success(req)
+    }
+
+    fn runtime_info(&self, req: &RemotingCommand) -> RemotingCommand {
+        let s = self.ctx.store.runtime_stats();
+        let now = crate::topic_config::now_ms();
+        let mut t: BTreeMap<&str, String> = BTreeMap::new();
+        t.insert("brokerVersionDesc", "V4_9_7".to_string());
+        t.insert("brokerVersion", remoting::command::OUR_VERSION.to_string());
+        t.insert("bootTimestamp", self.boot_timestamp_ms.to_string());
+        t.insert(
+            "runtime",
+            format!("{} ms", now.saturating_sub(self.boot_timestamp_ms)),
+        );
+        t.insert("brokerActive", "true".to_string());
+        t.insert("commitLogMinOffset", s.commit_log_min_offset.to_string());
+        t.insert("commitLogMaxOffset", s.commit_log_max_offset.to_string());
+        t.insert("commitLogDiskRatio", format!("{:.4}", s.commit_log_disk_ratio / 100.0));
+        t.insert("dispatchBehindBytes", s.dispatch_behind_bytes.to_string());
+        t.insert("putTps", format!("{:.2}", s.put_tps));
+        t.insert("putMessageTimesTotal", s.put_message_times_total.to_string());
+        t.insert("putMessageSizeTotal", s.put_message_size_total.to_string());
+        t.insert("getMessageTimesTotal", s.get_message_times_total.to_string());
+        t.insert("getFoundTotal", s.get_message_found_total.to_string());
+        t.insert("diskFull", s.disk_full.to_string());
+        t.insert("msgPutTotalTodayNow", s.put_message_times_total.to_string());
+        t.insert(
+            "pullHeldCount",
+            self.ctx.pull_hold.held_count().to_string(),
+        );
+        t.insert(
+            "consumerGroups",
+            self.ctx.consumer_manager.groups().len().to_string(),
+        );
+        success(req).with_body(json!({ "table": t }).to_string().into_bytes())
+    }
+
+    fn consumer_connections(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h: GetConsumerConnectionListRequestHeader = match req.decode_header() {
+            Ok(h) => h,
+            Err(e) => return bad_request(req, e),
+        };
+        let Some(info) = self.ctx.consumer_manager.group_info(&h.consumer_group) else {
+            return RemotingCommand::error_response(
+                req,
+                response::CONSUMER_NOT_ONLINE,
+                format!("the consumer group[{}] not online", h.consumer_group),
+            );
+        };
+        let connections: Vec<Value> = info
+            .channels
+            .values()
+            .map(|c| {
+                json!({
+                    "clientAddr": c.conn.peer_addr().to_string(),
+                    "clientId": c.client_id,
+                    "language": c.language.name(),
+                    "version": c.version,
+                })
+            })
+            .collect();
+        let subs: serde_json::Map<String, Value> = info
+            .subscriptions
+            .iter()
+            .map(|(t, s)| (t.clone(), s.to_json_value()))
+            .collect();
+        let body = json!({
+            "connectionSet": connections,
+            "consumeFromWhere": info.consume_from_where.name(),
+            "consumeType": info.consume_type.name(),
+            "messageModel": info.message_model.name(),
+            "subscriptionTable": subs,
+        });
+        success(req).with_body(body.to_string().into_bytes())
+    }
+
+    fn topic_consumed_by_who(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h: QueryTopicConsumeByWhoRequestHeader = match req.decode_header() {
+            Ok(h) => h,
+            Err(e) => return bad_request(req, e),
+        };
+        let mut groups = self.ctx.consumer_manager.groups_by_topic(&h.topic);
+        groups.extend(self.ctx.consumer_offsets.groups_of_topic(&h.topic));
+        groups.sort();
+        groups.dedup();
+        success(req).with_body(json!({ "groupList": groups }).to_string().into_bytes())
+    }
+
+    fn broker_config(&self, req: &RemotingCommand) -> RemotingCommand {
+        let mut text = String::new();
+        for (k, v) in self.ctx.config.to_properties() {
+            text.push_str(k);
+            text.push('=');
+            text.push_str(&v);
+            text.push('\n');
+        }
+        success(req).with_body(text.into_bytes())
+    }
+}
+
+impl RequestProcessor for AdminProcessor {
+    fn process(&self, _conn: ConnectionContext, req: RemotingCommand) -> ProcessFuture {
+        let resp = match req.code {
+            request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req),
+            request::DELETE_TOPIC_IN_BROKER => self.delete_topic(&req),
+            request::GET_ALL_TOPIC_CONFIG => self.all_topic_config(&req),
+            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.create_group(&req),
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => success(&req)
+                .with_body(self.ctx.subscription_groups.encode().into_bytes()),
+            request::DELETE_SUBSCRIPTIONGROUP => self.delete_group(&req),
+            request::GET_BROKER_RUNTIME_INFO => self.runtime_info(&req),
+            request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(&req),
+            request::GET_ALL_CONSUMER_OFFSET => {
+                success(&req).with_body(self.ctx.consumer_offsets.encode().into_bytes())
+            }
+            request::QUERY_TOPIC_CONSUME_BY_WHO => self.topic_consumed_by_who(&req),
+            request::GET_BROKER_CONFIG => self.broker_config(&req),
+            other => RemotingCommand::error_response(
+                &req,
+                response::REQUEST_CODE_NOT_SUPPORTED,
+                format!("request code {other} not supported"),
+            ),
+        };
+        ready(resp)
+    }
+}

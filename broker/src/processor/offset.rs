@@ -1,0 +1,126 @@
+//! QUERY_CONSUMER_OFFSET (14) / UPDATE_CONSUMER_OFFSET (15) (Java
+//! `ConsumerManageProcessor`, codes.md §3.7).
+//!
+//! No committed offset: QUERY_NOT_FOUND (22), except — like Java — for a "young" queue
+//! (min offset 0, messages present, first message still within the memory window), where
+//! the answer is SUCCESS with offset 0 so a CONSUME_FROM_LAST_OFFSET consumer started right
+//! after its producer still sees the first messages. 5.x `setZeroIfNotFound=false` always
+//! gets QUERY_NOT_FOUND.
+
+use std::sync::{Arc, OnceLock};
+
+use remoting::codes::{request, response};
+use remoting::connection::ConnectionContext;
+use remoting::headers::offset::{
+    QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
+    UpdateConsumerOffsetRequestHeader,
+};
+use remoting::server::{ProcessFuture, RequestProcessor};
+use remoting::RemotingCommand;
+
+use super::{bad_request, ready, success};
+use crate::context::BrokerContext;
+
+pub const CODES: &[i32] = &[request::QUERY_CONSUMER_OFFSET, request::UPDATE_CONSUMER_OFFSET];
+
+/// Java `accessMessageInMemoryMaxRatio` (40 % of physical memory).
+const ACCESS_MESSAGE_IN_MEMORY_MAX_RATIO_PERCENT: u64 = 40;
+/// Used when the physical memory size cannot be read.
+const FALLBACK_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Bytes of commitlog (counted back from its end) considered "in memory".
+fn in_memory_window_bytes() -> i64 {
+    static WINDOW: OnceLock<i64> = OnceLock::new();
+    *WINDOW.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions; it only reads system configuration.
+        let (pages, page_size) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        let total = if pages > 0 && page_size > 0 {
+            (pages as u64).saturating_mul(page_size as u64)
+        } else {
+            FALLBACK_MEMORY_BYTES
+        };
+        (total / 100 * ACCESS_MESSAGE_IN_MEMORY_MAX_RATIO_PERCENT).min(i64::MAX as u64) as i64
+    })
+}
+
+pub struct OffsetProcessor {
+    ctx: Arc<BrokerContext>,
+}
+
+impl OffsetProcessor {
+    pub fn new(ctx: Arc<BrokerContext>) -> Self {
+        OffsetProcessor { ctx }
+    }
+
+    fn query(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h: QueryConsumerOffsetRequestHeader = match req.decode_header() {
+            Ok(h) => h,
+            Err(e) => return bad_request(req, e),
+        };
+        let found = self
+            .ctx
+            .consumer_offsets
+            .query(&h.consumer_group, &h.topic, h.queue_id);
+        let offset = match found {
+            Some(o) => Some(o),
+            None if h.set_zero_if_not_found != Some(false) && self.is_young_queue(&h.topic, h.queue_id) => {
+                Some(0)
+            }
+            None => None,
+        };
+        match offset {
+            Some(offset) => {
+                success(req).with_header(&QueryConsumerOffsetResponseHeader { offset })
+            }
+            None => RemotingCommand::error_response(
+                req,
+                response::QUERY_NOT_FOUND,
+                "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
+            ),
+        }
+    }
+
+    /// Java: `minOffset <= 0 && !checkInDiskByConsumeOffset(topic, queueId, 0)`. We have no
+    /// per-unit physical offset here, so "in memory" is approximated by the whole commitlog
+    /// span fitting in the memory window (then every message, including the queue's first,
+    /// is in it). Empty queues answer QUERY_NOT_FOUND: the client's fallback lands on 0
+    /// anyway.
+    fn is_young_queue(&self, topic: &str, queue_id: i32) -> bool {
+        let store = &self.ctx.store;
+        store.min_offset_in_queue(topic, queue_id) <= 0
+            && store.max_offset_in_queue(topic, queue_id) > 0
+            && store.commit_log_max_offset() - store.commit_log_min_offset()
+                <= in_memory_window_bytes()
+    }
+
+    fn update(&self, req: &RemotingCommand) -> RemotingCommand {
+        let h: UpdateConsumerOffsetRequestHeader = match req.decode_header() {
+            Ok(h) => h,
+            Err(e) => return bad_request(req, e),
+        };
+        match self
+            .ctx
+            .consumer_offsets
+            .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset)
+        {
+            Ok(()) => success(req),
+            Err(e) => bad_request(req, e),
+        }
+    }
+}
+
+impl RequestProcessor for OffsetProcessor {
+    fn process(&self, _conn: ConnectionContext, req: RemotingCommand) -> ProcessFuture {
+        let resp = if req.code == request::QUERY_CONSUMER_OFFSET {
+            self.query(&req)
+        } else {
+            self.update(&req)
+        };
+        ready(resp)
+    }
+}

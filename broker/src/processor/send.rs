@@ -1,0 +1,657 @@
+//! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310), SEND_BATCH_MESSAGE (320) and
+//! CONSUMER_SEND_MSG_BACK (36).
+//!
+//! Java reference: `broker/.../processor/SendMessageProcessor.java` and
+//! `AbstractSendMessageProcessor.java` (`msgCheck`, retry/DLQ handling, send-back),
+//! `common/.../topic/TopicValidator.java`; docs/protocol/codes.md §3.1, §3.2, §3.10 and
+//! special-topics.md §1, §4, §5.
+//!
+//! Every response to a successful send carries extFields `msgId` (offset id, upper-case
+//! hex; batch: comma-joined), `queueId`, `queueOffset`, `MSG_REGION` and `TRACE_ON`: the
+//! Java client dereferences them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use remoting::codes::{request, response};
+use remoting::command_header;
+use remoting::connection::ConnectionContext;
+use remoting::server::{ProcessFuture, RequestProcessor};
+use remoting::RemotingCommand;
+use store::message::{self as msg, property, sys_flag, MessageToStore};
+use store::StoreError;
+
+use crate::context::BrokerContext;
+use crate::topic_config::{
+    self as topics, perm, TopicConfig, DLQ_GROUP_TOPIC_PREFIX as DLQ_PREFIX,
+    RETRY_GROUP_TOPIC_PREFIX as RETRY_PREFIX, TRANS_HALF_TOPIC,
+};
+
+pub const CODES: &[i32] = &[
+    request::SEND_MESSAGE,
+    request::SEND_MESSAGE_V2,
+    request::SEND_BATCH_MESSAGE,
+    request::CONSUMER_SEND_MSG_BACK,
+];
+
+/// Longest topic name the Java broker accepts (`TopicValidator.TOPIC_MAX_LENGTH`).
+pub const TOPIC_MAX_LEN: usize = 127;
+/// Properties string limit: signed 16-bit length in the record (message-format.md §1).
+pub const PROPERTIES_MAX_LEN: usize = i16::MAX as usize;
+/// Inner messages per batch we accept (a batch is ≤ 4 MiB, so this only bounds garbage).
+pub const BATCH_MAX_MESSAGES: usize = 65_536;
+/// Largest inflated batch body: a zlib bomb must not take the broker's memory.
+pub const BATCH_MAX_INFLATED_BYTES: usize = 8 * 1024 * 1024;
+/// Highest delay level when the configured level list cannot be read (Java default: 18 = 2 h).
+pub const MAX_RETRY_DELAY_LEVEL: i32 = 18;
+
+
+command_header! {
+    /// `SendMessageRequestHeader` (V1 field names).
+    pub struct SendMessageRequestHeader {
+        producer_group: String => "producerGroup",
+        topic: String => "topic",
+        default_topic: String => "defaultTopic",
+        default_topic_queue_nums: i32 => "defaultTopicQueueNums",
+        queue_id: i32 => "queueId",
+        sys_flag: i32 => "sysFlag",
+        born_timestamp: i64 => "bornTimestamp",
+        flag: i32 => "flag",
+        properties: Option<String> => "properties",
+        reconsume_times: Option<i32> => "reconsumeTimes",
+        unit_mode: Option<bool> => "unitMode",
+        max_reconsume_times: Option<i32> => "maxReconsumeTimes",
+        batch: Option<bool> => "batch",
+    }
+}
+
+command_header! {
+    /// `SendMessageRequestHeaderV2`: the same fields under one-letter keys.
+    pub struct SendMessageRequestHeaderV2 {
+        a: String => "a",
+        b: String => "b",
+        c: String => "c",
+        d: i32 => "d",
+        e: i32 => "e",
+        f: i32 => "f",
+        g: i64 => "g",
+        h: i32 => "h",
+        i: Option<String> => "i",
+        j: Option<i32> => "j",
+        k: Option<bool> => "k",
+        l: Option<i32> => "l",
+        m: Option<bool> => "m",
+    }
+}
+
+impl From<SendMessageRequestHeaderV2> for SendMessageRequestHeader {
+    fn from(v: SendMessageRequestHeaderV2) -> Self {
+        SendMessageRequestHeader {
+            producer_group: v.a,
+            topic: v.b,
+            default_topic: v.c,
+            default_topic_queue_nums: v.d,
+            queue_id: v.e,
+            sys_flag: v.f,
+            born_timestamp: v.g,
+            flag: v.h,
+            properties: v.i,
+            reconsume_times: v.j,
+            unit_mode: v.k,
+            max_reconsume_times: v.l,
+            batch: v.m,
+        }
+    }
+}
+
+command_header! {
+    /// `ConsumerSendMsgBackRequestHeader` (codes.md §3.10).
+    pub struct ConsumerSendMsgBackRequestHeader {
+        offset: i64 => "offset",
+        group: String => "group",
+        delay_level: i32 => "delayLevel",
+        origin_msg_id: Option<String> => "originMsgId",
+        origin_topic: Option<String> => "originTopic",
+        unit_mode: Option<bool> => "unitMode",
+        max_reconsume_times: Option<i32> => "maxReconsumeTimes",
+    }
+}
+
+pub struct SendMessageProcessor {
+    ctx: Arc<BrokerContext>,
+}
+
+impl SendMessageProcessor {
+    pub fn new(ctx: Arc<BrokerContext>) -> Self {
+        SendMessageProcessor { ctx }
+    }
+}
+
+impl RequestProcessor for SendMessageProcessor {
+    fn process(&self, conn: ConnectionContext, request: RemotingCommand) -> ProcessFuture {
+        let ctx = Arc::clone(&self.ctx);
+        let born_host = conn.peer_addr();
+        Box::pin(async move {
+            let resp = match request.code {
+                request::CONSUMER_SEND_MSG_BACK => consumer_send_msg_back(&ctx, &request).await,
+                _ => send_message(&ctx, &request, born_host).await,
+            };
+            Ok(Some(resp))
+        })
+    }
+}
+
+/// An error answer: response code + remark.
+type Reject = (i32, String);
+
+fn reject(code: i32, remark: impl Into<String>) -> Reject {
+    (code, remark.into())
+}
+
+/// Decode either header form.
+pub fn decode_send_header(request: &RemotingCommand) -> Result<SendMessageRequestHeader, String> {
+    let r = match request.code {
+        request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => request
+            .decode_header::<SendMessageRequestHeaderV2>()
+            .map(Into::into)
+            // Some clients send V1 names on V2 codes; accept them too.
+            .or_else(|_| request.decode_header::<SendMessageRequestHeader>()),
+        _ => request
+            .decode_header::<SendMessageRequestHeader>()
+            .or_else(|_| request.decode_header::<SendMessageRequestHeaderV2>().map(Into::into)),
+    };
+    r.map_err(|e| e.to_string())
+}
+
+/// SEND_MESSAGE / V2 / BATCH.
+pub async fn send_message(
+    ctx: &Arc<BrokerContext>,
+    request: &RemotingCommand,
+    born_host: SocketAddr,
+) -> RemotingCommand {
+    match send_message_inner(ctx, request, born_host).await {
+        Ok(resp) => resp,
+        Err((code, remark)) => RemotingCommand::error_response(request, code, remark),
+    }
+}
+
+async fn send_message_inner(
+    ctx: &Arc<BrokerContext>,
+    request: &RemotingCommand,
+    born_host: SocketAddr,
+) -> Result<RemotingCommand, Reject> {
+    let header = decode_send_header(request).map_err(|e| reject(response::SYSTEM_ERROR, e))?;
+    let is_batch = request.code == request::SEND_BATCH_MESSAGE;
+    if ctx.config.broker_id != 0 {
+        return Err(reject(
+            response::SERVICE_NOT_AVAILABLE,
+            "the broker is a slave, sending messages is forbidden",
+        ));
+    }
+    let topic_config = check_topic(ctx, &header, born_host)?;
+
+    // Queue selection (Java: random write queue when < 0).
+    let queue_nums = topic_config.write_queue_nums.max(topic_config.read_queue_nums);
+    let mut queue_id = header.queue_id;
+    if queue_id < 0 {
+        queue_id = random_queue(topic_config.write_queue_nums);
+    }
+    if queue_id >= queue_nums {
+        return Err(reject(
+            response::SYSTEM_ERROR,
+            format!(
+                "request queueId[{queue_id}] is illegal, topic:[{}] readQueueNums:[{}] writeQueueNums:[{}]",
+                header.topic, topic_config.read_queue_nums, topic_config.write_queue_nums
+            ),
+        ));
+    }
+    if ctx.config.broker_permission & perm::WRITE == 0 && topic_config.order {
+        return Err(reject(
+            response::NO_PERMISSION,
+            format!("the broker[{}] sending message is forbidden", ctx.config.broker_name),
+        ));
+    }
+
+    let mut topic = header.topic.clone();
+    let reconsume_times = header.reconsume_times.unwrap_or(0);
+    if topic.starts_with(RETRY_PREFIX) {
+        // Direct sends to a retry topic (client fallback, orderly consumer): after
+        // maxReconsumeTimes the message goes to the group's DLQ.
+        let group = &topic[RETRY_PREFIX.len()..];
+        let group_config = ctx.subscription_groups.find_or_auto_create(group).ok_or_else(|| {
+            reject(
+                response::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!("subscription group not exist, {group}"),
+            )
+        })?;
+        let max = header
+            .max_reconsume_times
+            .unwrap_or(group_config.retry_max_times);
+        if reconsume_times >= max {
+            ensure_dlq_topic(ctx, group)?;
+            topic = topics::dlq_topic(group);
+            queue_id = 0;
+        }
+    }
+
+    let header_props = header.properties.clone().unwrap_or_default();
+    if is_batch {
+        return send_batch(ctx, request, &header, topic, queue_id, born_host, &header_props).await;
+    }
+
+    if request.body.len() > ctx.config.max_message_size {
+        return Err(reject(
+            response::MESSAGE_ILLEGAL,
+            format!(
+                "message body size {} exceeds the limit {}",
+                request.body.len(),
+                ctx.config.max_message_size
+            ),
+        ));
+    }
+    let mut sys_flag = header.sys_flag;
+    if topic_config.topic_filter_type == "MULTI_TAG" {
+        sys_flag |= sys_flag::MULTI_TAGS_FLAG;
+    }
+    let mut props = header_props;
+    // 4.9.7 strips WAIT from the stored copy and adds CLUSTER to every message.
+    if msg::property_value(&props, property::WAIT).is_some() {
+        let mut map = msg::decode_properties(&props);
+        map.remove(property::WAIT);
+        props = msg::encode_properties(&map);
+    }
+    props = msg::set_property(&props, property::CLUSTER, &ctx.config.broker_cluster_name);
+    let mut queue_id = queue_id;
+    if msg::property_value(&props, property::TRAN_MSG).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        if ctx.config.reject_transaction_message {
+            return Err(reject(
+                response::NO_PERMISSION,
+                format!("the broker[{}] sending transaction message is forbidden", ctx.config.broker_name),
+            ));
+        }
+        // Half message: parked in the half topic until END_TRANSACTION (special-topics.md §4).
+        props = msg::set_property(&props, property::REAL_TOPIC, &topic);
+        props = msg::set_property(&props, property::REAL_QID, &queue_id.to_string());
+        sys_flag &= !sys_flag::TRANSACTION_ROLLBACK_TYPE;
+        topic = TRANS_HALF_TOPIC.to_string();
+        queue_id = 0;
+    }
+    if props.len() > PROPERTIES_MAX_LEN {
+        return Err(reject(
+            response::MESSAGE_ILLEGAL,
+            format!("message properties length {} exceeds {PROPERTIES_MAX_LEN}", props.len()),
+        ));
+    }
+    let uniq_key = msg::property_value(&props, property::UNIQ_KEY).map(str::to_string);
+    let mut m = MessageToStore::new(topic, queue_id, request.body.clone(), props);
+    m.flag = header.flag;
+    m.sys_flag = sys_flag;
+    m.born_timestamp_ms = header.born_timestamp;
+    m.born_host = born_host;
+    m.store_host = ctx.store_host;
+    m.reconsume_times = reconsume_times;
+
+    let put = ctx.store.put_message(m).await.map_err(store_reject)?;
+    Ok(send_ok(ctx, request, &put.msg_id, queue_id, put.queue_offset, uniq_key))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_batch(
+    ctx: &Arc<BrokerContext>,
+    request: &RemotingCommand,
+    header: &SendMessageRequestHeader,
+    topic: String,
+    queue_id: i32,
+    born_host: SocketAddr,
+    header_props: &str,
+) -> Result<RemotingCommand, Reject> {
+    if topic.len() > TOPIC_MAX_LEN {
+        return Err(reject(
+            response::MESSAGE_ILLEGAL,
+            format!("batch topic length {} exceeds {TOPIC_MAX_LEN}", topic.len()),
+        ));
+    }
+    if request.body.len() > ctx.config.max_message_size {
+        return Err(reject(
+            response::MESSAGE_ILLEGAL,
+            format!("batch body size {} exceeds the limit {}", request.body.len(), ctx.config.max_message_size),
+        ));
+    }
+    let (items, inflated) = decode_batch(&request.body, header.sys_flag)
+        .map_err(|e| reject(response::MESSAGE_ILLEGAL, e))?;
+    if items.is_empty() {
+        return Err(reject(response::MESSAGE_ILLEGAL, "batch is empty"));
+    }
+    // Inner bodies are plain when we inflated the whole batch: the stored records must not
+    // claim to be compressed.
+    let sys_flag = if inflated {
+        header.sys_flag & !(sys_flag::COMPRESSED_FLAG | sys_flag::COMPRESSION_TYPE_MASK)
+    } else {
+        header.sys_flag
+    };
+    if sys_flag::transaction_value(sys_flag) != sys_flag::TRANSACTION_NOT_TYPE {
+        return Err(reject(response::MESSAGE_ILLEGAL, "batch messages cannot be transactional"));
+    }
+    // Batch-level properties (normally only WAIT) are appended to every inner message,
+    // plus CLUSTER, as the Java encoder does.
+    let mut extra = std::collections::HashMap::new();
+    msg::for_each_property(header_props, |k, v| {
+        extra.insert(k.to_string(), v.to_string());
+    });
+    extra.insert(property::CLUSTER.to_string(), ctx.config.broker_cluster_name.clone());
+    let extra = msg::encode_properties(&extra);
+    let reconsume_times = header.reconsume_times.unwrap_or(0);
+    let mut messages = Vec::with_capacity(items.len());
+    let mut uniq_keys = Vec::with_capacity(items.len());
+    for item in items {
+        if item.body.len() > ctx.config.max_message_size {
+            return Err(reject(response::MESSAGE_ILLEGAL, "inner message body too large"));
+        }
+        if msg::property_value(&item.properties, property::DELAY).is_some_and(|d| d != "0") {
+            return Err(reject(response::MESSAGE_ILLEGAL, "batch messages cannot be delayed"));
+        }
+        let mut props = item.properties;
+        if !props.is_empty() && !props.ends_with(msg::PROPERTY_SEPARATOR) {
+            props.push(msg::PROPERTY_SEPARATOR);
+        }
+        props.push_str(&extra);
+        if props.len() > PROPERTIES_MAX_LEN {
+            return Err(reject(response::MESSAGE_ILLEGAL, "inner message properties too long"));
+        }
+        if let Some(u) = msg::property_value(&props, property::UNIQ_KEY) {
+            uniq_keys.push(u.to_string());
+        }
+        let mut m = MessageToStore::new(topic.clone(), queue_id, item.body, props);
+        m.flag = item.flag;
+        m.sys_flag = sys_flag;
+        m.born_timestamp_ms = header.born_timestamp;
+        m.born_host = born_host;
+        m.store_host = ctx.store_host;
+        m.reconsume_times = reconsume_times;
+        messages.push(m);
+    }
+    let put = ctx.store.put_messages(messages).await.map_err(store_reject)?;
+    let uniq = (!uniq_keys.is_empty()).then(|| uniq_keys.join(","));
+    // `put.msg_id` holds the comma-joined offset ids of the whole batch.
+    Ok(send_ok(ctx, request, &put.msg_id, queue_id, put.queue_offset, uniq))
+}
+
+fn send_ok(
+    ctx: &BrokerContext,
+    request: &RemotingCommand,
+    msg_id: &str,
+    queue_id: i32,
+    queue_offset: i64,
+    uniq_key: Option<String>,
+) -> RemotingCommand {
+    let mut resp = RemotingCommand::response_to(request, response::SUCCESS);
+    let ext = &mut resp.ext_fields;
+    ext.insert("msgId".into(), msg_id.to_string());
+    ext.insert("queueId".into(), queue_id.to_string());
+    ext.insert("queueOffset".into(), queue_offset.to_string());
+    if let Some(u) = uniq_key {
+        // 5.x fills transactionId with the UNIQ_KEY; 4.x clients ignore it.
+        ext.insert("transactionId".into(), u);
+    }
+    ext.insert(property::MSG_REGION.into(), ctx.config.region_id.clone());
+    ext.insert(property::TRACE_SWITCH.into(), ctx.config.trace_on.to_string());
+    resp
+}
+
+/// Map a store failure to the code the Java client reacts to (codes.md §3.1).
+pub fn store_reject(e: StoreError) -> Reject {
+    let code = match &e {
+        StoreError::MessageIllegal { .. } | StoreError::UnsupportedCompression { .. } => {
+            response::MESSAGE_ILLEGAL
+        }
+        StoreError::FlushTimeout { .. } => response::FLUSH_DISK_TIMEOUT,
+        StoreError::DiskFull { .. } | StoreError::ShutDown | StoreError::ReadOnly { .. } => {
+            response::SERVICE_NOT_AVAILABLE
+        }
+        _ => response::SYSTEM_ERROR,
+    };
+    (code, e.to_string())
+}
+
+/// Topic checks and auto-creation (Java `msgCheck`).
+fn check_topic(
+    ctx: &BrokerContext,
+    header: &SendMessageRequestHeader,
+    born_host: SocketAddr,
+) -> Result<Arc<TopicConfig>, Reject> {
+    topics::validate_topic_name(&header.topic)
+        .map_err(|e| reject(response::SYSTEM_ERROR, e.to_string()))?;
+    if topics::is_not_allowed_send_topic(&header.topic) {
+        return Err(reject(
+            response::NO_PERMISSION,
+            format!("Sending message to topic[{}] is forbidden.", header.topic),
+        ));
+    }
+    if let Some(tc) = ctx.topic_config.get(&header.topic) {
+        return Ok(tc);
+    }
+    let unit_flag = if header.unit_mode.unwrap_or(false) { 1 } else { 0 };
+    let created = if header.topic.starts_with(RETRY_PREFIX) {
+        ctx.topic_config.create_topic_in_send_message_back_method(
+            &header.topic,
+            1,
+            perm::READ | perm::WRITE,
+            unit_flag,
+        )
+    } else {
+        let created = ctx.topic_config.create_topic_in_send_message_method(
+            &header.topic,
+            &header.default_topic,
+            header.default_topic_queue_nums,
+            unit_flag,
+        );
+        if created.is_some() {
+            // The topic manager's change signal re-registers with the namesrv at once.
+            tracing::info!(topic = %header.topic, client = %born_host, "auto-created topic on send");
+        }
+        created
+    };
+    created.ok_or_else(|| {
+        reject(
+            response::TOPIC_NOT_EXIST,
+            format!("topic[{}] not exist, apply first please!", header.topic),
+        )
+    })
+}
+
+fn ensure_dlq_topic(ctx: &BrokerContext, group: &str) -> Result<Arc<TopicConfig>, Reject> {
+    ctx.topic_config
+        .create_dlq_topic(group)
+        .ok_or_else(|| reject(response::SYSTEM_ERROR, format!("topic[{DLQ_PREFIX}{group}] not exist")))
+}
+
+fn random_queue(write_queue_nums: i32) -> i32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Round-robin is as good as random here and needs no RNG.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = write_queue_nums.max(1) as u32;
+    (NEXT.fetch_add(1, Ordering::Relaxed) % n) as i32
+}
+
+/// CONSUMER_SEND_MSG_BACK (special-topics.md §1).
+pub async fn consumer_send_msg_back(ctx: &Arc<BrokerContext>, request: &RemotingCommand) -> RemotingCommand {
+    match send_back_inner(ctx, request).await {
+        Ok(()) => RemotingCommand::response_to(request, response::SUCCESS),
+        Err((code, remark)) => RemotingCommand::error_response(request, code, remark),
+    }
+}
+
+async fn send_back_inner(ctx: &Arc<BrokerContext>, request: &RemotingCommand) -> Result<(), Reject> {
+    let header: ConsumerSendMsgBackRequestHeader = request
+        .decode_header()
+        .map_err(|e| reject(response::SYSTEM_ERROR, e.to_string()))?;
+    let group_config = ctx.subscription_groups.find_or_auto_create(&header.group).ok_or_else(|| {
+        reject(
+            response::SUBSCRIPTION_GROUP_NOT_EXIST,
+            format!("subscription group not exist, {}", header.group),
+        )
+    })?;
+    if ctx.config.broker_permission & perm::WRITE == 0 {
+        return Err(reject(
+            response::NO_PERMISSION,
+            format!("the broker[{}] sending message is forbidden", ctx.config.broker_name),
+        ));
+    }
+    if group_config.retry_queue_nums <= 0 {
+        return Ok(());
+    }
+    let record = ctx
+        .store
+        .look_message_by_offset(header.offset)
+        .ok_or_else(|| {
+            reject(
+                response::SYSTEM_ERROR,
+                format!("look message by offset failed, {}", header.offset),
+            )
+        })?;
+    let old = msg::decode_message_bytes(&record).map_err(|e| reject(response::SYSTEM_ERROR, e.to_string()))?;
+
+    let mut props = old.properties_string.clone();
+    if msg::property_value(&props, property::RETRY_TOPIC).is_none() {
+        props = msg::set_property(&props, property::RETRY_TOPIC, &old.topic);
+    }
+    // Java honours the header's max only for request version >= 121 (V3_4_9).
+    let max_reconsume = match header.max_reconsume_times {
+        Some(m) if request.version >= 121 => m,
+        _ => group_config.retry_max_times,
+    };
+    let (topic, queue_id, delay) =
+        if old.reconsume_times >= max_reconsume || header.delay_level < 0 {
+            ensure_dlq_topic(ctx, &header.group)?;
+            (topics::dlq_topic(&header.group), 0, 0)
+        } else {
+            let retry = topics::retry_topic(&header.group);
+            let tc = ctx
+                .topic_config
+                .create_retry_topic(
+                    &header.group,
+                    group_config.retry_queue_nums,
+                    header.unit_mode.unwrap_or(false),
+                )
+                .ok_or_else(|| reject(response::SYSTEM_ERROR, format!("topic[{retry}] not exist")))?;
+            let delay = if header.delay_level == 0 {
+                3 + old.reconsume_times
+            } else {
+                header.delay_level
+            };
+            // The store caps at the highest level too; capping here keeps the property sane.
+            let max_level = i32::try_from(ctx.config.delay_levels_ms().len()).unwrap_or(MAX_RETRY_DELAY_LEVEL);
+            let delay = delay.min(max_level.max(1));
+            (retry, random_queue(tc.write_queue_nums), delay)
+        };
+    if delay > 0 {
+        props = msg::set_property(&props, property::DELAY, &delay.to_string());
+    } else if msg::property_value(&props, property::DELAY).is_some() {
+        let mut map = msg::decode_properties(&props);
+        map.remove(property::DELAY);
+        props = msg::encode_properties(&map);
+    }
+    // Java keeps an existing ORIGIN_MESSAGE_ID, else the old record's offset id (not the
+    // header's originMsgId).
+    if msg::property_value(&props, property::ORIGIN_MESSAGE_ID).is_none() {
+        props = msg::set_property(&props, property::ORIGIN_MESSAGE_ID, &old.msg_id());
+    }
+    props = msg::set_property(&props, property::WAIT, "false");
+    let mut m = MessageToStore::new(topic, queue_id, old.body.clone(), props);
+    m.flag = old.flag;
+    m.sys_flag = old.sys_flag & !(sys_flag::BORNHOST_V6_FLAG | sys_flag::STOREHOSTADDRESS_V6_FLAG);
+    m.born_timestamp_ms = old.born_timestamp_ms;
+    m.born_host = old.born_host;
+    m.store_host = ctx.store_host;
+    m.reconsume_times = old.reconsume_times + 1;
+    ctx.store.put_message(m).await.map_err(|e| {
+        let (_, remark) = store_reject(e);
+        reject(response::SYSTEM_ERROR, remark)
+    })?;
+    Ok(())
+}
+
+/// Decode a batch body. When the header's sysFlag says "compressed" the C++ client has
+/// zlib-compressed the *whole* encoded batch (it compresses any body over 4 KiB), so we
+/// inflate first. Returns whether we inflated (the stored records then must not carry the
+/// compression bits: their bodies are plain). Malformed input is an `Err`, never a panic.
+pub fn decode_batch(body: &Bytes, sys_flag: i32) -> Result<(Vec<msg::BatchItem>, bool), String> {
+    if sys_flag & sys_flag::COMPRESSED_FLAG != 0 {
+        match msg::inflate_body(sys_flag, body, BATCH_MAX_INFLATED_BYTES) {
+            Ok(plain) => {
+                return msg::decode_batch(&plain, BATCH_MAX_MESSAGES)
+                    .map(|v| (v, true))
+                    .map_err(|e| format!("bad batch body: {e}"))
+            }
+            // Not one zlib stream: maybe only the inner bodies are compressed and the flag
+            // describes them; accept the body if it parses as a plain batch.
+            Err(e) => {
+                return msg::decode_batch(body, BATCH_MAX_MESSAGES)
+                    .map(|v| (v, false))
+                    .map_err(|_| format!("compressed batch body does not inflate: {e}"))
+            }
+        }
+    }
+    msg::decode_batch(body, BATCH_MAX_MESSAGES)
+        .map(|v| (v, false))
+        .map_err(|e| format!("bad batch body: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(body: &'static [u8], props: &str) -> msg::BatchItem {
+        msg::BatchItem {
+            flag: 7,
+            body: Bytes::from_static(body),
+            properties: props.to_string(),
+        }
+    }
+
+    #[test]
+    fn batch_plain_and_compressed() {
+        use std::io::Write;
+        let items = vec![item(b"one", "TAGS\u{1}A\u{2}"), item(b"two", "TAGS\u{1}B")];
+        let plain = msg::encode_batch(&items);
+        let (got, inflated) = decode_batch(&plain, 0).unwrap();
+        assert_eq!(got, items);
+        assert!(!inflated);
+
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(5));
+        z.write_all(&plain).unwrap();
+        let compressed = Bytes::from(z.finish().unwrap());
+        let (got, inflated) = decode_batch(&compressed, 0x301).unwrap();
+        assert_eq!(got, items);
+        assert!(inflated);
+    }
+
+    #[test]
+    fn malformed_batches_are_errors() {
+        let items = vec![item(b"one", "K\u{1}V")];
+        let plain = msg::encode_batch(&items);
+        for cut in 1..plain.len() {
+            assert!(decode_batch(&plain.slice(..cut), 0).is_err(), "cut at {cut}");
+        }
+        let mut bad = plain.to_vec();
+        bad[0..4].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(decode_batch(&Bytes::from(bad), 0).is_err());
+        assert!(decode_batch(&Bytes::from_static(b"not zlib at all"), 1).is_err());
+    }
+
+    #[test]
+    fn v2_header_maps_to_v1() {
+        let mut ext = std::collections::HashMap::new();
+        for (k, v) in [("a", "pg"), ("b", "T"), ("c", "TBW102"), ("d", "4"), ("e", "1"), ("f", "0"), ("g", "5"), ("h", "0"), ("j", "2"), ("m", "1")] {
+            ext.insert(k.to_string(), v.to_string());
+        }
+        let mut cmd = RemotingCommand::request(request::SEND_MESSAGE_V2);
+        cmd.ext_fields = ext;
+        let h = decode_send_header(&cmd).unwrap();
+        assert_eq!(h.topic, "T");
+        assert_eq!(h.queue_id, 1);
+        assert_eq!(h.reconsume_times, Some(2));
+        assert_eq!(h.batch, Some(true));
+    }
+}

@@ -1,0 +1,300 @@
+//! Consumer-group configuration (Java `SubscriptionGroupManager`), persisted as
+//! `storePathRootDir/config/subscriptionGroup.json`:
+//! `{"dataVersion":{...},"subscriptionGroupTable":{"G":{...}}}`.
+//!
+//! Groups are auto-created on first use when `autoCreateSubscriptionGroup` is on (Java
+//! default), with `retryQueueNums` 1 and `retryMaxTimes` 16.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::BrokerConfig;
+use crate::persist;
+use crate::topic_config::{validate_topic_name, DataVersion, TopicError};
+
+/// Upper bound on groups held by one broker.
+pub const GROUPS_MAX: usize = 100_000;
+
+/// Java `SubscriptionGroupConfig` (4.9.7 fields; unknown 5.x fields are ignored on read).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionGroupConfig {
+    pub group_name: String,
+    pub consume_enable: bool,
+    pub consume_from_min_enable: bool,
+    pub consume_broadcast_enable: bool,
+    pub retry_queue_nums: i32,
+    pub retry_max_times: i32,
+    pub broker_id: i64,
+    pub which_broker_when_consume_slowly: i64,
+    pub notify_consumer_ids_changed_enable: bool,
+}
+
+impl Default for SubscriptionGroupConfig {
+    fn default() -> Self {
+        SubscriptionGroupConfig {
+            group_name: String::new(),
+            consume_enable: true,
+            consume_from_min_enable: true,
+            consume_broadcast_enable: true,
+            retry_queue_nums: 1,
+            retry_max_times: 16,
+            broker_id: 0,
+            which_broker_when_consume_slowly: 1,
+            notify_consumer_ids_changed_enable: true,
+        }
+    }
+}
+
+impl SubscriptionGroupConfig {
+    pub fn new(group: impl Into<String>) -> Self {
+        SubscriptionGroupConfig {
+            group_name: group.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Java `SubscriptionGroupWrapper`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionGroupWrapper {
+    #[serde(default)]
+    pub data_version: DataVersion,
+    #[serde(default)]
+    pub subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
+}
+
+/// Groups the Java broker creates at start (`SubscriptionGroupManager.init`).
+const SYSTEM_GROUPS: &[&str] = &[
+    "TOOLS_CONSUMER",
+    "FILTERSRV_CONSUMER",
+    "SELF_TEST_C_GROUP",
+    "CID_ONS-HTTP-PROXY",
+    "CID_ONSAPI_PULL",
+    "CID_ONSAPI_PERMISSION",
+    "CID_ONSAPI_OWNER",
+    "CID_RMQ_SYS_TRANS",
+];
+
+pub struct SubscriptionGroupManager {
+    config: Arc<BrokerConfig>,
+    table: RwLock<BTreeMap<String, Arc<SubscriptionGroupConfig>>>,
+    data_version: Mutex<DataVersion>,
+    /// Serialises writes; holds the dataVersion counter last written (see topic_config).
+    write_lock: Arc<Mutex<i64>>,
+    path: Option<PathBuf>,
+}
+
+impl SubscriptionGroupManager {
+    pub fn open(
+        config: Arc<BrokerConfig>,
+        persist: bool,
+    ) -> io::Result<Arc<SubscriptionGroupManager>> {
+        let path = persist.then(|| config.config_dir().join("subscriptionGroup.json"));
+        let mut table = BTreeMap::new();
+        let mut data_version = DataVersion::default();
+        if let Some(p) = &path {
+            if let Some(text) = persist::read_if_exists(p)? {
+                let w: SubscriptionGroupWrapper =
+                    serde_json::from_str(&persist::quote_bare_keys(&text)).map_err(|e| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("{}: {e}", p.display()),
+                        )
+                    })?;
+                data_version = w.data_version;
+                for (k, v) in w.subscription_group_table {
+                    table.insert(k, Arc::new(v));
+                }
+            }
+        }
+        for g in SYSTEM_GROUPS {
+            table
+                .entry(g.to_string())
+                .or_insert_with(|| Arc::new(SubscriptionGroupConfig::new(*g)));
+        }
+        Ok(Arc::new(SubscriptionGroupManager {
+            config,
+            table: RwLock::new(table),
+            data_version: Mutex::new(data_version),
+            write_lock: Arc::new(Mutex::new(i64::MIN)),
+            path,
+        }))
+    }
+
+    pub fn get(&self, group: &str) -> Option<Arc<SubscriptionGroupConfig>> {
+        self.table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group)
+            .cloned()
+    }
+
+    /// Java `findSubscriptionGroupConfig`: the group, auto-created with defaults when
+    /// allowed; `None` when unknown and auto-create is off (or the name is invalid).
+    pub fn find_or_auto_create(&self, group: &str) -> Option<Arc<SubscriptionGroupConfig>> {
+        if let Some(g) = self.get(group) {
+            return Some(g);
+        }
+        if !self.config.auto_create_subscription_group || validate_topic_name(group).is_err() {
+            return None;
+        }
+        let created = {
+            let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(g) = table.get(group) {
+                return Some(g.clone());
+            }
+            if table.len() >= GROUPS_MAX {
+                tracing::warn!(group, "subscription group table full, not creating");
+                return None;
+            }
+            let g = Arc::new(SubscriptionGroupConfig::new(group));
+            table.insert(group.to_string(), g.clone());
+            self.bump_version();
+            g
+        };
+        tracing::info!(group, "subscription group auto-created");
+        self.persist_async();
+        Some(created)
+    }
+
+    /// Alias of [`Self::find_or_auto_create`].
+    pub fn find_or_create(&self, group: &str) -> Option<Arc<SubscriptionGroupConfig>> {
+        self.find_or_auto_create(group)
+    }
+
+    /// Insert or replace (admin UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).
+    pub fn update(&self, g: SubscriptionGroupConfig) -> Result<(), TopicError> {
+        validate_topic_name(&g.group_name)?;
+        {
+            let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+            if !table.contains_key(&g.group_name) && table.len() >= GROUPS_MAX {
+                return Err(TopicError::TooManyTopics);
+            }
+            table.insert(g.group_name.clone(), Arc::new(g));
+            self.bump_version();
+        }
+        self.persist_async();
+        Ok(())
+    }
+
+    pub fn delete(&self, group: &str) -> bool {
+        let removed = {
+            let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+            let removed = table.remove(group).is_some();
+            if removed {
+                self.bump_version();
+            }
+            removed
+        };
+        if removed {
+            self.persist_async();
+        }
+        removed
+    }
+
+    pub fn all(&self) -> Vec<Arc<SubscriptionGroupConfig>> {
+        self.table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn data_version(&self) -> DataVersion {
+        *self.data_version.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn snapshot(&self) -> SubscriptionGroupWrapper {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        SubscriptionGroupWrapper {
+            data_version: self.data_version(),
+            subscription_group_table: table
+                .iter()
+                .map(|(k, v)| (k.clone(), (**v).clone()))
+                .collect(),
+        }
+    }
+
+    /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG body / subscriptionGroup.json.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(&self.snapshot()).unwrap_or_default()
+    }
+
+    fn bump_version(&self) {
+        let mut v = self.data_version.lock().unwrap_or_else(|e| e.into_inner());
+        *v = v.next();
+    }
+
+    pub fn persist_blocking(&self) -> io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut last = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let snapshot = self.snapshot();
+        let json = serde_json::to_string(&snapshot).map_err(io::Error::other)?;
+        persist::write_atomic(path, json.as_bytes())?;
+        *last = (*last).max(snapshot.data_version.counter);
+        Ok(())
+    }
+
+    fn persist_async(&self) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        let snapshot = self.snapshot();
+        let lock = self.write_lock.clone();
+        persist::persist_in_background("subscriptionGroup.json", move || {
+            let mut last = lock.lock().unwrap_or_else(|e| e.into_inner());
+            if snapshot.data_version.counter <= *last {
+                return Ok(());
+            }
+            let json = serde_json::to_string(&snapshot).map_err(io::Error::other)?;
+            persist::write_atomic(&path, json.as_bytes())?;
+            *last = snapshot.data_version.counter;
+            Ok(())
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_create_and_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Arc::new(BrokerConfig {
+            store_path_root_dir: dir.path().display().to_string(),
+            ..BrokerConfig::default()
+        });
+        let m = SubscriptionGroupManager::open(cfg.clone(), true).unwrap();
+        let g = m.find_or_auto_create("CG").unwrap();
+        assert_eq!((g.retry_queue_nums, g.retry_max_times), (1, 16));
+        m.update(SubscriptionGroupConfig {
+            retry_max_times: 3,
+            ..SubscriptionGroupConfig::new("CG2")
+        })
+        .unwrap();
+        m.persist_blocking().unwrap();
+        let m2 = SubscriptionGroupManager::open(cfg, true).unwrap();
+        assert_eq!(m2.get("CG2").unwrap().retry_max_times, 3);
+        assert!(m2.get("CG").is_some());
+        assert!(m2.delete("CG"));
+        assert!(!m2.delete("CG"));
+
+        let off = Arc::new(BrokerConfig {
+            auto_create_subscription_group: false,
+            ..BrokerConfig::default()
+        });
+        let m3 = SubscriptionGroupManager::open(off, false).unwrap();
+        assert!(m3.find_or_auto_create("CG").is_none());
+        assert!(m3.find_or_auto_create("TOOLS_CONSUMER").is_some());
+    }
+}

@@ -1,0 +1,1052 @@
+//! The runtime: one tokio task owns the `RawNode`, ticks it, steps peer messages, and
+//! processes each `Ready` in the order the core's contract demands:
+//! 1. `messages` go to the transport immediately (the leader replicates while it fsyncs);
+//! 2. snapshot/entries/hard state go to the storage thread as one job;
+//! 3. when the storage thread reports the job durable: `on_entries_persisted`,
+//!    `on_hard_state_persisted`, then that job's `persisted_messages` are sent (votes and
+//!    append responses never leave before what they promise is on disk);
+//! 4. committed entries resolve the appenders' futures and advance the commit watch.
+//!
+//! Group commit: each loop iteration drains every queued append before building a Ready, and
+//! the storage thread merges all queued jobs into one fsync.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::DLedgerConfig;
+use crate::core::{
+    self, Entry, EntryKind, HardState, InitialState, Message, MsgKind, NodeId, ProposeError,
+    RawNode, Ready, Role,
+};
+use crate::storage::thread::{
+    Event, Job, PersistJob, SnapshotPoint, StorageThread, StorageThreadConfig,
+};
+use crate::storage::{
+    FileStore, FileStoreConfig, HardStateFile, HardStateRecord, StorageError, StoredEntry,
+};
+use crate::transport::codec::{entry_kind_code, entry_kind_from_code};
+use crate::transport::{Envelope, Transport, TransportConfig};
+
+/// Errors returned to the broker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DLedgerError {
+    #[error("not leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("leader not ready for writes yet")]
+    NotReady,
+    #[error("backpressure: too many appends in flight")]
+    Backpressure,
+    #[error("node is shut down")]
+    Shutdown,
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+/// Where a committed entry landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    pub index: u64,
+    /// Physical position of the entry's header; the body (RocketMQ record) is at `pos + 48`.
+    pub pos: u64,
+}
+
+/// Role as published on the watch channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleState {
+    pub role: Role,
+    pub term: u64,
+    pub leader_id: Option<NodeId>,
+    /// Leader whose term NOOP committed: appends are accepted.
+    pub ready_for_writes: bool,
+}
+
+/// Per-peer replication view (leader only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub id: NodeId,
+    pub match_index: u64,
+    /// `last_index - match_index`.
+    pub lag: u64,
+}
+
+/// Latency summary in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// Status and metrics of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub commit_index: u64,
+    pub first_index: u64,
+    pub last_index: u64,
+    pub peers: Vec<PeerStatus>,
+    pub fsyncs: u64,
+    pub entries_persisted: u64,
+    pub fsync_latency: LatencySummary,
+    pub commit_latency: LatencySummary,
+    pub msgs_dropped: u64,
+}
+
+#[derive(Debug)]
+struct Metrics {
+    fsync_us: Histogram<u64>,
+    commit_us: Histogram<u64>,
+    fsyncs: u64,
+    entries_persisted: u64,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        // 1 µs .. 60 s with 3 significant digits; construction only fails on bad bounds.
+        let h = || Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!());
+        Metrics {
+            fsync_us: h(),
+            commit_us: h(),
+            fsyncs: 0,
+            entries_persisted: 0,
+        }
+    }
+}
+
+fn summary(h: &Histogram<u64>) -> LatencySummary {
+    LatencySummary {
+        count: h.len(),
+        p50_us: h.value_at_quantile(0.5),
+        p99_us: h.value_at_quantile(0.99),
+        max_us: h.max(),
+    }
+}
+
+type AppendReply = oneshot::Sender<Result<Vec<AppendResult>, DLedgerError>>;
+
+enum Command {
+    Append { data: Vec<Bytes>, reply: AppendReply },
+    Transfer { to: NodeId, reply: oneshot::Sender<Result<(), DLedgerError>> },
+    Status { reply: oneshot::Sender<NodeStatus> },
+    Compact { first_index: u64, reply: oneshot::Sender<Result<(), DLedgerError>> },
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// Shared between the handle and the loop.
+struct Shared {
+    metrics: Mutex<Metrics>,
+    fatal: Mutex<Option<String>>,
+}
+
+/// A running DLedger node. Dropping it aborts the node (like a crash: nothing is flushed
+/// beyond what was already acknowledged); `shutdown` stops it cleanly.
+pub struct DLedgerNode {
+    cfg: DLedgerConfig,
+    id: NodeId,
+    cmd_tx: mpsc::Sender<Command>,
+    commit_rx: watch::Receiver<u64>,
+    role_rx: watch::Receiver<RoleState>,
+    store: FileStore,
+    shared: Arc<Shared>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for DLedgerNode {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// The core's read view of the file store.
+struct LogStorage {
+    store: FileStore,
+    initial: InitialState,
+}
+
+fn to_core_err(e: StorageError) -> core::StorageError {
+    match e {
+        StorageError::Compacted { .. } => core::StorageError::Compacted,
+        StorageError::Unavailable { .. } => core::StorageError::Unavailable,
+        other => core::StorageError::Other(other.to_string()),
+    }
+}
+
+fn to_core_entry(e: StoredEntry) -> Result<Entry, core::StorageError> {
+    let kind = entry_kind_from_code(e.kind)
+        .ok_or_else(|| core::StorageError::Other(format!("unknown entry kind {}", e.kind)))?;
+    Ok(Entry {
+        index: e.index,
+        term: e.term,
+        kind,
+        data: e.data,
+    })
+}
+
+impl core::Storage for LogStorage {
+    fn initial_state(&self) -> InitialState {
+        self.initial
+    }
+    fn first_index(&self) -> u64 {
+        self.store.first_index()
+    }
+    fn last_index(&self) -> u64 {
+        self.store.last_index()
+    }
+    fn term(&self, index: u64) -> Result<u64, core::StorageError> {
+        self.store.term(index).map_err(to_core_err)
+    }
+    fn entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_size_bytes: u64,
+    ) -> Result<Vec<Entry>, core::StorageError> {
+        self.store
+            .entries(lo, hi, max_size_bytes)
+            .map_err(to_core_err)?
+            .into_iter()
+            .map(to_core_entry)
+            .collect()
+    }
+    fn compact(&mut self, first_index_to_keep: u64) -> Result<(), core::StorageError> {
+        // Logical only (no I/O here: this runs on the node task); the storage thread deletes
+        // the files afterwards (Job::RemoveCompacted).
+        self.store.compact(first_index_to_keep).map_err(to_core_err)
+    }
+}
+
+impl DLedgerNode {
+    /// Open the store (recovery runs on a blocking thread), bind the transport, and start
+    /// the node loop. Must be called inside a tokio runtime.
+    pub async fn start(cfg: DLedgerConfig) -> Result<DLedgerNode, DLedgerError> {
+        cfg.validate()
+            .map_err(|e| DLedgerError::Config(e.to_string()))?;
+        let id = cfg.self_node_id();
+        let listen = cfg
+            .self_addr()
+            .ok_or_else(|| DLedgerError::Config("self_id not in peers".into()))?;
+        let node_dir = cfg.node_dir();
+        let store_cfg = FileStoreConfig {
+            dir: node_dir.join("data"),
+            segment_size_bytes: cfg.segment_size_bytes,
+            max_entry_size_bytes: cfg.max_entry_size_bytes,
+            disk_quota_bytes: cfg.disk_quota_bytes,
+        };
+        let dir2 = node_dir.clone();
+        let (store, hs) = tokio::task::spawn_blocking(move || {
+            let store = FileStore::open(store_cfg)?;
+            let hs = HardStateFile::new(&dir2).load()?;
+            Ok::<_, StorageError>((store, hs))
+        })
+        .await
+        .map_err(|e| DLedgerError::Storage(e.to_string()))?
+        .map_err(|e| DLedgerError::Storage(e.to_string()))?;
+
+        let mut core_cfg = core::Config::new(id, cfg.peers.iter().map(|p| p.id).collect());
+        core_cfg.election_timeout_ticks = cfg.election_timeout_ticks;
+        core_cfg.heartbeat_ticks = cfg.heartbeat_ticks;
+        core_cfg.lease_ticks = cfg.lease_ticks;
+        core_cfg.max_size_per_msg_bytes = cfg
+            .max_msg_size_bytes
+            .max(cfg.max_entry_size_bytes as u64 + 64);
+        core_cfg.max_uncommitted_bytes = cfg.max_inflight_bytes;
+        let initial = InitialState {
+            hard_state: HardState {
+                term: hs.term,
+                vote: (hs.vote != 0).then_some(hs.vote),
+                commit: hs.commit.min(store.last_index()),
+            },
+            data_loss: None,
+        };
+        let seed = cfg.rng_seed.unwrap_or_else(|| {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            t ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        });
+        let raw = RawNode::new(
+            core_cfg,
+            LogStorage {
+                store: store.clone(),
+                initial,
+            },
+            seed,
+        )
+        .map_err(|e| DLedgerError::Config(e.to_string()))?;
+
+        let (in_tx, in_rx) = mpsc::channel(cfg.recv_queue_msgs);
+        let transport = Transport::start(
+            TransportConfig {
+                self_id: id,
+                group: cfg.group.clone(),
+                listen_addr: listen,
+                peers: cfg
+                    .peers
+                    .iter()
+                    .filter(|p| p.id != id)
+                    .map(|p| (p.id, p.addr))
+                    .collect(),
+                max_frame_bytes: cfg.max_frame_bytes(),
+                send_queue_msgs: cfg.send_queue_msgs,
+                recv_queue_msgs: cfg.recv_queue_msgs,
+                reconnect_min_ms: cfg.reconnect_min_ms,
+                reconnect_max_ms: cfg.reconnect_max_ms,
+            },
+            in_tx,
+        )
+        .await
+        .map_err(|e| DLedgerError::Transport(e.to_string()))?;
+
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let hs_record = HardStateRecord {
+            term: hs.term,
+            vote: hs.vote,
+            commit: hs.commit,
+        };
+        let storage_thread = StorageThread::spawn(
+            store.clone(),
+            HardStateFile::new(&node_dir),
+            hs_record,
+            StorageThreadConfig {
+                max_batch_jobs: cfg.max_fsync_batch_jobs,
+                disk_full_retry_ms: 500,
+            },
+            ev_tx,
+        )
+        .map_err(|e| DLedgerError::Storage(e.to_string()))?;
+
+        let (cmd_tx, cmd_rx) = mpsc::channel(cfg.max_pending_appends);
+        let commit0 = raw.committed();
+        let (commit_tx, commit_rx) = watch::channel(commit0);
+        let (role_tx, role_rx) = watch::channel(RoleState {
+            role: raw.role(),
+            term: raw.term(),
+            leader_id: raw.leader(),
+            ready_for_writes: false,
+        });
+        let shared = Arc::new(Shared {
+            metrics: Mutex::new(Metrics::new()),
+            fatal: Mutex::new(None),
+        });
+        let lp = NodeLoop {
+            raw,
+            store: store.clone(),
+            transport,
+            storage: Some(storage_thread),
+            seq: 0,
+            in_flight: VecDeque::new(),
+            waiters: VecDeque::new(),
+            commit_tx,
+            role_tx,
+            shared: Arc::clone(&shared),
+            snapshot_pos: None,
+            disk_full: None,
+            retain_segments: cfg.retain_segments,
+            max_batch_entries: cfg.max_batch_entries,
+            ticks: 0,
+        };
+        let tick = Duration::from_millis(cfg.tick_ms);
+        let task = tokio::spawn(lp.run(tick, in_rx, cmd_rx, ev_rx));
+        Ok(DLedgerNode {
+            cfg,
+            id,
+            cmd_tx,
+            commit_rx,
+            role_rx,
+            store,
+            shared,
+            task: Some(task),
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn config(&self) -> &DLedgerConfig {
+        &self.cfg
+    }
+
+    fn closed_error(&self) -> DLedgerError {
+        match self.shared.fatal.lock().ok().and_then(|f| f.clone()) {
+            Some(msg) => DLedgerError::Storage(msg),
+            None => DLedgerError::Shutdown,
+        }
+    }
+
+    /// Append one entry; resolves once it is committed (durable on a quorum).
+    pub fn append(
+        &self,
+        data: Bytes,
+    ) -> impl std::future::Future<Output = Result<AppendResult, DLedgerError>> + Send + 'static
+    {
+        let fut = self.append_batch(vec![data]);
+        async move {
+            let mut v = fut.await?;
+            v.pop()
+                .ok_or_else(|| DLedgerError::Invalid("empty append result".into()))
+        }
+    }
+
+    /// Append several entries (consecutive indices); resolves when all are committed.
+    pub fn append_batch(
+        &self,
+        data: Vec<Bytes>,
+    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, DLedgerError>> + Send + 'static
+    {
+        let (tx, rx) = oneshot::channel();
+        let too_big = data
+            .iter()
+            .any(|d| d.len() > self.cfg.max_entry_size_bytes as usize);
+        let early = if data.is_empty() || data.len() > self.cfg.max_batch_entries {
+            Some(DLedgerError::Invalid(format!(
+                "batch must hold 1..={} entries",
+                self.cfg.max_batch_entries
+            )))
+        } else if too_big {
+            Some(DLedgerError::Invalid(format!(
+                "entry over max_entry_size_bytes {}",
+                self.cfg.max_entry_size_bytes
+            )))
+        } else {
+            match self.cmd_tx.try_send(Command::Append { data, reply: tx }) {
+                Ok(()) => None,
+                Err(mpsc::error::TrySendError::Full(_)) => Some(DLedgerError::Backpressure),
+                Err(mpsc::error::TrySendError::Closed(_)) => Some(self.closed_error()),
+            }
+        };
+        let shared = Arc::clone(&self.shared);
+        async move {
+            if let Some(e) = early {
+                return Err(e);
+            }
+            match rx.await {
+                Ok(r) => r,
+                Err(_) => Err(match shared.fatal.lock().ok().and_then(|f| f.clone()) {
+                    Some(m) => DLedgerError::Storage(m),
+                    None => DLedgerError::Shutdown,
+                }),
+            }
+        }
+    }
+
+    /// Commit index watermark (entries `<=` it may be dispatched).
+    pub fn committed(&self) -> watch::Receiver<u64> {
+        self.commit_rx.clone()
+    }
+
+    /// Role/term/leader changes.
+    pub fn role(&self) -> watch::Receiver<RoleState> {
+        self.role_rx.clone()
+    }
+
+    /// A committed entry.
+    pub fn read(&self, index: u64) -> Result<Entry, DLedgerError> {
+        let mut v = self.read_range(index, index + 1)?;
+        v.pop()
+            .ok_or_else(|| DLedgerError::Invalid(format!("index {index} not readable")))
+    }
+
+    /// Committed entries `[lo, hi)` (`hi` clamped to the commit index + 1).
+    pub fn read_range(&self, lo: u64, hi: u64) -> Result<Vec<Entry>, DLedgerError> {
+        let commit = *self.commit_rx.borrow();
+        let hi = hi.min(commit + 1);
+        if lo >= hi {
+            return Err(DLedgerError::Invalid(format!(
+                "range [{lo}, {hi}) is not committed (commit index {commit})"
+            )));
+        }
+        self.store
+            .entries(lo, hi, u64::MAX)
+            .map_err(|e| DLedgerError::Storage(e.to_string()))?
+            .into_iter()
+            .map(|e| to_core_entry(e).map_err(|e| DLedgerError::Storage(e.to_string())))
+            .collect()
+    }
+
+    /// Bytes at a physical position (e.g. a record at `entry pos + 48`), durable data only.
+    pub fn read_at(&self, pos: u64, len_bytes: u64) -> Result<Bytes, DLedgerError> {
+        self.store
+            .read_at(pos, len_bytes)
+            .map_err(|e| DLedgerError::Storage(e.to_string()))
+    }
+
+    /// Physical position of entry `index`.
+    pub fn entry_pos(&self, index: u64) -> Result<u64, DLedgerError> {
+        self.store
+            .entry_pos(index)
+            .map_err(|e| DLedgerError::Storage(e.to_string()))
+    }
+
+    /// End position of the committed log (DLedger's `committedPos`; the broker's max offset).
+    pub fn committed_end_pos(&self) -> u64 {
+        let c = *self.commit_rx.borrow();
+        self.store
+            .entry_end_pos(c)
+            .unwrap_or_else(|_| if c < self.store.first_index() { 0 } else { self.store.end_pos() })
+    }
+
+    /// Ask the leader to hand leadership to `to`.
+    pub async fn transfer_leadership(&self, to: NodeId) -> Result<(), DLedgerError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd_tx
+            .send(Command::Transfer { to, reply: tx })
+            .await
+            .map_err(|_| self.closed_error())?;
+        rx.await.map_err(|_| self.closed_error())?
+    }
+
+    /// Drop entries before `first_index` (retention); they must be committed and applied.
+    pub async fn compact(&self, first_index: u64) -> Result<(), DLedgerError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd_tx
+            .send(Command::Compact {
+                first_index,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| self.closed_error())?;
+        rx.await.map_err(|_| self.closed_error())?
+    }
+
+    pub async fn status(&self) -> Result<NodeStatus, DLedgerError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd_tx
+            .send(Command::Status { reply: tx })
+            .await
+            .map_err(|_| self.closed_error())?;
+        rx.await.map_err(|_| self.closed_error())
+    }
+
+    /// Stop the loop, wait for the storage thread to finish its queued writes, close peers.
+    pub async fn shutdown(mut self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd_tx.send(Command::Shutdown { reply: tx }).await.is_ok() {
+            let _ = rx.await;
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    /// The fatal storage error that stopped this node, if any.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.shared.fatal.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+struct InFlight {
+    seq: u64,
+    persist_point: Option<(u64, u64)>,
+    has_hard_state: bool,
+    /// Sent once this and all earlier jobs are durable.
+    persisted_messages: Vec<Message>,
+}
+
+struct Waiter {
+    first: u64,
+    last: u64,
+    term: u64,
+    results: Vec<AppendResult>,
+    reply: AppendReply,
+    started: Instant,
+}
+
+struct NodeLoop {
+    raw: RawNode<LogStorage>,
+    store: FileStore,
+    transport: Transport,
+    storage: Option<StorageThread>,
+    seq: u64,
+    in_flight: VecDeque<InFlight>,
+    waiters: VecDeque<Waiter>,
+    commit_tx: watch::Sender<u64>,
+    role_tx: watch::Sender<RoleState>,
+    shared: Arc<Shared>,
+    /// (snapshot index, term) → leader position of the next entry, from InstallSnapshot.
+    snapshot_pos: Option<(u64, u64, u64)>,
+    /// Set while the disk is full: appends are refused with this message.
+    disk_full: Option<String>,
+    retain_segments: usize,
+    max_batch_entries: usize,
+    ticks: u64,
+}
+
+/// Bound on peer messages / commands handled per loop iteration before building a Ready.
+const MAX_DRAIN_PER_ITERATION: usize = 4096;
+/// Retention is checked every this many ticks.
+const RETENTION_CHECK_TICKS: u64 = 50;
+
+impl NodeLoop {
+    async fn run(
+        mut self,
+        tick: Duration,
+        mut inbound: mpsc::Receiver<Envelope>,
+        mut cmds: mpsc::Receiver<Command>,
+        mut events: mpsc::UnboundedReceiver<Event>,
+    ) {
+        let mut ticker = tokio::time::interval(tick);
+        // A late loop must not fire a burst of ticks (that would look like a long silence
+        // to the election timer and cause spurious elections).
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown_reply = None;
+        loop {
+            tokio::select! {
+                biased;
+                ev = events.recv() => {
+                    let Some(ev) = ev else { break };
+                    if !self.on_event(ev) { break; }
+                    for _ in 0..MAX_DRAIN_PER_ITERATION {
+                        match events.try_recv() {
+                            Ok(ev) => if !self.on_event(ev) { return self.stop(None).await; },
+                            Err(_) => break,
+                        }
+                    }
+                }
+                m = inbound.recv() => {
+                    let Some(m) = m else { break };
+                    self.on_message(m);
+                    for _ in 0..MAX_DRAIN_PER_ITERATION {
+                        match inbound.try_recv() {
+                            Ok(m) => self.on_message(m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                c = cmds.recv() => {
+                    let Some(c) = c else { break };
+                    if let Some(r) = self.on_command(c) { shutdown_reply = Some(r); break; }
+                    let mut stop = false;
+                    for _ in 0..MAX_DRAIN_PER_ITERATION {
+                        match cmds.try_recv() {
+                            Ok(c) => if let Some(r) = self.on_command(c) { shutdown_reply = Some(r); stop = true; break; },
+                            Err(_) => break,
+                        }
+                    }
+                    if stop { break; }
+                }
+                _ = ticker.tick() => {
+                    self.raw.tick();
+                    self.ticks += 1;
+                    if self.retain_segments > 0 && self.ticks % RETENTION_CHECK_TICKS == 0 {
+                        self.apply_retention();
+                    }
+                }
+            }
+            self.drive();
+        }
+        self.stop(shutdown_reply).await;
+    }
+
+    async fn stop(mut self, reply: Option<oneshot::Sender<()>>) {
+        self.fail_waiters(DLedgerError::Shutdown);
+        if let Some(st) = self.storage.take() {
+            // Joining the storage thread blocks: do it off the executor.
+            let _ = tokio::task::spawn_blocking(move || drop(st)).await;
+        }
+        if let Some(r) = reply {
+            let _ = r.send(());
+        }
+    }
+
+    fn on_message(&mut self, env: Envelope) {
+        if let MsgKind::InstallSnapshot { snapshot } = &env.msg.kind {
+            self.snapshot_pos = Some((snapshot.index, snapshot.term, env.aux));
+        }
+        if let Err(e) = self.raw.step(env.msg) {
+            tracing::debug!(error = %e, "step failed");
+        }
+    }
+
+    fn on_command(&mut self, c: Command) -> Option<oneshot::Sender<()>> {
+        match c {
+            Command::Append { data, reply } => self.propose(data, reply),
+            Command::Transfer { to, reply } => {
+                let r = if self.raw.role() != Role::Leader {
+                    Err(DLedgerError::NotLeader {
+                        leader: self.raw.leader(),
+                    })
+                } else if !self.raw.config().peers.contains(&to) {
+                    Err(DLedgerError::Invalid(format!("unknown peer {to}")))
+                } else {
+                    self.raw.transfer_leader(to);
+                    Ok(())
+                };
+                let _ = reply.send(r);
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Compact { first_index, reply } => {
+                let r = self.compact(first_index);
+                let _ = reply.send(r);
+            }
+            Command::Shutdown { reply } => return Some(reply),
+        }
+        None
+    }
+
+    fn propose(&mut self, data: Vec<Bytes>, reply: AppendReply) {
+        if let Some(msg) = &self.disk_full {
+            let _ = reply.send(Err(DLedgerError::Storage(msg.clone())));
+            return;
+        }
+        debug_assert!(data.len() <= self.max_batch_entries);
+        let n = data.len();
+        let mut first = 0;
+        let mut last = 0;
+        for (k, d) in data.into_iter().enumerate() {
+            match self.raw.propose(d) {
+                Ok(i) => {
+                    if k == 0 {
+                        first = i;
+                    }
+                    last = i;
+                }
+                Err(e) => {
+                    // A partly proposed batch: the proposed prefix may still commit, but the
+                    // caller gets an error for the whole batch (unknown outcome, like a
+                    // timeout; RocketMQ producers retry).
+                    let err = match e {
+                        ProposeError::NotLeader { leader_hint } => DLedgerError::NotLeader {
+                            leader: leader_hint,
+                        },
+                        ProposeError::NotReady | ProposeError::Transferring => {
+                            DLedgerError::NotReady
+                        }
+                        ProposeError::Backpressure => DLedgerError::Backpressure,
+                        ProposeError::TooLarge { size_bytes } => {
+                            DLedgerError::Invalid(format!("entry of {size_bytes} bytes too large"))
+                        }
+                    };
+                    let _ = reply.send(Err(err));
+                    return;
+                }
+            }
+        }
+        self.waiters.push_back(Waiter {
+            first,
+            last,
+            term: self.raw.term(),
+            results: Vec::with_capacity(n),
+            reply,
+            started: Instant::now(),
+        });
+    }
+
+    fn compact(&mut self, first_index: u64) -> Result<(), DLedgerError> {
+        self.raw
+            .compact(first_index)
+            .map_err(|e| DLedgerError::Invalid(e.to_string()))?;
+        if let Some(st) = &self.storage {
+            st.submit(Job::RemoveCompacted);
+        }
+        Ok(())
+    }
+
+    fn apply_retention(&mut self) {
+        let bases = self.store.segment_bases();
+        if bases.len() <= self.retain_segments {
+            return;
+        }
+        let keep_from = bases[bases.len() - self.retain_segments];
+        let Some(idx) = self.store.first_index_at_or_after(keep_from) else {
+            return;
+        };
+        let limit = self.raw.applied().min(self.raw.persisted()) + 1;
+        let target = idx.min(limit);
+        if target > self.store.first_index() {
+            if let Err(e) = self.compact(target) {
+                tracing::debug!(error = %e, "retention compaction skipped");
+            }
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        let s = self.raw.status();
+        let last = s.last_index;
+        let peers = s
+            .progress
+            .iter()
+            .filter(|(id, _, _)| *id != s.id)
+            .map(|(id, matched, _)| PeerStatus {
+                id: *id,
+                match_index: *matched,
+                lag: last.saturating_sub(*matched),
+            })
+            .collect();
+        let m = self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        NodeStatus {
+            id: s.id,
+            role: s.role,
+            term: s.term,
+            leader: s.leader,
+            commit_index: s.commit,
+            first_index: s.first_index,
+            last_index: last,
+            peers,
+            fsyncs: m.fsyncs,
+            entries_persisted: m.entries_persisted,
+            fsync_latency: summary(&m.fsync_us),
+            commit_latency: summary(&m.commit_us),
+            msgs_dropped: self
+                .transport
+                .stats()
+                .dropped_msgs
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Returns false when the node must stop (fatal storage error).
+    fn on_event(&mut self, ev: Event) -> bool {
+        match ev {
+            Event::Persisted {
+                seq,
+                job_last: _,
+                hard_state: _,
+                fsync_us,
+                group_entries,
+                group_first_seq,
+                durable: _,
+            } => {
+                self.disk_full = None;
+                if seq == group_first_seq && fsync_us > 0 {
+                    let mut m = self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = m.fsync_us.record(fsync_us.max(1));
+                    m.fsyncs += 1;
+                    m.entries_persisted += group_entries as u64;
+                }
+                let Some(f) = self.in_flight.pop_front() else {
+                    tracing::error!(seq, "storage reported an unknown job");
+                    return self.fatal("storage thread reported an unknown job".into());
+                };
+                assert_eq!(f.seq, seq, "storage jobs complete in order");
+                if let Some((i, t)) = f.persist_point {
+                    self.raw.on_entries_persisted(i, t);
+                }
+                if f.has_hard_state {
+                    self.raw.on_hard_state_persisted();
+                }
+                for m in f.persisted_messages {
+                    self.send(m);
+                }
+                true
+            }
+            Event::DiskFull { seq, message } => {
+                tracing::error!(seq, %message, "disk full: refusing appends until space is freed");
+                let msg = format!("disk full: {message}");
+                self.disk_full = Some(msg.clone());
+                self.fail_waiters(DLedgerError::Storage(msg));
+                true
+            }
+            Event::Compacted { deleted_segments } => {
+                tracing::info!(deleted_segments, "retention removed segments");
+                true
+            }
+            Event::Fatal(msg) => self.fatal(msg),
+        }
+    }
+
+    fn fatal(&mut self, msg: String) -> bool {
+        tracing::error!(%msg, "fatal storage error: stopping node (fail-stop)");
+        if let Ok(mut f) = self.shared.fatal.lock() {
+            *f = Some(msg.clone());
+        }
+        self.fail_waiters(DLedgerError::Storage(msg));
+        false
+    }
+
+    fn fail_waiters(&mut self, e: DLedgerError) {
+        for w in self.waiters.drain(..) {
+            let _ = w.reply.send(Err(e.clone()));
+        }
+    }
+
+    fn send(&self, m: Message) {
+        let aux = match &m.kind {
+            MsgKind::InstallSnapshot { snapshot } => self
+                .store
+                .entry_pos(snapshot.index + 1)
+                .unwrap_or_else(|_| self.store.end_pos()),
+            _ => 0,
+        };
+        self.transport.send(Envelope { msg: m, aux });
+    }
+
+    /// Process Readies until the core has nothing more.
+    fn drive(&mut self) {
+        // Bounded: each Ready consumes the core's pending work.
+        for _ in 0..64 {
+            if !self.raw.has_ready() {
+                return;
+            }
+            let rd = self.raw.ready();
+            self.handle_ready(rd);
+        }
+    }
+
+    fn handle_ready(&mut self, rd: Ready) {
+        let persist_point = rd.persist_point();
+        let nothing_to_persist = rd.nothing_to_persist();
+        let Ready {
+            hard_state,
+            snapshot,
+            entries,
+            messages,
+            persisted_messages,
+            committed_entries,
+            role_change,
+            ready_for_writes,
+        } = rd;
+        for m in messages {
+            self.send(m);
+        }
+        if nothing_to_persist {
+            // Must still wait for earlier jobs (they may carry the state these depend on).
+            match self.in_flight.back_mut() {
+                Some(last) => last.persisted_messages.extend(persisted_messages),
+                None => {
+                    for m in persisted_messages {
+                        self.send(m);
+                    }
+                }
+            }
+        } else {
+            self.seq += 1;
+            let snap = snapshot.map(|s| {
+                let next_pos = match self.snapshot_pos {
+                    Some((i, t, p)) if i == s.index && t == s.term => p,
+                    _ => {
+                        tracing::warn!(index = s.index, "snapshot without leader position");
+                        self.store.end_pos()
+                    }
+                };
+                SnapshotPoint {
+                    index: s.index,
+                    term: s.term,
+                    next_pos,
+                }
+            });
+            let job = PersistJob {
+                seq: self.seq,
+                snapshot: snap,
+                entries: entries
+                    .into_iter()
+                    .map(|e| StoredEntry {
+                        index: e.index,
+                        term: e.term,
+                        kind: entry_kind_code(e.kind),
+                        data: e.data,
+                    })
+                    .collect(),
+                hard_state: hard_state.map(|h| HardStateRecord {
+                    term: h.term,
+                    vote: h.vote.unwrap_or(0),
+                    commit: h.commit,
+                }),
+            };
+            self.in_flight.push_back(InFlight {
+                seq: self.seq,
+                persist_point,
+                has_hard_state: hard_state.is_some(),
+                persisted_messages,
+            });
+            let submitted = self
+                .storage
+                .as_ref()
+                .is_some_and(|st| st.submit(Job::Persist(job)));
+            if !submitted {
+                self.fatal("storage thread stopped".into());
+            }
+        }
+        if let Some((role, term, leader)) = role_change {
+            if role != Role::Leader {
+                self.fail_waiters(DLedgerError::NotLeader { leader });
+            }
+            self.role_tx.send_replace(RoleState {
+                role,
+                term,
+                leader_id: leader,
+                ready_for_writes,
+            });
+        } else if self.role_tx.borrow().ready_for_writes != ready_for_writes {
+            self.role_tx.send_modify(|r| r.ready_for_writes = ready_for_writes);
+        }
+        if let Some(last) = committed_entries.last() {
+            let last_index = last.index;
+            self.resolve(&committed_entries);
+            self.commit_tx.send_replace(last_index);
+        }
+    }
+
+    fn resolve(&mut self, committed: &[Entry]) {
+        let now = Instant::now();
+        for e in committed {
+            while let Some(w) = self.waiters.front_mut() {
+                if e.index < w.first {
+                    break;
+                }
+                if e.index > w.last || e.term != w.term || e.kind != EntryKind::Normal {
+                    // Our entry was replaced by another leader's: the append failed.
+                    if let Some(w) = self.waiters.pop_front() {
+                        let _ = w.reply.send(Err(DLedgerError::NotLeader {
+                            leader: self.raw.leader(),
+                        }));
+                    }
+                    continue;
+                }
+                let pos = self.store.entry_pos(e.index).unwrap_or(u64::MAX);
+                w.results.push(AppendResult {
+                    index: e.index,
+                    pos,
+                });
+                if e.index == w.last {
+                    if let Some(w) = self.waiters.pop_front() {
+                        let us = now.duration_since(w.started).as_micros() as u64;
+                        let mut m = self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner());
+                        let _ = m.commit_us.record(us.max(1));
+                        drop(m);
+                        let _ = w.reply.send(Ok(w.results));
+                    }
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Map a core Role to a short string (logs, status pages).
+pub fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Follower => "follower",
+        Role::PreCandidate => "pre-candidate",
+        Role::Candidate => "candidate",
+        Role::Leader => "leader",
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<DLedgerNode>();
+    let _ = HashMap::<u64, u64>::new();
+}

@@ -1,0 +1,1017 @@
+//! The file store: preallocated, mmap'd data segments named by their 20-digit start position
+//! (like DLedger/RocketMQ commitlog files) plus an in-memory index (log index → position,
+//! term) rebuilt by a full CRC-verifying scan at open.
+//!
+//! Concurrency: exactly one writer (the storage thread) and any number of readers. Writes go
+//! through `pwrite` into space beyond the published end; entries become visible to readers
+//! (and to the Raft core through the `Storage` trait) only after they are fsynced
+//! (`sync_and_publish`), so everything a reader sees is durable. Reads copy out of a
+//! read-only shared mmap while holding the state read lock, and truncation removes index
+//! entries under the write lock before it touches their bytes.
+//!
+//! Disk full: every segment is fully preallocated with `posix_fallocate` before the first
+//! byte is written into it, so running out of space fails the append up front
+//! (`StorageError::DiskFull`) and never turns into a SIGBUS or a half-written file.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
+use memmap2::Mmap;
+
+use super::atomic_file::{read_atomic, sync_dir, write_atomic};
+use super::codec::{
+    decode_slot, encode_blank, encode_header, entry_size_bytes, DecodeError, Slot,
+    ENTRY_MAGIC, HEADER_SIZE_BYTES, MIN_BLANK_LEN_BYTES,
+};
+use super::StorageError;
+
+const META_FILE: &str = "store.meta";
+const META_VERSION: u32 = 1;
+/// Chunk used when zeroing a torn/truncated tail.
+const ZERO_CHUNK_BYTES: usize = 1 << 20;
+
+/// Static limits of a file store (must be identical on all replicas: positions depend on them).
+#[derive(Debug, Clone)]
+pub struct FileStoreConfig {
+    pub dir: PathBuf,
+    /// Size of one data segment file. Positions are global: segment k starts at k × size.
+    pub segment_size_bytes: u64,
+    /// Largest entry body accepted.
+    pub max_entry_size_bytes: u32,
+    /// Optional cap on total preallocated segment bytes (acts like a full disk when reached).
+    pub disk_quota_bytes: Option<u64>,
+}
+
+impl FileStoreConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FileStoreConfig {
+            dir: dir.into(),
+            segment_size_bytes: 64 * 1024 * 1024,
+            max_entry_size_bytes: 4 * 1024 * 1024,
+            disk_quota_bytes: None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), StorageError> {
+        let need = entry_size_bytes(self.max_entry_size_bytes as usize) + MIN_BLANK_LEN_BYTES;
+        if self.segment_size_bytes < need as u64 || self.segment_size_bytes > (1u64 << 40) {
+            return Err(StorageError::Config(format!(
+                "segment_size_bytes {} must hold one max-size entry plus a blank marker ({need})",
+                self.segment_size_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// An entry as the store sees it (the runtime converts to/from the core's `Entry`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub index: u64,
+    pub term: u64,
+    pub kind: u32,
+    pub data: Bytes,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct IndexSlot {
+    pos: u64,
+    term: u64,
+    size_bytes: u32,
+}
+
+struct Segment {
+    base_pos: u64,
+    path: PathBuf,
+    file: File,
+    mmap: Mmap,
+}
+
+struct State {
+    /// First retained (logical) index; entries below were compacted.
+    first_index: u64,
+    /// Term of `first_index - 1` (snapshot term), 0 if none.
+    prev_term: u64,
+    /// `index[k]` describes entry `first_index + k`; only durable entries.
+    index: VecDeque<IndexSlot>,
+    segments: Vec<Arc<Segment>>,
+    /// Position after the last published entry.
+    end_pos: u64,
+}
+
+/// Writer-side state that is not visible to readers.
+struct Pending {
+    /// Entries written but not yet fsynced/published.
+    slots: Vec<IndexSlot>,
+    first_pending_index: u64,
+    /// Where the next write goes.
+    write_pos: u64,
+    /// Segment bases touched since the last sync.
+    dirty: Vec<u64>,
+    dir_dirty: bool,
+    /// Reusable write buffer (header + body of a run of entries in one segment).
+    buf: Vec<u8>,
+    /// Set after a failed fsync: the store refuses everything afterwards.
+    poisoned: bool,
+}
+
+/// Shared handle to a file store. Clones are cheap and all see the same log.
+#[derive(Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: FileStoreConfig,
+    state: RwLock<State>,
+    writer: std::sync::Mutex<Pending>,
+}
+
+/// Durable tail after a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    pub last_index: u64,
+    pub last_term: u64,
+}
+
+fn segment_name(base_pos: u64) -> String {
+    format!("{base_pos:020}")
+}
+
+impl FileStore {
+    /// Open (or create) the store in `cfg.dir`, verifying every entry's CRC. A torn tail is
+    /// truncated; any other damage is refused with the file and offset in the error.
+    pub fn open(cfg: FileStoreConfig) -> Result<FileStore, StorageError> {
+        cfg.validate()?;
+        fs::create_dir_all(&cfg.dir).map_err(|e| StorageError::io(&cfg.dir, e))?;
+        let meta = load_meta(&cfg.dir)?;
+        let (first_index, prev_term, start_pos) = meta.unwrap_or((1, 0, 0));
+        let seg_size = cfg.segment_size_bytes;
+
+        // Collect segment files.
+        let mut bases = Vec::new();
+        for ent in fs::read_dir(&cfg.dir).map_err(|e| StorageError::io(&cfg.dir, e))? {
+            let ent = ent.map_err(|e| StorageError::io(&cfg.dir, e))?;
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) {
+                if let Ok(b) = name.parse::<u64>() {
+                    bases.push(b);
+                }
+            }
+        }
+        bases.sort_unstable();
+        let mut segments = Vec::with_capacity(bases.len());
+        for (k, b) in bases.iter().enumerate() {
+            let path = cfg.dir.join(segment_name(*b));
+            if b % seg_size != 0 || (k > 0 && *b != bases[k - 1] + seg_size) {
+                return Err(StorageError::Corrupt {
+                    file: path,
+                    offset: 0,
+                    reason: "segment files are not contiguous".into(),
+                });
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| StorageError::io(&path, e))?;
+            let len = file.metadata().map_err(|e| StorageError::io(&path, e))?.len();
+            if len != seg_size {
+                // A crash while creating the last segment leaves a short file: redo the
+                // preallocation (it holds no acknowledged data: nothing is written into a
+                // segment before its preallocation succeeded).
+                if k + 1 == bases.len() && len < seg_size {
+                    preallocate(&file, &path, seg_size)?;
+                } else {
+                    return Err(StorageError::Corrupt {
+                        file: path,
+                        offset: len,
+                        reason: format!("segment length {len} != configured {seg_size}"),
+                    });
+                }
+            }
+            let mmap = map_segment(&file, &path)?;
+            segments.push(Arc::new(Segment {
+                base_pos: *b,
+                path,
+                file,
+                mmap,
+            }));
+        }
+
+        let mut store_state = State {
+            first_index,
+            prev_term,
+            index: VecDeque::new(),
+            segments,
+            end_pos: start_pos,
+        };
+        let recovered = recover(&cfg, &mut store_state, start_pos)?;
+        let end_pos = recovered;
+        store_state.end_pos = end_pos;
+        let next_index = store_state.first_index + store_state.index.len() as u64;
+        let inner = Inner {
+            cfg,
+            state: RwLock::new(store_state),
+            writer: std::sync::Mutex::new(Pending {
+                slots: Vec::new(),
+                first_pending_index: next_index,
+                write_pos: end_pos,
+                dirty: Vec::new(),
+                dir_dirty: false,
+                buf: Vec::new(),
+                poisoned: false,
+            }),
+        };
+        Ok(FileStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    pub fn config(&self) -> &FileStoreConfig {
+        &self.inner.cfg
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        // A panic while holding the lock would already have stopped the node; recover the
+        // data (it is only ever mutated in small, consistent steps).
+        self.inner.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.inner.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.inner.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ----- reads (any thread) -----
+
+    /// First retained index.
+    pub fn first_index(&self) -> u64 {
+        self.read_state().first_index
+    }
+
+    /// Last durable index (`first_index - 1` if empty).
+    pub fn last_index(&self) -> u64 {
+        let s = self.read_state();
+        s.first_index + s.index.len() as u64 - 1
+    }
+
+    /// Term of the entry before `first_index`.
+    pub fn prev_term(&self) -> u64 {
+        self.read_state().prev_term
+    }
+
+    /// Position after the last durable entry (the "committed position" is tracked by the node).
+    pub fn end_pos(&self) -> u64 {
+        self.read_state().end_pos
+    }
+
+    /// Term of entry `index`; the snapshot term for `first_index - 1`.
+    pub fn term(&self, index: u64) -> Result<u64, StorageError> {
+        let s = self.read_state();
+        if index + 1 == s.first_index {
+            return Ok(s.prev_term);
+        }
+        slot_of(&s, index).map(|sl| sl.term)
+    }
+
+    /// Physical position (start of the 48-byte header) of entry `index`.
+    pub fn entry_pos(&self, index: u64) -> Result<u64, StorageError> {
+        let s = self.read_state();
+        slot_of(&s, index).map(|sl| sl.pos)
+    }
+
+    /// Position just after entry `index`.
+    pub fn entry_end_pos(&self, index: u64) -> Result<u64, StorageError> {
+        let s = self.read_state();
+        slot_of(&s, index).map(|sl| sl.pos + sl.size_bytes as u64)
+    }
+
+    /// Entries `[lo, hi)`, stopping once `max_size_bytes` of bodies is exceeded (at least one
+    /// entry is returned when the range is non-empty).
+    pub fn entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_size_bytes: u64,
+    ) -> Result<Vec<StoredEntry>, StorageError> {
+        let s = self.read_state();
+        let last = s.first_index + s.index.len() as u64;
+        if lo < s.first_index {
+            return Err(StorageError::Compacted {
+                index: lo,
+                first_index: s.first_index,
+            });
+        }
+        if hi > last {
+            return Err(StorageError::Unavailable {
+                index: hi - 1,
+                last_index: last - 1,
+            });
+        }
+        let mut out = Vec::with_capacity((hi.saturating_sub(lo)).min(1024) as usize);
+        let mut total = 0u64;
+        for i in lo..hi {
+            let sl = s.index[(i - s.first_index) as usize];
+            let body_len = sl.size_bytes as u64 - HEADER_SIZE_BYTES as u64;
+            if !out.is_empty() && total + body_len > max_size_bytes {
+                break;
+            }
+            total += body_len;
+            let hdr = read_bytes(&s, &self.inner.cfg, sl.pos, HEADER_SIZE_BYTES as u64)?;
+            let kind = u32::from_be_bytes([hdr[32], hdr[33], hdr[34], hdr[35]]);
+            let data = read_bytes(&s, &self.inner.cfg, sl.pos + HEADER_SIZE_BYTES as u64, body_len)?;
+            out.push(StoredEntry {
+                index: i,
+                term: sl.term,
+                kind,
+                data,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Copy `len` bytes at physical position `pos` (e.g. a record at `entry pos + 48`).
+    /// Only durable bytes are readable.
+    pub fn read_at(&self, pos: u64, len: u64) -> Result<Bytes, StorageError> {
+        let s = self.read_state();
+        if pos + len > s.end_pos {
+            return Err(StorageError::OutOfRange { pos, len_bytes: len });
+        }
+        read_bytes(&s, &self.inner.cfg, pos, len)
+    }
+
+    // ----- writes (the storage thread only) -----
+
+    /// Write `entries` (consecutive indices) after truncating any conflicting suffix. Nothing
+    /// is visible or durable until `sync_and_publish`. Disk-full is detected before the first
+    /// byte is written.
+    pub fn write_entries(&self, entries: &[StoredEntry]) -> Result<(), StorageError> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let mut w = self.writer();
+        if w.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        for (k, e) in entries.iter().enumerate() {
+            if e.data.len() > self.inner.cfg.max_entry_size_bytes as usize {
+                return Err(StorageError::EntryTooLarge {
+                    size_bytes: e.data.len() as u64,
+                    max_bytes: self.inner.cfg.max_entry_size_bytes as u64,
+                });
+            }
+            assert_eq!(e.index, first.index + k as u64, "entries must be consecutive");
+        }
+        let next = w.first_pending_index + w.slots.len() as u64;
+        if first.index < next {
+            self.truncate_suffix_locked(&mut w, first.index)?;
+        } else if first.index > next {
+            return Err(StorageError::Gap {
+                index: first.index,
+                expected: next,
+            });
+        }
+
+        // Plan positions and make sure every segment we need is preallocated first.
+        let seg = self.inner.cfg.segment_size_bytes;
+        let mut pos = w.write_pos;
+        let mut plan: Vec<(u64, Option<u32>)> = Vec::with_capacity(entries.len());
+        for e in entries {
+            let size = entry_size_bytes(e.data.len()) as u64;
+            let off = pos % seg;
+            let mut blank = None;
+            if off + size + MIN_BLANK_LEN_BYTES as u64 > seg {
+                blank = Some((seg - off) as u32);
+                pos += seg - off;
+            }
+            plan.push((pos, blank));
+            pos += size;
+        }
+        let last_needed = pos.saturating_sub(1) / seg * seg;
+        self.ensure_segments(&mut w, last_needed)?;
+
+        // Write runs of entries per segment with one pwrite each.
+        let mut run_start = None::<u64>;
+        let mut buf = std::mem::take(&mut w.buf);
+        buf.clear();
+        let mut write_res = Ok(());
+        for (e, (epos, blank)) in entries.iter().zip(plan.iter()) {
+            if let Some(rem) = blank {
+                // Flush the current run, then the blank marker at the old segment's end.
+                let blank_pos = epos - *rem as u64;
+                if let Some(rs) = run_start.take() {
+                    write_res = write_res.and_then(|_| self.pwrite(&mut w, rs, &buf));
+                    buf.clear();
+                }
+                write_res = write_res.and_then(|_| self.pwrite(&mut w, blank_pos, &encode_blank(*rem)));
+            }
+            if run_start.is_none() {
+                run_start = Some(*epos);
+            }
+            let mut hdr = [0u8; HEADER_SIZE_BYTES];
+            encode_header(&mut hdr, e.index, e.term, *epos, e.kind, &e.data);
+            buf.extend_from_slice(&hdr);
+            buf.extend_from_slice(&e.data);
+            w.slots.push(IndexSlot {
+                pos: *epos,
+                term: e.term,
+                size_bytes: entry_size_bytes(e.data.len()) as u32,
+            });
+        }
+        if let Some(rs) = run_start {
+            write_res = write_res.and_then(|_| self.pwrite(&mut w, rs, &buf));
+        }
+        buf.clear();
+        if buf.capacity() > 8 * 1024 * 1024 {
+            buf = Vec::new();
+        }
+        w.buf = buf;
+        w.write_pos = pos;
+        if let Err(e) = write_res {
+            // A failed write after preallocation is an I/O fault: fail-stop.
+            w.poisoned = true;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn pwrite(&self, w: &mut Pending, pos: u64, data: &[u8]) -> Result<(), StorageError> {
+        let seg = self.inner.cfg.segment_size_bytes;
+        let base = pos / seg * seg;
+        let s = self.read_state();
+        let segment = find_segment(&s, base).ok_or(StorageError::OutOfRange {
+            pos,
+            len_bytes: data.len() as u64,
+        })?;
+        assert!(pos + data.len() as u64 <= base + seg, "write crosses segment end");
+        segment
+            .file
+            .write_all_at(data, pos - base)
+            .map_err(|e| StorageError::io(&segment.path, e))?;
+        drop(s);
+        if !w.dirty.contains(&base) {
+            w.dirty.push(base);
+        }
+        Ok(())
+    }
+
+    fn ensure_segments(&self, w: &mut Pending, last_base: u64) -> Result<(), StorageError> {
+        let seg = self.inner.cfg.segment_size_bytes;
+        loop {
+            let (have_last, count) = {
+                let s = self.read_state();
+                (s.segments.last().map(|x| x.base_pos), s.segments.len() as u64)
+            };
+            let next_base = match have_last {
+                Some(b) if b >= last_base => return Ok(()),
+                Some(b) => b + seg,
+                None => w.write_pos / seg * seg,
+            };
+            if let Some(q) = self.inner.cfg.disk_quota_bytes {
+                if (count + 1) * seg > q {
+                    return Err(StorageError::DiskFull(format!(
+                        "disk quota of {q} bytes reached (segments of {seg} bytes)"
+                    )));
+                }
+            }
+            let path = self.inner.cfg.dir.join(segment_name(next_base));
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| StorageError::io(&path, e))?;
+            if let Err(e) = preallocate(&file, &path, seg) {
+                drop(file);
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
+            let mmap = map_segment(&file, &path)?;
+            w.dir_dirty = true;
+            self.write_state().segments.push(Arc::new(Segment {
+                base_pos: next_base,
+                path,
+                file,
+                mmap,
+            }));
+        }
+    }
+
+    /// fsync everything written since the last call, then make it visible. Returns the new
+    /// durable tail. An fsync failure poisons the store (fail-stop: callers must stop).
+    pub fn sync_and_publish(&self) -> Result<Durable, StorageError> {
+        let mut w = self.writer();
+        if w.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        let dirty = std::mem::take(&mut w.dirty);
+        {
+            let s = self.read_state();
+            for base in &dirty {
+                if let Some(seg) = find_segment(&s, *base) {
+                    if let Err(e) = seg.file.sync_data() {
+                        w.poisoned = true;
+                        return Err(StorageError::fsync(&seg.path, e));
+                    }
+                }
+            }
+        }
+        if w.dir_dirty {
+            if let Err(e) = sync_dir(&self.inner.cfg.dir) {
+                w.poisoned = true;
+                return Err(e);
+            }
+            w.dir_dirty = false;
+        }
+        let slots = std::mem::take(&mut w.slots);
+        let n = slots.len() as u64;
+        let mut s = self.write_state();
+        assert_eq!(
+            w.first_pending_index,
+            s.first_index + s.index.len() as u64,
+            "pending entries follow the published log"
+        );
+        s.index.extend(slots);
+        s.end_pos = w.write_pos;
+        w.first_pending_index += n;
+        let last_index = s.first_index + s.index.len() as u64 - 1;
+        let last_term = match s.index.back() {
+            Some(sl) => sl.term,
+            None => s.prev_term,
+        };
+        Ok(Durable {
+            last_index,
+            last_term,
+        })
+    }
+
+    /// Drop entries `>= from` (conflicting tail from a new leader). Their bytes are zeroed and
+    /// fsynced before anything new is written, so a crash can never resurrect a mix of old and
+    /// new entries.
+    pub fn truncate_suffix(&self, from: u64) -> Result<(), StorageError> {
+        let mut w = self.writer();
+        if w.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        self.truncate_suffix_locked(&mut w, from)
+    }
+
+    fn truncate_suffix_locked(&self, w: &mut Pending, from: u64) -> Result<(), StorageError> {
+        let (cut_pos, old_end) = {
+            let mut s = self.write_state();
+            if from < s.first_index {
+                return Err(StorageError::Compacted {
+                    index: from,
+                    first_index: s.first_index,
+                });
+            }
+            let published_next = s.first_index + s.index.len() as u64;
+            let cut_pos;
+            if from < published_next {
+                let k = (from - s.first_index) as usize;
+                cut_pos = s.index[k].pos;
+                s.index.truncate(k);
+                s.end_pos = cut_pos;
+                w.slots.clear();
+                w.first_pending_index = from;
+            } else {
+                let k = (from - w.first_pending_index) as usize;
+                if k >= w.slots.len() {
+                    return Ok(());
+                }
+                cut_pos = w.slots[k].pos;
+                w.slots.truncate(k);
+            }
+            (cut_pos, w.write_pos)
+        };
+        let res = self.zero_range(cut_pos, old_end).and_then(|_| {
+            let dirty = std::mem::take(&mut w.dirty);
+            let s = self.read_state();
+            for base in dirty {
+                if let Some(sg) = find_segment(&s, base) {
+                    sg.file
+                        .sync_data()
+                        .map_err(|e| StorageError::fsync(&sg.path, e))?;
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = res {
+            w.poisoned = true;
+            return Err(e);
+        }
+        w.write_pos = cut_pos;
+        Ok(())
+    }
+
+    fn zero_range(&self, from: u64, to: u64) -> Result<(), StorageError> {
+        let seg = self.inner.cfg.segment_size_bytes;
+        let zeros = vec![0u8; ZERO_CHUNK_BYTES];
+        let s = self.read_state();
+        let mut p = from;
+        while p < to {
+            let base = p / seg * seg;
+            let end = (base + seg).min(to);
+            let Some(sg) = find_segment(&s, base) else {
+                p = base + seg;
+                continue;
+            };
+            while p < end {
+                let n = ((end - p) as usize).min(ZERO_CHUNK_BYTES);
+                sg.file
+                    .write_all_at(&zeros[..n], p - base)
+                    .map_err(|e| StorageError::io(&sg.path, e))?;
+                p += n as u64;
+            }
+            sg.file
+                .sync_data()
+                .map_err(|e| StorageError::fsync(&sg.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Prefix truncation for retention: `compact` + `remove_compacted_segments`.
+    /// Returns the number of deleted segment files.
+    pub fn truncate_prefix(&self, first_index: u64) -> Result<usize, StorageError> {
+        self.compact(first_index)?;
+        self.remove_compacted_segments()
+    }
+
+    /// Logical prefix truncation (no I/O, safe on any thread): entries `< first_index` are
+    /// forgotten. Until `remove_compacted_segments` runs, a restart brings them back, which
+    /// is harmless (they were committed).
+    pub fn compact(&self, first_index: u64) -> Result<(), StorageError> {
+        let mut s = self.write_state();
+        let last = s.first_index + s.index.len() as u64 - 1;
+        if first_index <= s.first_index {
+            return Ok(());
+        }
+        if first_index > last + 1 {
+            return Err(StorageError::Unavailable {
+                index: first_index,
+                last_index: last,
+            });
+        }
+        let k = (first_index - s.first_index) as usize;
+        s.prev_term = s.index[k - 1].term;
+        s.index.drain(..k);
+        s.first_index = first_index;
+        Ok(())
+    }
+
+    /// Physical part of prefix truncation (storage thread): record the start durably, then
+    /// delete whole segment files that hold only compacted entries.
+    pub fn remove_compacted_segments(&self) -> Result<usize, StorageError> {
+        let w = self.writer();
+        if w.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        let seg = self.inner.cfg.segment_size_bytes;
+        let (first_index, prev_term, start_pos) = {
+            let s = self.read_state();
+            let start = s.index.front().map(|x| x.pos).unwrap_or(s.end_pos);
+            (s.first_index, s.prev_term, start)
+        };
+        store_meta(&self.inner.cfg.dir, first_index, prev_term, start_pos)?;
+        let doomed: Vec<Arc<Segment>> = {
+            let mut s = self.write_state();
+            let keep_from = start_pos / seg * seg;
+            let n = s
+                .segments
+                .iter()
+                .take_while(|x| x.base_pos < keep_from)
+                .count();
+            s.segments.drain(..n).collect()
+        };
+        drop(w);
+        for sg in &doomed {
+            fs::remove_file(&sg.path).map_err(|e| StorageError::io(&sg.path, e))?;
+        }
+        if !doomed.is_empty() {
+            sync_dir(&self.inner.cfg.dir)?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// Reset to an empty log that continues after a snapshot point (wiped or far-behind
+    /// follower): all segments are deleted, the next entry `snapshot_index + 1` will be
+    /// written at `next_pos` (the leader's position, so positions match cluster-wide).
+    pub fn reset_to_snapshot(
+        &self,
+        snapshot_index: u64,
+        snapshot_term: u64,
+        next_pos: u64,
+    ) -> Result<(), StorageError> {
+        let mut w = self.writer();
+        if w.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        store_meta(&self.inner.cfg.dir, snapshot_index + 1, snapshot_term, next_pos)?;
+        let doomed: Vec<Arc<Segment>> = {
+            let mut s = self.write_state();
+            s.index.clear();
+            s.first_index = snapshot_index + 1;
+            s.prev_term = snapshot_term;
+            s.end_pos = next_pos;
+            std::mem::take(&mut s.segments)
+        };
+        w.slots.clear();
+        w.first_pending_index = snapshot_index + 1;
+        w.write_pos = next_pos;
+        w.dirty.clear();
+        for sg in &doomed {
+            fs::remove_file(&sg.path).map_err(|e| StorageError::io(&sg.path, e))?;
+        }
+        sync_dir(&self.inner.cfg.dir)
+    }
+
+    /// First retained index whose entry starts at or after `pos` (binary search).
+    pub fn first_index_at_or_after(&self, pos: u64) -> Option<u64> {
+        let s = self.read_state();
+        let k = s.index.partition_point(|x| x.pos < pos);
+        (k < s.index.len()).then_some(s.first_index + k as u64)
+    }
+
+    /// Number of segment files currently in use.
+    pub fn segment_count(&self) -> usize {
+        self.read_state().segments.len()
+    }
+
+    /// Base position of every segment file (oldest first).
+    pub fn segment_bases(&self) -> Vec<u64> {
+        self.read_state().segments.iter().map(|s| s.base_pos).collect()
+    }
+}
+
+fn slot_of(s: &State, index: u64) -> Result<IndexSlot, StorageError> {
+    if index < s.first_index {
+        return Err(StorageError::Compacted {
+            index,
+            first_index: s.first_index,
+        });
+    }
+    let k = (index - s.first_index) as usize;
+    s.index.get(k).copied().ok_or(StorageError::Unavailable {
+        index,
+        last_index: s.first_index + s.index.len() as u64 - 1,
+    })
+}
+
+fn find_segment(s: &State, base: u64) -> Option<&Arc<Segment>> {
+    let first = s.segments.first()?.base_pos;
+    if base < first {
+        return None;
+    }
+    let seg_size = match s.segments.get(1) {
+        Some(x) => x.base_pos - first,
+        None => return (base == first).then(|| &s.segments[0]),
+    };
+    let k = ((base - first) / seg_size) as usize;
+    s.segments.get(k).filter(|x| x.base_pos == base)
+}
+
+fn read_bytes(s: &State, cfg: &FileStoreConfig, pos: u64, len: u64) -> Result<Bytes, StorageError> {
+    let seg = cfg.segment_size_bytes;
+    let base = pos / seg * seg;
+    let sg = find_segment(s, base).ok_or(StorageError::OutOfRange { pos, len_bytes: len })?;
+    let off = (pos - base) as usize;
+    let end = off + len as usize;
+    if end > sg.mmap.len() {
+        return Err(StorageError::OutOfRange { pos, len_bytes: len });
+    }
+    Ok(Bytes::copy_from_slice(&sg.mmap[off..end]))
+}
+
+fn preallocate(file: &File, path: &Path, len: u64) -> Result<(), StorageError> {
+    // SAFETY: plain syscall on a valid fd owned by `file`.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    match rc {
+        0 => Ok(()),
+        libc::ENOSPC | libc::EDQUOT => Err(StorageError::DiskFull(format!(
+            "preallocating {len} bytes for {} failed: no space left on device",
+            path.display()
+        ))),
+        libc::EOPNOTSUPP | libc::EINVAL => {
+            // Filesystem without fallocate: fall back to setting the length (sparse file).
+            file.set_len(len).map_err(|e| StorageError::io(path, e))
+        }
+        other => Err(StorageError::io(path, std::io::Error::from_raw_os_error(other))),
+    }
+}
+
+fn map_segment(file: &File, path: &Path) -> Result<Mmap, StorageError> {
+    // SAFETY: the segment file is only modified by this process's single writer, which never
+    // writes into ranges that readers may access (published entries) except after
+    // unpublishing them under the state write lock; readers copy bytes out while holding the
+    // read lock. Other processes must not modify store files.
+    unsafe { Mmap::map(file) }.map_err(|e| StorageError::io(path, e))
+}
+
+fn load_meta(dir: &Path) -> Result<Option<(u64, u64, u64)>, StorageError> {
+    let Some(p) = read_atomic(dir, META_FILE)? else {
+        return Ok(None);
+    };
+    if p.len() != 28 || u32::from_be_bytes([p[0], p[1], p[2], p[3]]) != META_VERSION {
+        return Err(StorageError::Corrupt {
+            file: dir.join(META_FILE),
+            offset: 0,
+            reason: "unknown store meta version or length".into(),
+        });
+    }
+    let u = |at: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&p[at..at + 8]);
+        u64::from_be_bytes(a)
+    };
+    Ok(Some((u(4), u(12), u(20))))
+}
+
+fn store_meta(dir: &Path, first_index: u64, prev_term: u64, start_pos: u64) -> Result<(), StorageError> {
+    let mut p = [0u8; 28];
+    p[0..4].copy_from_slice(&META_VERSION.to_be_bytes());
+    p[4..12].copy_from_slice(&first_index.to_be_bytes());
+    p[12..20].copy_from_slice(&prev_term.to_be_bytes());
+    p[20..28].copy_from_slice(&start_pos.to_be_bytes());
+    write_atomic(dir, META_FILE, &p)
+}
+
+fn corrupt(seg: &Segment, off: u64, reason: impl Into<String>) -> StorageError {
+    StorageError::Corrupt {
+        file: seg.path.clone(),
+        offset: off,
+        reason: reason.into(),
+    }
+}
+
+/// Is there a valid entry with index `>= min_index` in `buf` after offset 0 (bounded scan)?
+fn later_valid_entry(buf: &[u8], min_index: u64) -> Option<usize> {
+    let magic = ENTRY_MAGIC.to_be_bytes();
+    let mut i = 1;
+    while i + HEADER_SIZE_BYTES <= buf.len() {
+        if buf[i..i + 4] == magic {
+            if let Ok(Slot::Entry(h)) = decode_slot(&buf[i..]) {
+                if h.index >= min_index {
+                    return Some(i);
+                }
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Scan all segments from `start_pos`, rebuilding the index. Returns the recovered end.
+fn recover(cfg: &FileStoreConfig, st: &mut State, start_pos: u64) -> Result<u64, StorageError> {
+    let seg_size = cfg.segment_size_bytes;
+    let scan_window = entry_size_bytes(cfg.max_entry_size_bytes as usize) + HEADER_SIZE_BYTES;
+    let mut expected = None::<u64>; // index of the next entry once the first one is seen
+    let mut last_term = st.prev_term;
+    let nseg = st.segments.len();
+    let mut end_pos = start_pos;
+    let mut k = 0;
+    let mut truncate_at: Option<(usize, u64)> = None;
+    'segs: while k < nseg {
+        let sg = Arc::clone(&st.segments[k]);
+        let mut off = if start_pos > sg.base_pos {
+            if start_pos >= sg.base_pos + seg_size {
+                // Segment entirely before the start point (left over by a crash between
+                // writing the meta file and unlinking): ignore it; retention deletes it.
+                k += 1;
+                continue;
+            }
+            (start_pos - sg.base_pos) as usize
+        } else {
+            0
+        };
+        loop {
+            let buf = &sg.mmap[off..];
+            let here = sg.base_pos + off as u64;
+            match decode_slot(buf) {
+                Ok(Slot::Entry(h)) => {
+                    let want = expected.unwrap_or(h.index);
+                    if h.index != want || h.pos != here || h.term < last_term {
+                        return Err(corrupt(
+                            &sg,
+                            off as u64,
+                            format!(
+                                "entry out of sequence: index {} term {} pos {} (expected index {want}, term >= {last_term}, pos {here})",
+                                h.index, h.term, h.pos
+                            ),
+                        ));
+                    }
+                    if expected.is_none() && h.index > st.first_index {
+                        return Err(corrupt(
+                            &sg,
+                            off as u64,
+                            format!("log starts at {} but first index is {}", h.index, st.first_index),
+                        ));
+                    }
+                    expected = Some(h.index + 1);
+                    last_term = h.term;
+                    if h.index >= st.first_index {
+                        st.index.push_back(IndexSlot {
+                            pos: here,
+                            term: h.term,
+                            size_bytes: h.size_bytes,
+                        });
+                    } else if h.index + 1 == st.first_index {
+                        st.prev_term = h.term;
+                    }
+                    off += h.size_bytes as usize;
+                    end_pos = sg.base_pos + off as u64;
+                }
+                Ok(Slot::Blank { .. }) => {
+                    k += 1;
+                    end_pos = sg.base_pos + seg_size;
+                    continue 'segs;
+                }
+                Ok(Slot::Empty) => {
+                    // End of data in this segment. If the next segment starts with the next
+                    // entry the blank marker was torn: rewrite it and continue.
+                    if k + 1 < nseg {
+                        let nx = &st.segments[k + 1];
+                        if let Ok(Slot::Entry(h)) = decode_slot(&nx.mmap[..]) {
+                            if Some(h.index) == expected && off + MIN_BLANK_LEN_BYTES <= sg.mmap.len() {
+                                let rem = (seg_size as usize - off) as u32;
+                                sg.file
+                                    .write_all_at(&encode_blank(rem), off as u64)
+                                    .and_then(|_| sg.file.sync_data())
+                                    .map_err(|e| StorageError::io(&sg.path, e))?;
+                                k += 1;
+                                continue 'segs;
+                            }
+                        }
+                    }
+                    truncate_at = Some((k, off as u64));
+                    break 'segs;
+                }
+                Err(err) => {
+                    // Torn tail or corruption? Corruption if a valid later entry exists (in
+                    // this segment within one max entry, or at the start of a later one).
+                    let min_next = expected.unwrap_or(st.first_index);
+                    let window_end = (off + scan_window).min(sg.mmap.len());
+                    let later_here = later_valid_entry(&sg.mmap[off..window_end], min_next);
+                    let later_seg = st.segments[k + 1..]
+                        .iter()
+                        .any(|x| matches!(decode_slot(&x.mmap[..]), Ok(Slot::Entry(_))));
+                    if later_here.is_some() || later_seg {
+                        return Err(corrupt(&sg, off as u64, format!("{err} (valid entries follow; refusing to start)")));
+                    }
+                    if matches!(err, DecodeError::BadBlank { .. }) && off + MIN_BLANK_LEN_BYTES > sg.mmap.len() {
+                        return Err(corrupt(&sg, off as u64, err.to_string()));
+                    }
+                    tracing::warn!(file = %sg.path.display(), offset = off, error = %err, "truncating torn tail");
+                    truncate_at = Some((k, off as u64));
+                    break 'segs;
+                }
+            }
+        }
+    }
+    if let Some((k, off)) = truncate_at {
+        // Zero whatever lies after the end in this segment and drop later segments, so stale
+        // bytes can never be mistaken for entries later.
+        let sg = Arc::clone(&st.segments[k]);
+        let tail = &sg.mmap[off as usize..];
+        if let Some(first_nz) = tail.iter().position(|b| *b != 0) {
+            let zeros = vec![0u8; ZERO_CHUNK_BYTES];
+            let mut p = off + first_nz as u64;
+            while p < seg_size {
+                let n = ((seg_size - p) as usize).min(ZERO_CHUNK_BYTES);
+                sg.file
+                    .write_all_at(&zeros[..n], p)
+                    .map_err(|e| StorageError::io(&sg.path, e))?;
+                p += n as u64;
+            }
+            sg.file.sync_data().map_err(|e| StorageError::fsync(&sg.path, e))?;
+        }
+        let later: Vec<Arc<Segment>> = st.segments.drain(k + 1..).collect();
+        for x in &later {
+            fs::remove_file(&x.path).map_err(|e| StorageError::io(&x.path, e))?;
+        }
+        if !later.is_empty() {
+            sync_dir(&cfg.dir)?;
+        }
+    }
+    // Segments fully before the start point are useless (see above).
+    if let Some(expected) = expected {
+        if expected < st.first_index {
+            return Err(StorageError::Corrupt {
+                file: cfg.dir.join(META_FILE),
+                offset: 0,
+                reason: format!("log ends at {} before first index {}", expected - 1, st.first_index),
+            });
+        }
+    }
+    Ok(end_pos.max(start_pos))
+}

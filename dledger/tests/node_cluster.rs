@@ -1,0 +1,240 @@
+//! Three in-process nodes with file stores (tempdirs) and TCP on 127.0.0.1.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dledger::config::DLedgerConfig;
+use dledger::core::Role;
+use dledger::node::{DLedgerError, DLedgerNode};
+use tokio::sync::mpsc;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn configs(dir: &std::path::Path) -> Vec<DLedgerConfig> {
+    let peers = (0..3)
+        .map(|i| format!("n{i}-127.0.0.1:{}", free_port()))
+        .collect::<Vec<_>>()
+        .join(";");
+    (0..3)
+        .map(|i| {
+            let mut c = DLedgerConfig::new("test-group", &peers, &format!("n{i}"), dir).unwrap();
+            c.segment_size_bytes = 64 * 1024;
+            c.max_entry_size_bytes = 16 * 1024;
+            c.rng_seed = Some(1000 + i as u64);
+            c
+        })
+        .collect()
+}
+
+async fn start(cfg: &DLedgerConfig) -> DLedgerNode {
+    // The port may still be held for a moment by a node that was just stopped.
+    let t0 = Instant::now();
+    loop {
+        match DLedgerNode::start(cfg.clone()).await {
+            Ok(n) => return n,
+            Err(DLedgerError::Transport(e)) if t0.elapsed() < Duration::from_secs(5) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("start failed: {e}"),
+        }
+    }
+}
+
+/// Wait (event-driven, via the role watches) for a leader that accepts writes.
+async fn wait_leader(nodes: &[Option<DLedgerNode>], within: Duration) -> usize {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let Some(n) = n else { continue };
+        let mut r = n.role();
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let s = *r.borrow_and_update();
+                if tx.send((i, s)).is_err() {
+                    return;
+                }
+                if r.changed().await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let res = tokio::time::timeout(within, async {
+        while let Some((i, s)) = rx.recv().await {
+            if s.role == Role::Leader && s.ready_for_writes {
+                return Some(i);
+            }
+        }
+        None
+    })
+    .await;
+    for t in tasks {
+        t.abort();
+    }
+    res.ok().flatten().expect("no leader elected in time")
+}
+
+async fn wait_commit(n: &DLedgerNode, index: u64) {
+    let mut c = n.committed();
+    tokio::time::timeout(Duration::from_secs(15), c.wait_for(|v| *v >= index))
+        .await
+        .expect("commit did not advance in time")
+        .expect("node stopped");
+}
+
+fn payload(i: u64) -> Bytes {
+    Bytes::from(format!("entry-{i}-").repeat(1 + (i as usize % 40)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_append_kill_leader_and_fail_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfgs = configs(dir.path());
+    let mut nodes = Vec::new();
+    for c in &cfgs {
+        nodes.push(Some(start(c).await));
+    }
+    let l = wait_leader(&nodes, Duration::from_secs(10)).await;
+    let leader = nodes[l].as_ref().unwrap();
+
+    // A follower refuses appends and names the leader.
+    let f = (l + 1) % 3;
+    match nodes[f].as_ref().unwrap().append(Bytes::from_static(b"x")).await {
+        Err(DLedgerError::NotLeader { leader: Some(id) }) => assert_eq!(id, leader.id()),
+        other => panic!("follower append returned {other:?}"),
+    }
+
+    // Concurrent single appends and a batch.
+    let mut handles = Vec::new();
+    for i in 0..40u64 {
+        handles.push(tokio::spawn(leader.append(payload(i))));
+    }
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.await.unwrap().unwrap());
+    }
+    let batch = leader
+        .append_batch((40..60).map(payload).collect())
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 20);
+    for w in batch.windows(2) {
+        assert_eq!(w[1].index, w[0].index + 1);
+        assert!(w[1].pos > w[0].pos);
+    }
+    results.extend(batch);
+    let last = results.iter().map(|r| r.index).max().unwrap();
+    assert!(*leader.committed().borrow() >= last);
+
+    // Every node converges on identical entries at identical positions.
+    for n in nodes.iter().flatten() {
+        wait_commit(n, last).await;
+        for r in &results {
+            let e = n.read(r.index).unwrap();
+            assert_eq!(n.entry_pos(r.index).unwrap(), r.pos);
+            assert_eq!(e.index, r.index);
+        }
+    }
+    let batch_entries = leader.read_range(batch_first(&results), last + 1).unwrap();
+    for (k, e) in batch_entries.iter().enumerate() {
+        assert_eq!(e.data, payload(40 + k as u64));
+        // The body is also reachable by physical position: pos + 48.
+        let pos = leader.entry_pos(e.index).unwrap();
+        assert_eq!(leader.read_at(pos + 48, e.data.len() as u64).unwrap(), e.data);
+    }
+    let status = leader.status().await.unwrap();
+    assert_eq!(status.role, Role::Leader);
+    assert_eq!(status.peers.len(), 2);
+    assert!(status.fsyncs > 0 && status.commit_latency.count >= 41);
+
+    // Kill the leader (drop = crash): a new one takes over quickly.
+    let old_id = leader.id();
+    let t0 = Instant::now();
+    nodes[l] = None;
+    let l2 = wait_leader(&nodes, Duration::from_secs(5)).await;
+    let failover = t0.elapsed();
+    eprintln!("failover took {failover:?}");
+    assert!(failover < Duration::from_secs(3), "failover took {failover:?}");
+    let leader2 = nodes[l2].as_ref().unwrap();
+    assert_ne!(leader2.id(), old_id);
+    // Committed entries survive, byte for byte.
+    for r in &results {
+        let e = leader2.read(r.index).unwrap();
+        assert_eq!(leader2.entry_pos(r.index).unwrap(), r.pos);
+        if r.index >= batch_first(&results) {
+            assert_eq!(e.data, payload(40 + r.index - batch_first(&results)));
+        }
+    }
+    let r = leader2.append(Bytes::from_static(b"after failover")).await.unwrap();
+    assert!(r.index > last);
+    assert_eq!(leader2.read(r.index).unwrap().data, Bytes::from_static(b"after failover"));
+}
+
+fn batch_first(results: &[dledger::node::AppendResult]) -> u64 {
+    results[40].index
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_follower_behind_retention_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfgs = configs(dir.path());
+    let mut nodes = Vec::new();
+    for c in &cfgs {
+        nodes.push(Some(start(c).await));
+    }
+    let l = wait_leader(&nodes, Duration::from_secs(10)).await;
+    let body = Bytes::from(vec![7u8; 1024]);
+    let mut last = 0;
+    for _ in 0..10 {
+        let rs = nodes[l]
+            .as_ref()
+            .unwrap()
+            .append_batch(vec![body.clone(); 20])
+            .await
+            .unwrap();
+        last = rs.last().unwrap().index;
+    }
+    // Stop a follower cleanly and wipe its disk.
+    let f = (l + 1) % 3;
+    let follower = nodes[f].take().unwrap();
+    follower.shutdown().await;
+    std::fs::remove_dir_all(cfgs[f].node_dir()).unwrap();
+
+    // More entries, then retention on the leader drops the old segments.
+    let leader = nodes[l].as_ref().unwrap();
+    for _ in 0..5 {
+        let rs = leader.append_batch(vec![body.clone(); 20]).await.unwrap();
+        last = rs.last().unwrap().index;
+    }
+    let compact_to = last - 30;
+    leader.compact(compact_to).await.unwrap();
+    let st = leader.status().await.unwrap();
+    assert_eq!(st.first_index, compact_to);
+    let positions: Vec<u64> = (compact_to..=last)
+        .map(|i| leader.entry_pos(i).unwrap())
+        .collect();
+
+    // The wiped follower restarts empty and must converge via snapshot + appends.
+    nodes[f] = Some(start(&cfgs[f]).await);
+    let fnode = nodes[f].as_ref().unwrap();
+    wait_commit(fnode, last).await;
+    for (k, i) in (compact_to..=last).enumerate() {
+        assert_eq!(fnode.read(i).unwrap().data, body);
+        assert_eq!(fnode.entry_pos(i).unwrap(), positions[k], "position of {i}");
+    }
+    // And it keeps replicating new entries.
+    let leader = nodes[l].as_ref().unwrap();
+    let r = leader.append(Bytes::from_static(b"tail")).await.unwrap();
+    wait_commit(fnode, r.index).await;
+    assert_eq!(fnode.read(r.index).unwrap().data, Bytes::from_static(b"tail"));
+    assert_eq!(fnode.entry_pos(r.index).unwrap(), r.pos);
+}

@@ -1,0 +1,321 @@
+//! File store: append/read, recovery (torn tail, corruption refusal), suffix and prefix
+//! truncation, snapshot reset, disk-full refusal, hard-state atomicity.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+
+use bytes::Bytes;
+use dledger::storage::codec::HEADER_SIZE_BYTES;
+use dledger::storage::{
+    FileStore, FileStoreConfig, HardStateFile, HardStateRecord, StorageError, StoredEntry,
+};
+
+fn cfg(dir: &std::path::Path) -> FileStoreConfig {
+    FileStoreConfig {
+        dir: dir.to_path_buf(),
+        segment_size_bytes: 64 * 1024,
+        max_entry_size_bytes: 8 * 1024,
+        disk_quota_bytes: None,
+    }
+}
+
+fn entry(index: u64, term: u64, len: usize) -> StoredEntry {
+    let data: Vec<u8> = (0..len).map(|i| (index as usize * 31 + i) as u8).collect();
+    StoredEntry {
+        index,
+        term,
+        kind: 0,
+        data: Bytes::from(data),
+    }
+}
+
+fn append(store: &FileStore, entries: &[StoredEntry]) {
+    store.write_entries(entries).unwrap();
+    store.sync_and_publish().unwrap();
+}
+
+fn segment_path(dir: &std::path::Path, base: u64) -> std::path::PathBuf {
+    dir.join(format!("{base:020}"))
+}
+
+#[test]
+fn append_read_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!((store.first_index(), store.last_index()), (1, 0));
+    let entries: Vec<_> = (1..=300).map(|i| entry(i, 1 + i / 100, 700)).collect();
+    store.write_entries(&entries[..150]).unwrap();
+    // Not visible before the fsync.
+    assert_eq!(store.last_index(), 0);
+    let d = store.sync_and_publish().unwrap();
+    assert_eq!((d.last_index, d.last_term), (150, 2));
+    append(&store, &entries[150..]);
+    assert!(store.segment_count() >= 3, "entries must span segments");
+    let got = store.entries(1, 301, u64::MAX).unwrap();
+    assert_eq!(got, entries);
+    // Physical position: the body lies at pos + 48.
+    let pos = store.entry_pos(123).unwrap();
+    let body = store.read_at(pos + HEADER_SIZE_BYTES as u64, 700).unwrap();
+    assert_eq!(body, entries[122].data);
+    // Size limit returns a prefix, but at least one entry.
+    assert_eq!(store.entries(5, 100, 1).unwrap().len(), 1);
+    assert_eq!(store.entries(5, 100, 2000).unwrap().len(), 2);
+    drop(store);
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!(store.last_index(), 300);
+    assert_eq!(store.entries(1, 301, u64::MAX).unwrap(), entries);
+    assert_eq!(store.entry_pos(123).unwrap(), pos);
+    // Appending continues at the same place.
+    append(&store, &[entry(301, 4, 10)]);
+    assert_eq!(store.term(301).unwrap(), 4);
+}
+
+#[test]
+fn entries_never_straddle_segments_and_blank_marks_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    let entries: Vec<_> = (1..=40).map(|i| entry(i, 1, 3000)).collect();
+    append(&store, &entries);
+    let seg = 64 * 1024;
+    for i in 1..=40 {
+        let p = store.entry_pos(i).unwrap();
+        assert_eq!(p / seg, (p + 3048 - 1) / seg, "entry {i} straddles a segment");
+    }
+    // First segment ends with the blank marker (-1, remaining).
+    let first_of_second = (1..=40)
+        .find(|i| store.entry_pos(*i).unwrap() >= seg)
+        .unwrap();
+    let end_of_first = store.entry_pos(first_of_second - 1).unwrap() + 3048;
+    let f = std::fs::read(segment_path(dir.path(), 0)).unwrap();
+    let e = end_of_first as usize;
+    assert_eq!(&f[e..e + 4], &(-1i32).to_be_bytes());
+    assert_eq!(
+        u32::from_be_bytes(f[e + 4..e + 8].try_into().unwrap()) as u64,
+        seg - end_of_first
+    );
+}
+
+#[test]
+fn torn_tail_is_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    let entries: Vec<_> = (1..=10).map(|i| entry(i, 1, 500)).collect();
+    append(&store, &entries);
+    let last_pos = store.entry_pos(10).unwrap();
+    drop(store);
+    // Tear the last entry: keep its header, zero half of its body.
+    let f = OpenOptions::new()
+        .write(true)
+        .open(segment_path(dir.path(), 0))
+        .unwrap();
+    f.write_all_at(&[0u8; 250], last_pos + 48 + 250).unwrap();
+    drop(f);
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!(store.last_index(), 9);
+    assert_eq!(store.entries(1, 10, u64::MAX).unwrap(), entries[..9]);
+    // The torn bytes were zeroed: new entries go where entry 10 was and survive a reopen.
+    append(&store, &[entry(10, 2, 100), entry(11, 2, 100)]);
+    assert_eq!(store.entry_pos(10).unwrap(), last_pos);
+    drop(store);
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!(store.last_index(), 11);
+    assert_eq!(store.term(10).unwrap(), 2);
+}
+
+#[test]
+fn partial_header_at_tail_is_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    append(&store, &(1..=3).map(|i| entry(i, 1, 64)).collect::<Vec<_>>());
+    let end = store.end_pos();
+    drop(store);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(segment_path(dir.path(), 0))
+        .unwrap();
+    // Only the first 20 bytes of a header landed.
+    f.write_all_at(&[0, 0, 0, 1, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0], end)
+        .unwrap();
+    drop(f);
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!(store.last_index(), 3);
+}
+
+#[test]
+fn corruption_before_tail_is_refused_with_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    append(&store, &(1..=10).map(|i| entry(i, 1, 500)).collect::<Vec<_>>());
+    let pos = store.entry_pos(4).unwrap();
+    drop(store);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(segment_path(dir.path(), 0))
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, pos + 60).unwrap();
+    f.write_all_at(&[b[0] ^ 0x40], pos + 60).unwrap();
+    drop(f);
+    match FileStore::open(cfg(dir.path())) {
+        Err(StorageError::Corrupt { file, offset, .. }) => {
+            assert_eq!(file, segment_path(dir.path(), 0));
+            assert_eq!(offset, pos);
+        }
+        Err(other) => panic!("wrong error {other}"),
+        Ok(_) => panic!("corrupt store opened"),
+    }
+    // Also a corrupted header (bad magic) in the middle is refused.
+    let dir2 = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir2.path())).unwrap();
+    append(&store, &(1..=10).map(|i| entry(i, 1, 500)).collect::<Vec<_>>());
+    let pos = store.entry_pos(2).unwrap();
+    drop(store);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(segment_path(dir2.path(), 0))
+        .unwrap();
+    f.write_all_at(&[0x7f], pos).unwrap();
+    drop(f);
+    let err = FileStore::open(cfg(dir2.path())).err().expect("must refuse");
+    let msg = err.to_string();
+    assert!(msg.contains("00000000000000000000"), "{msg}");
+    assert!(msg.contains(&format!("offset {pos}")), "{msg}");
+}
+
+#[test]
+fn suffix_truncation_replaces_conflicting_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    append(&store, &(1..=20).map(|i| entry(i, 1, 400)).collect::<Vec<_>>());
+    let pos8 = store.entry_pos(8).unwrap();
+    // A new leader overwrites from 8 with shorter entries of term 2.
+    let new: Vec<_> = (8..=9).map(|i| entry(i, 2, 100)).collect();
+    append(&store, &new);
+    assert_eq!(store.last_index(), 9);
+    assert_eq!(store.entry_pos(8).unwrap(), pos8);
+    assert_eq!(store.entries(8, 10, u64::MAX).unwrap(), new);
+    drop(store);
+    // Old entries 10..20 must not come back, even though their bytes had valid CRCs.
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!(store.last_index(), 9);
+    assert_eq!(store.term(9).unwrap(), 2);
+    store.truncate_suffix(5).unwrap();
+    assert_eq!(store.last_index(), 4);
+    drop(store);
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!(store.last_index(), 4);
+}
+
+#[test]
+fn prefix_truncation_deletes_whole_segments_and_keeps_first_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    let entries: Vec<_> = (1..=200).map(|i| entry(i, 1, 1000)).collect();
+    append(&store, &entries);
+    let segs_before = store.segment_count();
+    assert!(segs_before >= 3);
+    let pos150 = store.entry_pos(150).unwrap();
+    let deleted = store.truncate_prefix(150).unwrap();
+    assert_eq!(deleted, (pos150 / (64 * 1024)) as usize);
+    assert_eq!(store.first_index(), 150);
+    assert_eq!(store.term(149).unwrap(), 1);
+    assert!(matches!(
+        store.entries(149, 151, u64::MAX),
+        Err(StorageError::Compacted { .. })
+    ));
+    assert!(!segment_path(dir.path(), 0).exists());
+    drop(store);
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!((store.first_index(), store.last_index()), (150, 200));
+    assert_eq!(store.entries(150, 201, u64::MAX).unwrap(), entries[149..]);
+    assert_eq!(store.entry_pos(150).unwrap(), pos150);
+}
+
+#[test]
+fn reset_to_snapshot_restarts_log_at_leader_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    append(&store, &(1..=5).map(|i| entry(i, 1, 100)).collect::<Vec<_>>());
+    let next_pos = 5 * 64 * 1024 + 1234;
+    store.reset_to_snapshot(1000, 3, next_pos).unwrap();
+    assert_eq!((store.first_index(), store.last_index()), (1001, 1000));
+    assert_eq!(store.term(1000).unwrap(), 3);
+    append(&store, &(1001..=1003).map(|i| entry(i, 3, 100)).collect::<Vec<_>>());
+    assert_eq!(store.entry_pos(1001).unwrap(), next_pos);
+    drop(store);
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!((store.first_index(), store.last_index()), (1001, 1003));
+    assert_eq!(store.entry_pos(1001).unwrap(), next_pos);
+    assert_eq!(store.term(1000).unwrap(), 3);
+}
+
+#[test]
+fn disk_full_refuses_append_and_corrupts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.disk_quota_bytes = Some(2 * 64 * 1024);
+    let store = FileStore::open(c.clone()).unwrap();
+    let entries: Vec<_> = (1..=140).map(|i| entry(i, 1, 1000)).collect();
+    append(&store, &entries[..100]);
+    assert_eq!(store.segment_count(), 2);
+    let end_before = store.end_pos();
+    // The next batch needs a third segment: refused up front, nothing written.
+    match store.write_entries(&entries[100..140]) {
+        Err(StorageError::DiskFull(msg)) => assert!(msg.contains("quota"), "{msg}"),
+        other => panic!("expected DiskFull, got {other:?}"),
+    }
+    assert_eq!(store.segment_count(), 2);
+    assert_eq!(store.last_index(), 100);
+    // The store stays usable for what fits.
+    append(&store, &entries[100..105]);
+    assert_eq!(store.last_index(), 105);
+    assert!(store.end_pos() > end_before);
+    drop(store);
+    let store = FileStore::open(c).unwrap();
+    assert_eq!(store.entries(1, 106, u64::MAX).unwrap(), entries[..105]);
+}
+
+#[test]
+fn oversized_entry_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert!(matches!(
+        store.write_entries(&[entry(1, 1, 8 * 1024 + 1)]),
+        Err(StorageError::EntryTooLarge { .. })
+    ));
+    assert_eq!(store.last_index(), 0);
+}
+
+#[test]
+fn hard_state_is_replaced_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let hs = HardStateFile::new(dir.path());
+    assert_eq!(hs.load().unwrap(), HardStateRecord::default());
+    let a = HardStateRecord {
+        term: 3,
+        vote: 2,
+        commit: 10,
+    };
+    hs.store(&a).unwrap();
+    assert_eq!(hs.load().unwrap(), a);
+    // A crash after writing the temp file but before the rename leaves the old state.
+    std::fs::write(dir.path().join("hardstate.tmp"), b"garbage").unwrap();
+    assert_eq!(HardStateFile::new(dir.path()).load().unwrap(), a);
+    let b = HardStateRecord {
+        term: 4,
+        vote: 0,
+        commit: 12,
+    };
+    hs.store(&b).unwrap();
+    assert_eq!(HardStateFile::new(dir.path()).load().unwrap(), b);
+    assert!(!dir.path().join("hardstate.tmp").exists());
+    // A damaged file is reported, not trusted.
+    let mut raw = std::fs::read(dir.path().join("hardstate")).unwrap();
+    raw[6] ^= 1;
+    std::fs::write(dir.path().join("hardstate"), raw).unwrap();
+    match hs.load() {
+        Err(StorageError::Corrupt { file, .. }) => assert!(file.ends_with("hardstate")),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}

@@ -1,0 +1,216 @@
+//! A preallocated, memory-mapped file (commitlog, consume-queue and index segments).
+//!
+//! Concurrency contract: exactly one thread writes a given file, and only into bytes that no
+//! reader can see yet (beyond a published watermark) or under an external lock (index).
+//! All access goes through raw pointers (`MmapRaw`), never `&mut [u8]`, so readers holding
+//! `&[u8]`/`Bytes` of published regions never alias a mutable borrow.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memmap2::MmapRaw;
+
+use crate::env::FileAllocator;
+use crate::error::StoreError;
+
+pub(crate) struct MappedFile {
+    path: PathBuf,
+    file: File,
+    map: MmapRaw,
+    from_offset: i64,
+    size: usize,
+}
+
+impl std::fmt::Debug for MappedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedFile")
+            .field("path", &self.path)
+            .field("from_offset", &self.from_offset)
+            .finish()
+    }
+}
+
+/// 20-digit zero-padded file name (Java `UtilAll.offset2FileName`).
+pub(crate) fn offset_to_file_name(offset: i64) -> String {
+    format!("{offset:020}")
+}
+
+impl MappedFile {
+    /// Creates and preallocates a new file. On failure the partial file is removed.
+    pub(crate) fn create(
+        path: &Path,
+        from_offset: i64,
+        size: usize,
+        allocator: &dyn FileAllocator,
+    ) -> Result<MappedFile, StoreError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| StoreError::io(path, e))?;
+        if let Err(e) = allocator.allocate(&file, size as u64) {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(StoreError::io(path, e));
+        }
+        // A short file would make mapped writes fault; make sure the length is right.
+        let len = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
+        if len < size as u64 {
+            file.set_len(size as u64)
+                .map_err(|e| StoreError::io(path, e))?;
+        }
+        Self::map(path, file, from_offset, size)
+    }
+
+    /// Opens an existing file that must have exactly `size` bytes.
+    pub(crate) fn open(
+        path: &Path,
+        from_offset: i64,
+        size: usize,
+    ) -> Result<MappedFile, StoreError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| StoreError::io(path, e))?;
+        let len = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
+        if len != size as u64 {
+            return Err(StoreError::Corrupt {
+                file: path.display().to_string(),
+                offset: 0,
+                reason: format!("file length {len} != expected {size}"),
+            });
+        }
+        Self::map(path, file, from_offset, size)
+    }
+
+    fn map(
+        path: &Path,
+        file: File,
+        from_offset: i64,
+        size: usize,
+    ) -> Result<MappedFile, StoreError> {
+        let map = MmapRaw::map_raw(&file).map_err(|e| StoreError::io(path, e))?;
+        assert!(map.len() >= size, "mapping shorter than file");
+        Ok(MappedFile {
+            path: path.to_path_buf(),
+            file,
+            map,
+            from_offset,
+            size,
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+    pub(crate) fn start_offset(&self) -> i64 {
+        self.from_offset
+    }
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Copies `data` to `pos`. Caller guarantees the single-writer contract (module docs).
+    pub(crate) fn write_at(&self, pos: usize, data: &[u8]) {
+        assert!(pos.checked_add(data.len()).is_some_and(|e| e <= self.size));
+        // SAFETY: bounds checked above; the region is not visible to readers (contract).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.as_mut_ptr().add(pos),
+                data.len(),
+            );
+        }
+    }
+
+    /// Zeroes `[pos, pos+len)` (used by recovery to wipe a torn tail).
+    pub(crate) fn zero(&self, pos: usize, len: usize) {
+        assert!(pos.checked_add(len).is_some_and(|e| e <= self.size));
+        // SAFETY: bounds checked; only called before readers exist or on unpublished bytes.
+        unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(pos), 0, len) }
+    }
+
+    /// Borrow of published bytes. Caller guarantees no concurrent write to this range.
+    pub(crate) fn bytes_at(&self, pos: usize, len: usize) -> &[u8] {
+        assert!(pos.checked_add(len).is_some_and(|e| e <= self.size));
+        // SAFETY: bounds checked; the range is published and immutable (contract).
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(pos), len) }
+    }
+
+    pub(crate) fn read_i32(&self, pos: usize) -> i32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.bytes_at(pos, 4));
+        i32::from_be_bytes(b)
+    }
+    pub(crate) fn read_i64(&self, pos: usize) -> i64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.bytes_at(pos, 8));
+        i64::from_be_bytes(b)
+    }
+
+    /// Zero-copy `Bytes` over a published range; keeps the mapping alive (even after the
+    /// file is deleted by retention).
+    pub(crate) fn slice(self: &Arc<Self>, pos: usize, len: usize) -> Bytes {
+        assert!(pos.checked_add(len).is_some_and(|e| e <= self.size));
+        Bytes::from_owner(MapSlice {
+            file: Arc::clone(self),
+            pos,
+            len,
+        })
+    }
+
+    /// msync of `[pos, pos+len)`; durable on return.
+    pub(crate) fn flush_range(&self, pos: usize, len: usize) -> Result<(), StoreError> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.map
+            .flush_range(pos, len)
+            .map_err(|e| StoreError::io(&self.path, e))
+    }
+
+    pub(crate) fn modified_ms(&self) -> Option<i64> {
+        let m = self.file.metadata().ok()?.modified().ok()?;
+        Some(m.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+    }
+}
+
+struct MapSlice {
+    file: Arc<MappedFile>,
+    pos: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for MapSlice {
+    fn as_ref(&self) -> &[u8] {
+        self.file.bytes_at(self.pos, self.len)
+    }
+}
+
+/// Lists `<20-digit>` files in `dir`, sorted by offset.
+pub(crate) fn list_offset_files(dir: &Path) -> Result<Vec<(i64, PathBuf)>, StoreError> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(StoreError::io(dir, e)),
+    };
+    for ent in rd {
+        let ent = ent.map_err(|e| StoreError::io(dir, e))?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.len() != 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(off) = name.parse::<i64>() {
+            out.push((off, ent.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}

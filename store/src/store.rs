@@ -1,0 +1,1206 @@
+//! `MessageStore`: the Java `DefaultMessageStore` equivalent. Owns the commitlog (behind
+//! [`CommitLog`]), consume queues, the index, the dispatcher and housekeeping threads.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+
+use crate::commitlog::{
+    AppendRequest, AppendResult, CommitLog, LogRead, QueueOffsetTable, Watermark,
+};
+use crate::config::{parse_delay_levels, FlushDiskType, StoreConfig};
+use crate::consume_queue::{ConsumeQueue, CqUnit, CQ_UNIT_SIZE};
+use crate::env::StoreEnv;
+use crate::error::StoreError;
+use crate::file_log::FileCommitLog;
+use crate::index::IndexService;
+use crate::message::{
+    create_offset_msg_id, encode_record, for_each_property, parse_record_meta, property,
+    property_value, set_property, sys_flag, tags_hash, MessageToStore, RecordMeta, SCHEDULE_TOPIC,
+};
+
+/// Units scanned per pull at most (Java: max(16000 bytes, maxMsgNums * 20) of units).
+const MAX_FILTER_SCAN_BYTES: usize = 16_000;
+/// Commitlog segments deleted per retention pass (Java `deleteCommitLogFilesInterval` batch).
+const MAX_DELETE_FILES_PER_PASS: usize = 10;
+/// Messages per batch put.
+pub const MAX_BATCH_MESSAGES: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutMessageResult {
+    /// Offset message id(s); comma-joined for batches.
+    pub msg_id: String,
+    /// Queue offset of the (first) message.
+    pub queue_offset: i64,
+    /// Physical offset of the (first) record.
+    pub phys_offset: i64,
+    pub wrote_bytes: i32,
+    pub store_timestamp_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetMessageStatus {
+    Found,
+    NoMessageInQueue,
+    NoMatchedMessage,
+    OffsetFoundNull,
+    OffsetOverflowBadly,
+    OffsetOverflowOne,
+    OffsetTooSmall,
+    NoMatchedLogicQueue,
+    MessageWasRemoving,
+}
+
+#[derive(Debug, Clone)]
+pub struct GetMessageResult {
+    pub status: GetMessageStatus,
+    pub next_begin_offset: i64,
+    pub min_offset: i64,
+    pub max_offset: i64,
+    /// Zero-copy record slices (concatenate for the pull body).
+    pub messages: Vec<Bytes>,
+    /// Queue offsets of `messages` (same order).
+    pub message_queue_offsets: Vec<i64>,
+    pub suggest_pull_from_slave: bool,
+}
+
+impl GetMessageResult {
+    pub fn buffer_total_size(&self) -> usize {
+        self.messages.iter().map(Bytes::len).sum()
+    }
+}
+
+/// Consume-queue level filter (tags hash). The broker implements it from a subscription.
+pub trait MessageFilter {
+    fn is_matched_by_tags_code(&self, tags_code: i64) -> bool;
+}
+
+/// Matches everything.
+pub struct AcceptAllFilter;
+
+impl MessageFilter for AcceptAllFilter {
+    fn is_matched_by_tags_code(&self, _tags_code: i64) -> bool {
+        true
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct QueryMessageResult {
+    pub messages: Vec<Bytes>,
+    pub index_last_update_timestamp: i64,
+    pub index_last_update_phy_offset: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreStats {
+    pub put_message_times_total: u64,
+    pub put_message_size_total: u64,
+    pub put_message_failed_times: u64,
+    pub put_tps: f64,
+    pub get_message_times_total: u64,
+    pub get_message_found_total: u64,
+    /// Flush (msync) batches of the commitlog; < puts under SYNC_FLUSH group commit.
+    pub commit_log_fsync_count: u64,
+    pub commit_log_min_offset: i64,
+    pub commit_log_max_offset: i64,
+    pub commit_log_disk_bytes: u64,
+    /// Used space of the store's filesystem, percent.
+    pub commit_log_disk_ratio: f64,
+    pub dispatch_behind_bytes: i64,
+    pub disk_full: bool,
+}
+
+/// (topic, queue id, next logic offset = queue offset + 1, tags code)
+pub type ArrivalListener = Arc<dyn Fn(&str, i32, i64, i64) + Send + Sync>;
+
+#[derive(Default)]
+struct Counters {
+    put_times: AtomicU64,
+    put_bytes: AtomicU64,
+    put_failed: AtomicU64,
+    get_times: AtomicU64,
+    get_found: AtomicU64,
+}
+
+pub struct MessageStore {
+    config: StoreConfig,
+    env: StoreEnv,
+    log: Arc<dyn CommitLog>,
+    queue_offsets: Arc<QueueOffsetTable>,
+    cqs: DashMap<String, DashMap<i32, Arc<ConsumeQueue>>>,
+    index: RwLock<IndexService>,
+    dispatched: Watermark,
+    listener: RwLock<Option<ArrivalListener>>,
+    delay_levels: Vec<i64>,
+    counters: Counters,
+    disk_full: AtomicBool,
+    disk_used_percent: Mutex<f64>,
+    tps_samples: Mutex<VecDeque<(i64, u64)>>,
+    stopped: AtomicBool,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    lock_file: Mutex<Option<File>>,
+}
+
+impl std::fmt::Debug for MessageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageStore")
+            .field("root", &self.config.store_path_root_dir)
+            .finish()
+    }
+}
+
+fn checkpoint_path(root: &Path) -> PathBuf {
+    root.join("dispatch_checkpoint")
+}
+
+/// Dispatch checkpoint: i64 offset + crc32c of those 8 bytes. Below this offset the
+/// commitlog, consume queues and index are all on disk.
+fn read_checkpoint(root: &Path) -> i64 {
+    let Ok(b) = std::fs::read(checkpoint_path(root)) else {
+        return 0;
+    };
+    if b.len() != 12 {
+        return 0;
+    }
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[..8]);
+    let mut c = [0u8; 4];
+    c.copy_from_slice(&b[8..12]);
+    if crc32c::crc32c(&v) != u32::from_be_bytes(c) {
+        tracing::warn!("dispatch checkpoint crc mismatch; full re-dispatch");
+        return 0;
+    }
+    i64::from_be_bytes(v).max(0)
+}
+
+fn write_checkpoint(root: &Path, offset: i64) -> Result<(), StoreError> {
+    let path = checkpoint_path(root);
+    let tmp = root.join("dispatch_checkpoint.tmp");
+    let v = offset.to_be_bytes();
+    let mut b = Vec::with_capacity(12);
+    b.extend_from_slice(&v);
+    b.extend_from_slice(&crc32c::crc32c(&v).to_be_bytes());
+    let mut f = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    f.write_all(&b).map_err(|e| StoreError::io(&tmp, e))?;
+    f.sync_data().map_err(|e| StoreError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+    if let Ok(d) = File::open(root) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn lock_dir(root: &Path) -> Result<File, StoreError> {
+    let path = root.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io(&path, e))?;
+    // SAFETY: flock on a valid descriptor we own.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(StoreError::Io {
+            path,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(f)
+}
+
+impl MessageStore {
+    /// Opens with the real clock, `posix_fallocate` and `statvfs`.
+    pub fn open(config: StoreConfig) -> Result<Arc<MessageStore>, StoreError> {
+        Self::open_with_env(config, StoreEnv::default())
+    }
+
+    /// Opens (recovering) the store with a single-replica file commitlog and starts its
+    /// threads. Blocking; call from a blocking context.
+    pub fn open_with_env(
+        config: StoreConfig,
+        env: StoreEnv,
+    ) -> Result<Arc<MessageStore>, StoreError> {
+        config.validate()?;
+        let root = config.store_path_root_dir.clone();
+        std::fs::create_dir_all(&root).map_err(|e| StoreError::io(&root, e))?;
+        let lock = lock_dir(&root)?;
+        let checkpoint = read_checkpoint(&root);
+        let queue_offsets = Arc::new(QueueOffsetTable::default());
+        let log =
+            FileCommitLog::open(&config, env.clone(), Arc::clone(&queue_offsets), checkpoint)?;
+        Self::open_with_log(config, env, log, queue_offsets, Some(lock))
+    }
+
+    /// Opens the store over any [`CommitLog`] (e.g. the DLedger one). `queue_offsets` must be
+    /// the table the log assigns from.
+    pub fn open_with_log(
+        config: StoreConfig,
+        env: StoreEnv,
+        log: Arc<dyn CommitLog>,
+        queue_offsets: Arc<QueueOffsetTable>,
+        lock_file: Option<File>,
+    ) -> Result<Arc<MessageStore>, StoreError> {
+        config.validate()?;
+        let root = config.store_path_root_dir.clone();
+        let mut checkpoint = read_checkpoint(&root);
+        if !root.join("consumequeue").exists() {
+            // Consume queues were removed: rebuild them from the whole log.
+            checkpoint = 0;
+        }
+        let end = log.committed_offset();
+        let start = checkpoint.min(end).max(log.min_offset());
+        let delay_levels = parse_delay_levels(&config.message_delay_level)?;
+        let index = IndexService::load(&root, config.max_hash_slot_num, config.max_index_num)?;
+        let store = Arc::new(MessageStore {
+            env,
+            log,
+            queue_offsets,
+            cqs: DashMap::new(),
+            index: RwLock::new(index),
+            dispatched: Watermark::new(start),
+            listener: RwLock::new(None),
+            delay_levels,
+            counters: Counters::default(),
+            disk_full: AtomicBool::new(false),
+            disk_used_percent: Mutex::new(0.0),
+            tps_samples: Mutex::new(VecDeque::new()),
+            stopped: AtomicBool::new(false),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+            threads: Mutex::new(Vec::new()),
+            lock_file: Mutex::new(lock_file),
+            config,
+        });
+        store.load_consume_queues(start)?;
+        // Rebuild everything after the checkpoint from the log, synchronously.
+        let mut reput = start;
+        while reput < end {
+            reput = match store.dispatch_step(reput, end) {
+                Some(n) => n,
+                None => break,
+            };
+        }
+        store.dispatched.publish(reput);
+        {
+            let mut t = store.queue_offsets.lock();
+            for q in store.cqs.iter() {
+                for c in q.value().iter() {
+                    t.entry(q.key().clone())
+                        .or_default()
+                        .insert(*c.key(), c.value().max_offset());
+                }
+            }
+        }
+        store.refresh_disk_state();
+        let s = Arc::downgrade(&store);
+        let dispatcher = std::thread::Builder::new()
+            .name("store-dispatch".into())
+            .spawn(move || Self::dispatch_loop(s))
+            .map_err(|e| StoreError::io("spawn dispatcher", e))?;
+        let s = Arc::downgrade(&store);
+        let housekeeping = std::thread::Builder::new()
+            .name("store-housekeeping".into())
+            .spawn(move || Self::housekeeping_loop(s))
+            .map_err(|e| StoreError::io("spawn housekeeping", e))?;
+        store
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend([dispatcher, housekeeping]);
+        tracing::info!(root = %store.config.store_path_root_dir.display(), checkpoint, end, "message store open");
+        Ok(store)
+    }
+
+    fn load_consume_queues(&self, truncate_from: i64) -> Result<(), StoreError> {
+        let base = self.config.store_path_root_dir.join("consumequeue");
+        let Ok(topics) = std::fs::read_dir(&base) else {
+            return Ok(());
+        };
+        for t in topics.flatten() {
+            let Some(topic) = t.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(qs) = std::fs::read_dir(t.path()) else {
+                continue;
+            };
+            for q in qs.flatten() {
+                let Some(qid) = q.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                    continue;
+                };
+                let cq = ConsumeQueue::load(
+                    &self.config.store_path_root_dir,
+                    &topic,
+                    qid,
+                    self.config.mapped_file_size_consume_queue_units,
+                )?;
+                cq.truncate_from_phys(truncate_from);
+                cq.delete_expired(self.log.min_offset());
+                self.cqs
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(qid, Arc::new(cq));
+            }
+        }
+        Ok(())
+    }
+
+    fn find_cq(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {
+        self.cqs
+            .get(topic)?
+            .get(&queue_id)
+            .map(|c| Arc::clone(c.value()))
+    }
+
+    fn get_or_create_cq(
+        &self,
+        topic: &str,
+        queue_id: i32,
+    ) -> Result<Arc<ConsumeQueue>, StoreError> {
+        if let Some(c) = self.find_cq(topic, queue_id) {
+            return Ok(c);
+        }
+        let cq = Arc::new(ConsumeQueue::load(
+            &self.config.store_path_root_dir,
+            topic,
+            queue_id,
+            self.config.mapped_file_size_consume_queue_units,
+        )?);
+        let topics = self.cqs.entry(topic.to_string()).or_default();
+        let c = topics.entry(queue_id).or_insert(cq);
+        Ok(Arc::clone(c.value()))
+    }
+
+    // ---------------------------------------------------------------- dispatch
+
+    /// Handles the item at `from`; returns the next offset, or None to retry later.
+    fn dispatch_step(&self, from: i64, committed: i64) -> Option<i64> {
+        match self.log.read_next(from, committed) {
+            LogRead::Record { phys, data, next } => match self.dispatch_record(phys, &data) {
+                Ok(()) => Some(next),
+                Err(e) => {
+                    tracing::error!(phys, error = %e, "dispatch failed; will retry");
+                    None
+                }
+            },
+            LogRead::Skip { next } => Some(next),
+            LogRead::NotYet => None,
+            LogRead::Corrupt { reason, next } => {
+                tracing::error!(from, %reason, "corrupt commitlog data below watermark; skipping to next segment");
+                Some(next)
+            }
+        }
+    }
+
+    fn delay_millis(&self, level: i32) -> Option<i64> {
+        if level <= 0 {
+            return None;
+        }
+        let idx = (level as usize).min(self.delay_levels.len()) - 1;
+        self.delay_levels.get(idx).copied()
+    }
+
+    fn tags_code_of(&self, meta: &RecordMeta<'_>) -> i64 {
+        if meta.topic == SCHEDULE_TOPIC {
+            if let Some(ms) = property_value(meta.properties, property::DELAY)
+                .and_then(|v| v.parse::<i32>().ok())
+                .and_then(|l| self.delay_millis(l))
+            {
+                return meta.store_timestamp_ms + ms;
+            }
+        }
+        property_value(meta.properties, property::TAGS)
+            .map(tags_hash)
+            .unwrap_or(0)
+    }
+
+    fn dispatch_record(&self, phys: i64, data: &Bytes) -> Result<(), StoreError> {
+        let meta = parse_record_meta(data, false)?;
+        debug_assert_eq!(meta.physical_offset, phys, "record phys offset mismatch");
+        let tx = sys_flag::transaction_value(meta.sys_flag);
+        let tags_code = self.tags_code_of(&meta);
+        if tx == sys_flag::TRANSACTION_NOT_TYPE || tx == sys_flag::TRANSACTION_COMMIT_TYPE {
+            let cq = self.get_or_create_cq(meta.topic, meta.queue_id)?;
+            let unit = CqUnit {
+                phys,
+                size: meta.total_size,
+                tags_code,
+            };
+            let added = cq.put(meta.queue_offset, unit, self.env.allocator.as_ref())?;
+            if added {
+                let l = self
+                    .listener
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if let Some(l) = l {
+                    l(meta.topic, meta.queue_id, meta.queue_offset + 1, tags_code);
+                }
+            }
+        }
+        if tx != sys_flag::TRANSACTION_ROLLBACK_TYPE {
+            self.build_index(&meta, phys)?;
+        }
+        Ok(())
+    }
+
+    fn build_index(&self, meta: &RecordMeta<'_>, phys: i64) -> Result<(), StoreError> {
+        let mut keys: Vec<&str> = Vec::new();
+        for_each_property(meta.properties, |k, v| {
+            if k == property::UNIQ_KEY {
+                keys.push(v);
+            } else if k == property::KEYS {
+                keys.extend(v.split(' ').filter(|s| !s.is_empty()));
+            }
+        });
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
+        if idx.last_phys().is_some_and(|p| phys <= p) {
+            return Ok(()); // already indexed (re-dispatch after restart)
+        }
+        let now = self.env.clock.now_ms();
+        let mut key = String::with_capacity(meta.topic.len() + 1 + 64);
+        for k in keys {
+            key.clear();
+            key.push_str(meta.topic);
+            key.push('#');
+            key.push_str(k);
+            idx.put(
+                &key,
+                phys,
+                meta.store_timestamp_ms,
+                now,
+                self.env.allocator.as_ref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn stop_requested(&self) -> bool {
+        *self.stop.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Threads hold only a `Weak` between iterations, so dropping the last `Arc` of the
+    /// store (without `shutdown`) still stops them (see `Drop`).
+    fn dispatch_loop(weak: Weak<Self>) {
+        let Some(mut reput) = weak.upgrade().map(|s| s.dispatched.get()) else {
+            return;
+        };
+        loop {
+            let Some(s) = weak.upgrade() else { break };
+            if s.stop_requested() {
+                break;
+            }
+            let committed = s.log.committed_offset();
+            if reput >= committed {
+                s.log
+                    .wait_committed_beyond(reput, Duration::from_millis(200));
+                continue;
+            }
+            let mut stalled = false;
+            while reput < committed {
+                match s.dispatch_step(reput, committed) {
+                    Some(n) => reput = n,
+                    None => {
+                        stalled = true;
+                        break;
+                    }
+                }
+            }
+            s.dispatched.publish(reput);
+            if stalled {
+                // Back off before retrying (e.g. no space for a consume-queue file).
+                let g = s.stop.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = s.stop_cv.wait_timeout(g, Duration::from_millis(100));
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- housekeeping
+
+    fn housekeeping_loop(weak: Weak<Self>) {
+        let Some(tick_ms) = weak
+            .upgrade()
+            .map(|s| s.config.flush_interval_consume_queue_ms.clamp(10, 1000))
+        else {
+            return;
+        };
+        let tick = Duration::from_millis(tick_ms);
+        let started = std::time::Instant::now();
+        let mut last_flush = 0i64;
+        let mut last_clean = 0i64;
+        let mut last_sample = 0i64;
+        loop {
+            let Some(s) = weak.upgrade() else { break };
+            {
+                let g = s.stop.lock().unwrap_or_else(|p| p.into_inner());
+                if *g {
+                    break;
+                }
+                let (g, _) = s
+                    .stop_cv
+                    .wait_timeout(g, tick)
+                    .unwrap_or_else(|p| p.into_inner());
+                if *g {
+                    break;
+                }
+            }
+            let now = started.elapsed().as_millis() as i64;
+            if now - last_flush >= s.config.flush_interval_consume_queue_ms as i64 {
+                last_flush = now;
+                if let Err(e) = s.checkpoint() {
+                    tracing::error!(error = %e, "consume queue flush/checkpoint failed");
+                }
+            }
+            if now - last_sample >= 1000 {
+                last_sample = now;
+                s.refresh_disk_state();
+                s.sample_tps(now);
+            }
+            if now - last_clean >= s.config.clean_resource_interval_ms as i64 {
+                last_clean = now;
+                s.delete_expired_files(false);
+            }
+        }
+    }
+
+    /// Flushes consume queues and the index, then records how far everything is on disk.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let dispatched = self.dispatched.get();
+        for q in self.cqs.iter() {
+            for c in q.value().iter() {
+                c.value().flush()?;
+            }
+        }
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush()?;
+        let cp = dispatched.min(self.log.flushed_offset());
+        write_checkpoint(&self.config.store_path_root_dir, cp)
+    }
+
+    /// Re-reads disk usage now (the housekeeping thread does this every second).
+    pub fn refresh_disk_state(&self) {
+        if let Some(p) = self
+            .env
+            .disk_probe
+            .used_percent(&self.config.store_path_root_dir)
+        {
+            *self
+                .disk_used_percent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = p;
+            let full = p >= self.config.disk_space_warning_ratio as f64;
+            if full != self.disk_full.swap(full, Ordering::AcqRel) {
+                tracing::warn!(used_percent = p, full, "disk space state changed");
+            }
+        }
+    }
+
+    fn sample_tps(&self, now: i64) {
+        let mut s = self.tps_samples.lock().unwrap_or_else(|p| p.into_inner());
+        s.push_back((now, self.counters.put_times.load(Ordering::Relaxed)));
+        while s.len() > 11 {
+            s.pop_front();
+        }
+    }
+
+    fn is_delete_hour(&self, now_ms: i64) -> bool {
+        let hour = (now_ms.div_euclid(3_600_000)).rem_euclid(24);
+        self.config
+            .delete_when
+            .split(';')
+            .filter_map(|h| h.trim().parse::<i64>().ok())
+            .any(|h| h == hour)
+    }
+
+    /// One retention pass. Deletes commitlog segments older than `file_reserved_time_hours`
+    /// when it is a `delete_when` hour, the disk is above `disk_max_used_space_ratio`, or
+    /// `manual`; above the warning ratio even unexpired segments go. Then drops consume-queue
+    /// and index files that only reference deleted data. Returns segments deleted.
+    pub fn delete_expired_files(&self, manual: bool) -> usize {
+        let now = self.env.clock.now_ms();
+        let used = self
+            .env
+            .disk_probe
+            .used_percent(&self.config.store_path_root_dir)
+            .unwrap_or(0.0);
+        let space_pressure = used >= self.config.disk_max_used_space_ratio as f64;
+        let force = used >= self.config.disk_space_warning_ratio as f64;
+        let mut deleted = 0;
+        if manual || space_pressure || self.is_delete_hour(now) {
+            let expire_before = now - (self.config.file_reserved_time_hours as i64) * 3_600_000;
+            // Never delete data the dispatcher has not consumed yet.
+            let max_phys = self.dispatched.get();
+            deleted =
+                self.log
+                    .delete_expired(expire_before, force, max_phys, MAX_DELETE_FILES_PER_PASS);
+        }
+        let min_phys = self.log.min_offset();
+        for q in self.cqs.iter() {
+            for c in q.value().iter() {
+                c.value().delete_expired(min_phys);
+            }
+        }
+        self.index
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .delete_expired(min_phys);
+        deleted
+    }
+
+    // ---------------------------------------------------------------- put
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(StoreError::ShutDown);
+        }
+        if self.disk_full.load(Ordering::Acquire) {
+            return Err(StoreError::DiskFull {
+                reason: format!("disk usage above {}%", self.config.disk_space_warning_ratio),
+            });
+        }
+        Ok(())
+    }
+
+    /// Java `CommitLog.putMessage` delay handling: a DELAY > 0 on a non-transactional (or
+    /// commit) message parks it in SCHEDULE_TOPIC_XXXX, queue level-1.
+    fn transform_delay(&self, mut msg: MessageToStore) -> MessageToStore {
+        let tx = sys_flag::transaction_value(msg.sys_flag);
+        if tx != sys_flag::TRANSACTION_NOT_TYPE && tx != sys_flag::TRANSACTION_COMMIT_TYPE {
+            return msg;
+        }
+        let Some(requested) = property_value(&msg.properties, property::DELAY)
+            .and_then(|v| v.trim().parse::<i32>().ok())
+        else {
+            return msg;
+        };
+        if requested <= 0 {
+            return msg;
+        }
+        let level = requested.min(self.delay_levels.len() as i32);
+        let mut props = set_property(&msg.properties, property::REAL_TOPIC, &msg.topic);
+        props = set_property(&props, property::REAL_QID, &msg.queue_id.to_string());
+        if level != requested {
+            props = set_property(&props, property::DELAY, &level.to_string());
+        }
+        msg.properties = props;
+        msg.topic = SCHEDULE_TOPIC.to_string();
+        msg.queue_id = level - 1;
+        msg
+    }
+
+    async fn append(&self, req: AppendRequest) -> Result<AppendResult, StoreError> {
+        let fut = self.log.append(req);
+        match self.config.flush_disk_type {
+            FlushDiskType::SyncFlush => {
+                let t = self.config.sync_flush_timeout_ms;
+                match tokio::time::timeout(Duration::from_millis(t), fut).await {
+                    Ok(r) => r,
+                    Err(_) => Err(StoreError::FlushTimeout { timeout_ms: t }),
+                }
+            }
+            FlushDiskType::AsyncFlush => fut.await,
+        }
+    }
+
+    fn record_put(&self, r: &Result<AppendResult, StoreError>, count: u64) {
+        match r {
+            Ok(a) => {
+                self.counters.put_times.fetch_add(count, Ordering::Relaxed);
+                self.counters
+                    .put_bytes
+                    .fetch_add(a.wrote_bytes as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.counters.put_failed.fetch_add(count, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Stores one message. Resolves after the write (ASYNC_FLUSH) or after it is on disk
+    /// (SYNC_FLUSH, group commit). Never blocks the executor.
+    pub async fn put_message(&self, msg: MessageToStore) -> Result<PutMessageResult, StoreError> {
+        self.check_writable()?;
+        let msg = self.transform_delay(msg);
+        let tx = sys_flag::transaction_value(msg.sys_flag);
+        let assign =
+            tx == sys_flag::TRANSACTION_NOT_TYPE || tx == sys_flag::TRANSACTION_COMMIT_TYPE;
+        let mut buf = BytesMut::new();
+        encode_record(&msg, self.config.max_message_size_bytes, &mut buf)?;
+        let req = AppendRequest {
+            records: buf,
+            record_count: 1,
+            topic: msg.topic,
+            queue_id: msg.queue_id,
+            assign_queue_offsets: assign,
+        };
+        let r = self.append(req).await;
+        self.record_put(&r, 1);
+        let a = r?;
+        let phys = a.phys_offsets.first().copied().unwrap_or(-1);
+        Ok(PutMessageResult {
+            msg_id: create_offset_msg_id(msg.store_host, phys),
+            queue_offset: a.queue_offset,
+            phys_offset: phys,
+            wrote_bytes: a.wrote_bytes,
+            store_timestamp_ms: a.store_timestamp_ms,
+        })
+    }
+
+    /// Stores a batch for ONE (topic, queue) contiguously with consecutive queue offsets in
+    /// one write. Delay levels are not supported in batches (as in Java).
+    pub async fn put_messages(
+        &self,
+        batch: Vec<MessageToStore>,
+    ) -> Result<PutMessageResult, StoreError> {
+        self.check_writable()?;
+        let Some(first) = batch.first() else {
+            return Err(StoreError::illegal("empty batch"));
+        };
+        if batch.len() > MAX_BATCH_MESSAGES {
+            return Err(StoreError::illegal(format!(
+                "batch larger than {MAX_BATCH_MESSAGES}"
+            )));
+        }
+        let topic = first.topic.clone();
+        let queue_id = first.queue_id;
+        let store_host = first.store_host;
+        let mut buf = BytesMut::new();
+        for m in &batch {
+            if m.topic != topic || m.queue_id != queue_id {
+                return Err(StoreError::illegal("batch spans several queues"));
+            }
+            if property_value(&m.properties, property::DELAY)
+                .and_then(|v| v.trim().parse::<i32>().ok())
+                .is_some_and(|l| l > 0)
+            {
+                return Err(StoreError::illegal("batch messages do not support delay"));
+            }
+            let tx = sys_flag::transaction_value(m.sys_flag);
+            if tx != sys_flag::TRANSACTION_NOT_TYPE {
+                return Err(StoreError::illegal(
+                    "batch messages cannot be transactional",
+                ));
+            }
+            encode_record(m, self.config.max_message_size_bytes, &mut buf)?;
+        }
+        if buf.len() + 8 > self.config.mapped_file_size_commit_log as usize {
+            return Err(StoreError::illegal("batch larger than a commitlog segment"));
+        }
+        let n = batch.len();
+        let req = AppendRequest {
+            records: buf,
+            record_count: n as u32,
+            topic,
+            queue_id,
+            assign_queue_offsets: true,
+        };
+        let r = self.append(req).await;
+        self.record_put(&r, n as u64);
+        let a = r?;
+        let mut ids = String::with_capacity(n * 33);
+        for (i, p) in a.phys_offsets.iter().enumerate() {
+            if i > 0 {
+                ids.push(',');
+            }
+            ids.push_str(&create_offset_msg_id(store_host, *p));
+        }
+        Ok(PutMessageResult {
+            msg_id: ids,
+            queue_offset: a.queue_offset,
+            phys_offset: a.phys_offsets.first().copied().unwrap_or(-1),
+            wrote_bytes: a.wrote_bytes,
+            store_timestamp_ms: a.store_timestamp_ms,
+        })
+    }
+
+    // ---------------------------------------------------------------- get
+
+    /// Java `DefaultMessageStore.getMessage` semantics (store-format.md §3).
+    pub fn get_message(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_msg_nums: i32,
+        max_total_bytes: usize,
+        filter: &dyn MessageFilter,
+    ) -> GetMessageResult {
+        self.counters.get_times.fetch_add(1, Ordering::Relaxed);
+        let mut r = GetMessageResult {
+            status: GetMessageStatus::NoMatchedLogicQueue,
+            next_begin_offset: 0,
+            min_offset: 0,
+            max_offset: 0,
+            messages: Vec::new(),
+            message_queue_offsets: Vec::new(),
+            suggest_pull_from_slave: false,
+        };
+        let Some(cq) = self.find_cq(topic, queue_id) else {
+            return r;
+        };
+        let min = cq.min_offset();
+        let max = cq.max_offset();
+        r.min_offset = min;
+        r.max_offset = max;
+        if max == 0 {
+            r.status = GetMessageStatus::NoMessageInQueue;
+            r.next_begin_offset = 0;
+            return r;
+        }
+        if offset < min {
+            r.status = GetMessageStatus::OffsetTooSmall;
+            r.next_begin_offset = min;
+            return r;
+        }
+        if offset == max {
+            r.status = GetMessageStatus::OffsetOverflowOne;
+            r.next_begin_offset = offset;
+            return r;
+        }
+        if offset > max {
+            r.status = GetMessageStatus::OffsetOverflowBadly;
+            r.next_begin_offset = if min == 0 { min } else { max };
+            return r;
+        }
+        let max_msgs = (max_msg_nums.max(1) as usize)
+            .min(self.config.max_transfer_count_on_message_in_memory.max(1));
+        let max_bytes = max_total_bytes
+            .min(self.config.max_transfer_bytes_on_message_in_memory)
+            .max(1);
+        let scan_units =
+            (MAX_FILTER_SCAN_BYTES.max(max_msg_nums.max(1) as usize * CQ_UNIT_SIZE)) / CQ_UNIT_SIZE;
+        let mut units = Vec::new();
+        if !cq.units_from(offset, scan_units, &mut units) {
+            r.status = GetMessageStatus::OffsetFoundNull;
+            // Skip to the start of the next consume-queue file (Java rollNextFile).
+            let per_file = self.config.mapped_file_size_consume_queue_units as i64;
+            r.next_begin_offset = (offset / per_file + 1) * per_file;
+            return r;
+        }
+        let log_min = self.log.min_offset();
+        let mut status = GetMessageStatus::NoMatchedMessage;
+        let mut total = 0usize;
+        let mut scanned = 0i64;
+        let mut skip_below = i64::MIN;
+        for u in &units {
+            if r.messages.len() >= max_msgs {
+                break;
+            }
+            if !r.messages.is_empty() && total + u.size.max(0) as usize > max_bytes {
+                break;
+            }
+            scanned += 1;
+            if u.is_blank() || u.phys < skip_below {
+                continue;
+            }
+            if u.phys < log_min {
+                if r.messages.is_empty() {
+                    status = GetMessageStatus::MessageWasRemoving;
+                }
+                skip_below = log_min;
+                continue;
+            }
+            if !filter.is_matched_by_tags_code(u.tags_code) {
+                if r.messages.is_empty() {
+                    status = GetMessageStatus::NoMatchedMessage;
+                }
+                continue;
+            }
+            match self.log.read(u.phys, u.size.max(0) as usize) {
+                Some(b) => {
+                    total += b.len();
+                    r.messages.push(b);
+                    r.message_queue_offsets.push(offset + scanned - 1);
+                    status = GetMessageStatus::Found;
+                }
+                None => {
+                    if r.messages.is_empty() {
+                        status = GetMessageStatus::MessageWasRemoving;
+                    }
+                }
+            }
+        }
+        r.status = status;
+        r.next_begin_offset = offset + scanned;
+        if status == GetMessageStatus::Found {
+            self.counters.get_found.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
+        self.find_cq(topic, queue_id).map_or(0, |c| c.max_offset())
+    }
+
+    pub fn min_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
+        self.find_cq(topic, queue_id).map_or(-1, |c| c.min_offset())
+    }
+
+    fn store_timestamp_at(&self, phys: i64, size: i32) -> Option<i64> {
+        let b = self.log.read(phys, size.max(0) as usize)?;
+        parse_record_meta(&b, false)
+            .ok()
+            .map(|m| m.store_timestamp_ms)
+    }
+
+    /// First queue offset whose store time is >= `timestamp_ms`; max offset if all are older
+    /// (a consumer starting there sees only new messages), min offset if the queue is empty.
+    pub fn offset_in_queue_by_time(&self, topic: &str, queue_id: i32, timestamp_ms: i64) -> i64 {
+        let Some(cq) = self.find_cq(topic, queue_id) else {
+            return 0;
+        };
+        let mut lo = cq.min_offset();
+        let mut hi = cq.max_offset();
+        let log_min = self.log.min_offset();
+        // Skip units whose data is gone.
+        while lo < hi {
+            match cq.unit(lo) {
+                Some(u) if u.is_blank() || u.phys < log_min => lo += 1,
+                _ => break,
+            }
+        }
+        // Binary search over [lo, hi): store timestamps grow with the queue offset.
+        let mut steps = 0;
+        while lo < hi && steps < 128 {
+            steps += 1;
+            let mid = lo + (hi - lo) / 2;
+            let ts = cq
+                .unit(mid)
+                .and_then(|u| self.store_timestamp_at(u.phys, u.size))
+                .unwrap_or(i64::MIN);
+            if ts < timestamp_ms {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    pub fn earliest_message_time(&self, topic: &str, queue_id: i32) -> i64 {
+        let min = self.min_offset_in_queue(topic, queue_id);
+        if min < 0 {
+            return -1;
+        }
+        self.message_store_timestamp(topic, queue_id, min)
+    }
+
+    /// Store timestamp of the message at `offset`, or -1.
+    pub fn message_store_timestamp(&self, topic: &str, queue_id: i32, offset: i64) -> i64 {
+        self.find_cq(topic, queue_id)
+            .and_then(|c| c.unit(offset))
+            .and_then(|u| self.store_timestamp_at(u.phys, u.size))
+            .unwrap_or(-1)
+    }
+
+    /// The record at `phys_offset` (size read from its TOTALSIZE field).
+    pub fn look_message_by_offset(&self, phys_offset: i64) -> Option<Bytes> {
+        let head = self.log.read(phys_offset, 4)?;
+        let size = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        if size <= 0 || size as usize > self.config.max_record_size_bytes() {
+            return None;
+        }
+        self.look_message_by_offset_with_size(phys_offset, size)
+    }
+
+    pub fn look_message_by_offset_with_size(&self, phys_offset: i64, size: i32) -> Option<Bytes> {
+        if size <= 0 {
+            return None;
+        }
+        let b = self.log.read(phys_offset, size as usize)?;
+        parse_record_meta(&b, false)
+            .ok()
+            .filter(|m| m.physical_offset == phys_offset)?;
+        Some(b)
+    }
+
+    /// Records indexed under `topic#key` (KEYS tokens and UNIQ_KEY), newest first; matches
+    /// are by hash, so callers (clients) re-check topic and key.
+    pub fn query_message(
+        &self,
+        topic: &str,
+        key: &str,
+        max_num: usize,
+        begin_ts: i64,
+        end_ts: i64,
+    ) -> QueryMessageResult {
+        let max = max_num.clamp(1, self.config.max_msgs_num_batch.max(1));
+        let full = format!("{topic}#{key}");
+        let (phys, (ts, phy)) = {
+            let idx = self.index.read().unwrap_or_else(|p| p.into_inner());
+            (idx.query(&full, max, begin_ts, end_ts), idx.last_update())
+        };
+        let messages = phys
+            .into_iter()
+            .filter_map(|p| self.look_message_by_offset(p))
+            .collect();
+        QueryMessageResult {
+            messages,
+            index_last_update_timestamp: ts,
+            index_last_update_phy_offset: phy,
+        }
+    }
+
+    pub fn set_message_arrival_listener(&self, f: ArrivalListener) {
+        *self.listener.write().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+
+    /// Drops the consume queues (and their files) of `topics`; commitlog data stays until
+    /// retention.
+    pub fn delete_topics(&self, topics: &[String]) {
+        for t in topics {
+            if let Some((_, qs)) = self.cqs.remove(t.as_str()) {
+                for q in qs.iter() {
+                    q.value().destroy();
+                }
+            }
+            self.queue_offsets.remove_topic(t);
+            let _ = std::fs::remove_dir_all(
+                self.config.store_path_root_dir.join("consumequeue").join(t),
+            );
+        }
+    }
+
+    /// Topics and queue ids with a consume queue.
+    pub fn queues(&self) -> Vec<(String, i32)> {
+        let mut v = Vec::new();
+        for q in self.cqs.iter() {
+            for c in q.value().iter() {
+                v.push((q.key().clone(), *c.key()));
+            }
+        }
+        v.sort();
+        v
+    }
+
+    pub fn commit_log_max_offset(&self) -> i64 {
+        self.log.max_offset()
+    }
+
+    pub fn commit_log_min_offset(&self) -> i64 {
+        self.log.min_offset()
+    }
+
+    /// Offset up to which consume queues and the index are built.
+    pub fn dispatched_offset(&self) -> i64 {
+        self.dispatched.get()
+    }
+
+    /// Blocks until the dispatcher reached `phys` or `timeout` passed; true if reached.
+    /// (Tests and the leader-switch path use it.)
+    pub fn wait_dispatched(&self, phys: i64, timeout: Duration) -> bool {
+        self.dispatched.wait_beyond(phys - 1, timeout) >= phys
+    }
+
+    pub fn delay_level_millis(&self) -> &[i64] {
+        &self.delay_levels
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub fn runtime_stats(&self) -> StoreStats {
+        let put_tps = {
+            let s = self.tps_samples.lock().unwrap_or_else(|p| p.into_inner());
+            match (s.front(), s.back()) {
+                (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) as f64 * 1000.0 / (b.0 - a.0) as f64,
+                _ => 0.0,
+            }
+        };
+        StoreStats {
+            put_message_times_total: self.counters.put_times.load(Ordering::Relaxed),
+            put_message_size_total: self.counters.put_bytes.load(Ordering::Relaxed),
+            put_message_failed_times: self.counters.put_failed.load(Ordering::Relaxed),
+            put_tps,
+            get_message_times_total: self.counters.get_times.load(Ordering::Relaxed),
+            get_message_found_total: self.counters.get_found.load(Ordering::Relaxed),
+            commit_log_fsync_count: self.log.fsync_count(),
+            commit_log_min_offset: self.log.min_offset(),
+            commit_log_max_offset: self.log.max_offset(),
+            commit_log_disk_bytes: self.log.disk_bytes(),
+            commit_log_disk_ratio: *self
+                .disk_used_percent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+            dispatch_behind_bytes: self.log.committed_offset() - self.dispatched.get(),
+            disk_full: self.disk_full.load(Ordering::Acquire),
+        }
+    }
+
+    /// Clean shutdown: drain appends, flush the commitlog, finish dispatch, flush consume
+    /// queues/index and write the checkpoint. Blocking; idempotent.
+    pub fn shutdown(&self) {
+        self.stop_threads(true);
+    }
+
+    /// Stops all threads WITHOUT the final consume-queue flush and checkpoint, as if the
+    /// process had died after its last acknowledged write (crash tests).
+    pub fn halt(&self) {
+        self.stop_threads(false);
+    }
+
+    fn stop_threads(&self, clean: bool) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.log.shutdown();
+        if clean {
+            // Let the dispatcher catch up with everything written.
+            let end = self.log.committed_offset();
+            self.dispatched
+                .wait_beyond(end - 1, Duration::from_secs(10));
+        }
+        {
+            let mut g = self.stop.lock().unwrap_or_else(|p| p.into_inner());
+            *g = true;
+            self.stop_cv.notify_all();
+        }
+        self.log.shutdown();
+        let threads: Vec<JoinHandle<()>> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        let me = std::thread::current().id();
+        for t in threads {
+            // Drop may run on one of our own threads (it held the last Arc): never self-join.
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+        if clean {
+            if let Err(e) = self.checkpoint() {
+                tracing::error!(error = %e, "final checkpoint failed");
+            }
+        }
+        self.lock_file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+}
+
+impl Drop for MessageStore {
+    fn drop(&mut self) {
+        // Forgetting `shutdown` must not leak threads or leave unflushed queues.
+        self.stop_threads(true);
+    }
+}

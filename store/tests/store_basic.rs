@@ -1,0 +1,339 @@
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use common::*;
+use store::message::{self, property, tags_hash};
+use store::{AcceptAllFilter, FlushDiskType, GetMessageStatus, MessageFilter};
+
+struct TagFilter(Vec<i64>);
+
+impl MessageFilter for TagFilter {
+    fn is_matched_by_tags_code(&self, tags_code: i64) -> bool {
+        self.0.contains(&tags_code)
+    }
+}
+
+#[test]
+fn put_get_round_trip_with_tag_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let te = TestEnv::new();
+    let s = open(dir.path(), FlushDiskType::SyncFlush, &te);
+    let rt = rt();
+    for i in 0..10 {
+        let tag = if i % 2 == 0 { "TagA" } else { "TagB" };
+        let r = rt
+            .block_on(s.put_message(tagged("TopicT", 0, format!("body-{i}").as_bytes(), tag)))
+            .unwrap();
+        assert_eq!(r.queue_offset, i);
+        let (host, phys) = message::decode_offset_msg_id(&r.msg_id).unwrap();
+        assert_eq!(phys, r.phys_offset);
+        assert_eq!(host.to_string(), "127.0.0.1:10911");
+    }
+    wait_dispatch(&s);
+
+    let all = s.get_message("TopicT", 0, 0, 32, 1 << 20, &AcceptAllFilter);
+    assert_eq!(all.status, GetMessageStatus::Found);
+    assert_eq!(all.messages.len(), 10);
+    assert_eq!(all.next_begin_offset, 10);
+    assert_eq!((all.min_offset, all.max_offset), (0, 10));
+    for (i, b) in all.messages.iter().enumerate() {
+        let m = decode(b);
+        assert_eq!(m.queue_offset, i as i64);
+        assert_eq!(&m.body[..], format!("body-{i}").as_bytes());
+        assert_eq!(m.topic, "TopicT");
+        assert_eq!(m.store_host.to_string(), "127.0.0.1:10911");
+        assert!(m.store_timestamp_ms > 0);
+    }
+
+    let f = TagFilter(vec![tags_hash("TagB")]);
+    let only_b = s.get_message("TopicT", 0, 0, 32, 1 << 20, &f);
+    assert_eq!(only_b.status, GetMessageStatus::Found);
+    let bodies: Vec<String> = only_b
+        .messages
+        .iter()
+        .map(|b| String::from_utf8(decode(b).body.to_vec()).unwrap())
+        .collect();
+    assert_eq!(bodies, ["body-1", "body-3", "body-5", "body-7", "body-9"]);
+    assert_eq!(only_b.message_queue_offsets, vec![1, 3, 5, 7, 9]);
+
+    let none = s.get_message(
+        "TopicT",
+        0,
+        0,
+        32,
+        1 << 20,
+        &TagFilter(vec![tags_hash("Nope")]),
+    );
+    assert_eq!(none.status, GetMessageStatus::NoMatchedMessage);
+    assert_eq!(none.next_begin_offset, 10, "filtered units are consumed");
+
+    // max_msg_nums and boundary statuses.
+    let two = s.get_message("TopicT", 0, 3, 2, 1 << 20, &AcceptAllFilter);
+    assert_eq!((two.messages.len(), two.next_begin_offset), (2, 5));
+    let st = |o| s.get_message("TopicT", 0, o, 32, 1 << 20, &AcceptAllFilter);
+    assert_eq!(st(10).status, GetMessageStatus::OffsetOverflowOne);
+    assert_eq!(st(11).status, GetMessageStatus::OffsetOverflowBadly);
+    assert_eq!(
+        s.get_message("TopicT", 7, 0, 32, 1 << 20, &AcceptAllFilter)
+            .status,
+        GetMessageStatus::NoMatchedLogicQueue
+    );
+    assert_eq!(s.max_offset_in_queue("TopicT", 0), 10);
+    assert_eq!(s.min_offset_in_queue("TopicT", 0), 0);
+
+    // look up by physical offset
+    let first = decode(&all.messages[0]);
+    let again = s.look_message_by_offset(first.commit_log_offset).unwrap();
+    assert_eq!(again, all.messages[0]);
+    assert!(s
+        .look_message_by_offset(first.commit_log_offset + 1)
+        .is_none());
+    s.shutdown();
+}
+
+#[test]
+fn queue_offsets_dense_per_queue_under_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let te = TestEnv::new();
+    let s = open(dir.path(), FlushDiskType::AsyncFlush, &te);
+    let rt = rt();
+    let per_queue = 40;
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for q in 0..3 {
+            for i in 0..per_queue {
+                let s = Arc::clone(&s);
+                set.spawn(async move {
+                    s.put_message(tagged("Dense", q, format!("{q}-{i}").as_bytes(), "t"))
+                        .await
+                        .map(|r| (q, r.queue_offset))
+                });
+            }
+        }
+        let mut seen: HashMap<i32, Vec<i64>> = HashMap::new();
+        while let Some(r) = set.join_next().await {
+            let (q, o) = r.unwrap().unwrap();
+            seen.entry(q).or_default().push(o);
+        }
+        for (_, mut v) in seen {
+            v.sort();
+            assert_eq!(v, (0..per_queue).collect::<Vec<i64>>());
+        }
+    });
+    wait_dispatch(&s);
+    for q in 0..3 {
+        let mut next = 0;
+        while next < per_queue {
+            let r = s.get_message("Dense", q, next, 32, 1 << 20, &AcceptAllFilter);
+            assert_eq!(r.status, GetMessageStatus::Found);
+            for b in &r.messages {
+                let m = decode(b);
+                assert_eq!(m.queue_offset, next);
+                assert_eq!(m.queue_id, q);
+                next += 1;
+            }
+        }
+    }
+    s.shutdown();
+}
+
+#[test]
+fn batch_put_is_contiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    let te = TestEnv::new();
+    let s = open(dir.path(), FlushDiskType::SyncFlush, &te);
+    let rt = rt();
+    rt.block_on(s.put_message(tagged("B", 1, b"single", "x")))
+        .unwrap();
+    let batch: Vec<_> = (0..5)
+        .map(|i| tagged("B", 1, format!("b{i}").as_bytes(), "x"))
+        .collect();
+    let r = rt.block_on(s.put_messages(batch)).unwrap();
+    assert_eq!(r.queue_offset, 1);
+    let ids: Vec<&str> = r.msg_id.split(',').collect();
+    assert_eq!(ids.len(), 5);
+    wait_dispatch(&s);
+    let g = s.get_message("B", 1, 1, 32, 1 << 20, &AcceptAllFilter);
+    assert_eq!(g.messages.len(), 5);
+    let mut expect_phys = r.phys_offset;
+    for (i, b) in g.messages.iter().enumerate() {
+        let m = decode(b);
+        assert_eq!(m.queue_offset, 1 + i as i64);
+        assert_eq!(m.commit_log_offset, expect_phys, "records are back to back");
+        assert_eq!(m.msg_id(), ids[i]);
+        expect_phys += m.store_size as i64;
+    }
+    let mixed = vec![tagged("B", 1, b"a", "x"), tagged("B", 2, b"b", "x")];
+    assert!(rt.block_on(s.put_messages(mixed)).is_err());
+    s.shutdown();
+}
+
+#[test]
+fn oversized_and_illegal_messages_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let te = TestEnv::new();
+    let s = open(dir.path(), FlushDiskType::SyncFlush, &te);
+    let rt = rt();
+    let big = vec![0u8; 5000];
+    assert!(matches!(
+        rt.block_on(s.put_message(msg("T", 0, &big, ""))),
+        Err(store::StoreError::MessageIllegal { .. })
+    ));
+    let long_topic = "t".repeat(128);
+    assert!(rt
+        .block_on(s.put_message(msg(&long_topic, 0, b"x", "")))
+        .is_err());
+    // The store still works afterwards.
+    assert_eq!(
+        rt.block_on(s.put_message(msg("T", 0, b"ok", "")))
+            .unwrap()
+            .queue_offset,
+        0
+    );
+    s.shutdown();
+}
+
+#[test]
+fn index_query_by_key_and_uniq_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let te = TestEnv::new();
+    let s = open(dir.path(), FlushDiskType::SyncFlush, &te);
+    let rt = rt();
+    // Enough messages to roll the (64-entry) index file at least once.
+    for i in 0..100 {
+        let props =
+            format!("KEYS\u{1}order-{i} shared\u{2}UNIQ_KEY\u{1}UNIQ{i:04}\u{2}TAGS\u{1}t\u{2}");
+        rt.block_on(s.put_message(msg("IdxTopic", i % 4, format!("m{i}").as_bytes(), &props)))
+            .unwrap();
+    }
+    wait_dispatch(&s);
+    let r = s.query_message("IdxTopic", "order-42", 32, 0, i64::MAX);
+    let found: Vec<_> = r
+        .messages
+        .iter()
+        .map(decode)
+        .filter(|m| {
+            m.property(property::KEYS)
+                .is_some_and(|k| k.split(' ').any(|x| x == "order-42"))
+        })
+        .collect();
+    assert_eq!(found.len(), 1);
+    assert_eq!(&found[0].body[..], b"m42");
+    assert!(r.index_last_update_timestamp > 0);
+
+    let u = s.query_message("IdxTopic", "UNIQ0007", 32, 0, i64::MAX);
+    assert!(u.messages.iter().map(decode).any(|m| &m.body[..] == b"m7"));
+
+    let shared = s.query_message("IdxTopic", "shared", 64, 0, i64::MAX);
+    assert!(shared.messages.len() >= 32, "got {}", shared.messages.len());
+    let wrong_topic = s.query_message("Other", "order-42", 32, 0, i64::MAX);
+    assert!(wrong_topic
+        .messages
+        .iter()
+        .map(decode)
+        .all(|m| m.topic != "Other"));
+    s.shutdown();
+}
+
+#[test]
+fn delay_message_is_parked_in_schedule_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let te = TestEnv::new();
+    let s = open(dir.path(), FlushDiskType::SyncFlush, &te);
+    assert_eq!(s.delay_level_millis().len(), 18);
+    assert_eq!(s.delay_level_millis()[2], 10_000);
+    let rt = rt();
+    let r = rt
+        .block_on(s.put_message(msg("Real", 3, b"later", "DELAY\u{1}3\u{2}TAGS\u{1}a\u{2}")))
+        .unwrap();
+    // level above the maximum is capped at 18
+    rt.block_on(s.put_message(msg("Real", 1, b"cap", "DELAY\u{1}99\u{2}")))
+        .unwrap();
+    wait_dispatch(&s);
+    assert_eq!(s.max_offset_in_queue("Real", 3), 0);
+    let g = s.get_message(message::SCHEDULE_TOPIC, 2, 0, 32, 1 << 20, &AcceptAllFilter);
+    assert_eq!(g.messages.len(), 1);
+    let m = decode(&g.messages[0]);
+    assert_eq!(m.topic, message::SCHEDULE_TOPIC);
+    assert_eq!(m.queue_id, 2);
+    assert_eq!(m.property(property::REAL_TOPIC), Some("Real"));
+    assert_eq!(m.property(property::REAL_QID), Some("3"));
+    assert_eq!(m.property(property::DELAY), Some("3"));
+    assert_eq!(m.store_timestamp_ms, r.store_timestamp_ms);
+    // The CQ tags code is the delivery time: a filter on it proves it.
+    struct Exact(i64);
+    impl MessageFilter for Exact {
+        fn is_matched_by_tags_code(&self, t: i64) -> bool {
+            t == self.0
+        }
+    }
+    let deliver = r.store_timestamp_ms + 10_000;
+    let g2 = s.get_message(message::SCHEDULE_TOPIC, 2, 0, 32, 1 << 20, &Exact(deliver));
+    assert_eq!(g2.status, GetMessageStatus::Found);
+    let capped = s.get_message(
+        message::SCHEDULE_TOPIC,
+        17,
+        0,
+        32,
+        1 << 20,
+        &AcceptAllFilter,
+    );
+    assert_eq!(
+        decode(&capped.messages[0]).property(property::DELAY),
+        Some("18")
+    );
+    s.shutdown();
+}
+
+#[test]
+fn offset_by_time_and_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let te = TestEnv::new();
+    let s = open(dir.path(), FlushDiskType::SyncFlush, &te);
+    let rt = rt();
+    let t0 = 1_700_000_000_000i64;
+    for i in 0..10 {
+        te.clock
+            .0
+            .store(t0 + i * 1000, std::sync::atomic::Ordering::SeqCst);
+        rt.block_on(s.put_message(msg("Time", 0, b"x", "")))
+            .unwrap();
+    }
+    wait_dispatch(&s);
+    assert_eq!(s.offset_in_queue_by_time("Time", 0, t0 + 4500), 5);
+    assert_eq!(s.offset_in_queue_by_time("Time", 0, t0 + 4000), 4);
+    assert_eq!(s.offset_in_queue_by_time("Time", 0, 0), 0);
+    assert_eq!(s.offset_in_queue_by_time("Time", 0, t0 + 100_000), 10);
+    assert_eq!(s.earliest_message_time("Time", 0), t0);
+    assert_eq!(s.message_store_timestamp("Time", 0, 7), t0 + 7000);
+    assert_eq!(s.message_store_timestamp("Time", 0, 70), -1);
+    s.shutdown();
+}
+
+#[test]
+fn arrival_listener_and_delete_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let te = TestEnv::new();
+    let s = open(dir.path(), FlushDiskType::AsyncFlush, &te);
+    let (tx, rx) = std::sync::mpsc::channel();
+    s.set_message_arrival_listener(Arc::new(move |t: &str, q, next, code| {
+        let _ = tx.send((t.to_string(), q, next, code));
+    }));
+    let rt = rt();
+    rt.block_on(s.put_message(tagged("L", 2, b"x", "TagA")))
+        .unwrap();
+    let got = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(got, ("L".to_string(), 2, 1, tags_hash("TagA")));
+    s.delete_topics(&["L".to_string()]);
+    assert_eq!(s.max_offset_in_queue("L", 2), 0);
+    assert!(!dir.path().join("consumequeue").join("L").exists());
+    let r = rt
+        .block_on(s.put_message(tagged("L", 2, b"y", "TagA")))
+        .unwrap();
+    assert_eq!(r.queue_offset, 0, "offsets restart for a deleted topic");
+    let stats = s.runtime_stats();
+    assert_eq!(stats.put_message_times_total, 2);
+    s.shutdown();
+}

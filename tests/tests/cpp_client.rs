@@ -1,0 +1,306 @@
+//! Compatibility scenarios with rocketmq-client-cpp 1.x (PyPI `rocketmq==0.4.4`) against our
+//! namesrv + single-replica broker, run as real processes.
+//!
+//! The scripts live in tests/clients/cpp/cpp_client.py. The C++ push consumer starts from
+//! CONSUME_FROM_LAST_OFFSET (not configurable through the binding); like Java's broker, ours must
+//! answer a new group's offset query on a young queue with 0 so messages sent before the
+//! consumer started are delivered (docs/protocol/codes.md §3.7).
+
+use std::collections::BTreeMap;
+
+use tests::check::{acked_bodies, assert_same_messages, received_by_body, sent_by_body};
+use tests::script::{run, ScriptOutput};
+use tests::{BrokerOptions, ClientKind, Cluster};
+
+const QUEUES: i32 = 4;
+const SCRIPT: &str = "cpp_client.py";
+/// Script deadline; the harness waits a little longer before killing it.
+const SCRIPT_TIMEOUT_MS: u64 = 90_000;
+const HARNESS_MARGIN_MS: u64 = 20_000;
+/// First redelivery comes after delay level 3 (10 s) on a Java-compatible broker.
+const REDELIVERY_TIMEOUT_MS: u64 = 120_000;
+
+fn cluster_with_topic(topic: &str) -> Cluster {
+    let c = Cluster::start(BrokerOptions::default()).expect("start namesrv + broker");
+    c.create_topic(topic, QUEUES)
+        .unwrap_or_else(|e| panic!("create topic {topic}: {e}\n{}", c.logs()));
+    c
+}
+
+fn cpp(c: &Cluster, args: &[&str], timeout_ms: u64) -> ScriptOutput {
+    let t = timeout_ms.to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend_from_slice(&["--timeout-ms", &t]);
+    run(ClientKind::Cpp, SCRIPT, &all, c, timeout_ms + HARNESS_MARGIN_MS)
+        .unwrap_or_else(|e| panic!("run {SCRIPT} {args:?}: {e}"))
+}
+
+fn produce(c: &Cluster, args: &[&str]) -> ScriptOutput {
+    let mut all = vec!["produce"];
+    all.extend_from_slice(args);
+    let out = cpp(c, &all, SCRIPT_TIMEOUT_MS);
+    out.assert_success();
+    out
+}
+
+fn total_in_store(c: &Cluster, topic: &str) -> i64 {
+    c.admin_broker()
+        .and_then(|mut a| a.total_messages(topic, QUEUES))
+        .expect("GET_MAX_OFFSET")
+}
+
+fn committed_total(c: &Cluster, group: &str, topic: &str) -> i64 {
+    let mut a = c.admin_broker().expect("admin connect");
+    (0..QUEUES)
+        .map(|q| {
+            a.consumer_offset(group, topic, q)
+                .expect("QUERY_CONSUMER_OFFSET")
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[test]
+fn cpp_sync_async_oneway_batch_and_compressed_batch_are_all_consumed() {
+    let topic = "CppSendModes";
+    let c = cluster_with_topic(topic);
+    let sent = produce(
+        &c,
+        &[
+            "--topic", topic, "--prefix", "modes", "--tags", "TagA,TagB", "--sync", "10",
+            "--async", "10", "--oneway", "5", "--batch", "5", "--big-batch", "4",
+        ],
+    );
+    let sent = sent_by_body(&sent);
+    assert_eq!(sent.len(), 34);
+
+    // Oneway sends are unacknowledged: wait until the broker holds all 34 before consuming.
+    c.wait_for("34 messages in the store", 30_000, || {
+        Ok(c.admin_broker()?.total_messages(topic, QUEUES)? >= 34)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert_eq!(total_in_store(&c, topic), 34, "no message stored twice");
+
+    let out = cpp(
+        &c,
+        &["consume", "--topic", topic, "--group", "cpp_cg_modes", "--expect", "34"],
+        SCRIPT_TIMEOUT_MS,
+    );
+    out.assert_success();
+    let received = received_by_body(&out);
+    let dups = assert_same_messages(&sent, &received, "C++ push consumer");
+    eprintln!("duplicates delivered: {dups}");
+
+    // The big batch went compressed (C++ compresses batch bodies > 4 KiB): bodies intact.
+    let big: Vec<_> = received.keys().filter(|b| b.contains("|bigbatch|")).collect();
+    assert_eq!(big.len(), 4);
+    assert!(big.iter().all(|b| b.len() > 1500));
+
+    // Shutdown committed the offsets.
+    assert_eq!(
+        committed_total(&c, "cpp_cg_modes", topic),
+        34,
+        "committed offsets after the consumer shut down"
+    );
+}
+
+#[test]
+fn cpp_tag_filter_delivers_only_subscribed_tags() {
+    let topic = "CppTags";
+    let c = cluster_with_topic(topic);
+    let sent = produce(
+        &c,
+        &["--topic", topic, "--prefix", "tags", "--tags", "TagA,TagB,TagC", "--sync", "30"],
+    );
+    let want: BTreeMap<String, _> = sent_by_body(&sent)
+        .into_iter()
+        .filter(|(_, e)| matches!(e.str("tags"), Some("TagA") | Some("TagC")))
+        .collect();
+    assert_eq!(want.len(), 20);
+    let out = cpp(
+        &c,
+        &[
+            "consume", "--topic", topic, "--group", "cpp_cg_tags", "--expr", "TagA || TagC",
+            "--expect", "20",
+        ],
+        SCRIPT_TIMEOUT_MS,
+    );
+    out.assert_success();
+    assert_same_messages(&want, &received_by_body(&out), "C++ consumer with tag filter");
+}
+
+#[test]
+fn cpp_consumer_resumes_from_committed_offset() {
+    let topic = "CppResume";
+    let group = "cpp_cg_resume";
+    let c = cluster_with_topic(topic);
+    let first = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "r1", "--sync", "12"]));
+    let out1 = cpp(
+        &c,
+        &["consume", "--topic", topic, "--group", group, "--expect", "12"],
+        SCRIPT_TIMEOUT_MS,
+    );
+    out1.assert_success();
+    assert_same_messages(&first, &received_by_body(&out1), "first consumer");
+    assert_eq!(committed_total(&c, group, topic), 12, "offsets committed on shutdown");
+
+    let second = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "r2", "--sync", "12"]));
+    let out2 = cpp(
+        &c,
+        &["consume", "--topic", topic, "--group", group, "--expect", "12"],
+        SCRIPT_TIMEOUT_MS,
+    );
+    out2.assert_success();
+    let got = received_by_body(&out2);
+    let old: Vec<_> = got.keys().filter(|b| first.contains_key(*b)).collect();
+    assert!(old.is_empty(), "restarted consumer re-received {old:?}");
+    assert_same_messages(&second, &got, "restarted consumer");
+    assert_eq!(committed_total(&c, group, topic), 24);
+}
+
+#[test]
+fn cpp_orderly_consumer_sees_each_key_in_send_order() {
+    let topic = "CppOrderly";
+    let c = cluster_with_topic(topic);
+    let keys = 4;
+    let count = 60;
+    let sent = produce(
+        &c,
+        &[
+            "--topic", topic, "--prefix", "ord", "--orderly", &count.to_string(),
+            "--order-keys", &keys.to_string(),
+        ],
+    );
+    let sent_map = sent_by_body(&sent);
+    // Same key => same queue (the selector is key % queues).
+    let mut queue_of_key: BTreeMap<i64, i64> = BTreeMap::new();
+    for e in sent_map.values() {
+        let key = e.i64("order_key").expect("order_key");
+        assert!(e.str("msg_id").is_some());
+        let _ = queue_of_key.entry(key).or_insert(key % i64::from(QUEUES));
+    }
+    let out = cpp(
+        &c,
+        &[
+            "consume", "--topic", topic, "--group", "cpp_cg_orderly", "--orderly", "--expect",
+            &count.to_string(),
+        ],
+        SCRIPT_TIMEOUT_MS,
+    );
+    out.assert_success();
+    assert_same_messages(&sent_map, &received_by_body(&out), "orderly consumer");
+    // Per key, deliveries arrive in send order (index i = seq * keys + key).
+    let mut last_seq: BTreeMap<i64, i64> = BTreeMap::new();
+    for e in out.of_kind("received") {
+        let body = e.str("body").expect("body");
+        let i: i64 = body.rsplit('|').next().and_then(|s| s.parse().ok()).expect("index");
+        let (key, seq) = (i % keys, i / keys);
+        assert_eq!(
+            e.i64("queue_id"),
+            Some(queue_of_key[&key]),
+            "key {key} delivered from another queue"
+        );
+        match last_seq.insert(key, seq) {
+            Some(p) => assert_eq!(seq, p + 1, "key {key}: seq {seq} delivered after {p}"),
+            None => assert_eq!(seq, 0, "key {key}: first delivery is seq {seq}"),
+        }
+    }
+}
+
+#[test]
+fn cpp_reconsume_later_redelivers_with_reconsume_times() {
+    let topic = "CppRetry";
+    let c = cluster_with_topic(topic);
+    let sent = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "retry", "--sync", "3"]));
+    let out = cpp(
+        &c,
+        &["consume", "--topic", topic, "--group", "cpp_cg_retry", "--expect", "3", "--fail-first"],
+        REDELIVERY_TIMEOUT_MS,
+    );
+    assert!(out.success(), "{}", out.describe());
+    let got = received_by_body(&out);
+    assert_same_messages(&sent, &got, "redelivered messages");
+    for (body, deliveries) in &got {
+        assert!(deliveries.len() >= 2, "{body:?} was not redelivered");
+        assert_eq!(deliveries[0].str("result"), Some("fail"));
+        let ok = deliveries
+            .iter()
+            .find(|d| d.str("result") == Some("ok"))
+            .expect("an acknowledged delivery");
+        assert!(
+            ok.i64("reconsume_times").unwrap_or(0) >= 1,
+            "redelivery of {body:?} has reconsume_times {:?}",
+            ok.i64("reconsume_times")
+        );
+        // The retry copy keeps the original topic for the application.
+        assert_eq!(ok.str("topic"), Some(topic));
+    }
+    assert_eq!(acked_bodies(&out).len(), 3);
+}
+
+#[test]
+fn cpp_delay_level_1_arrives_after_one_second() {
+    let topic = "CppDelay";
+    let c = cluster_with_topic(topic);
+    let sent = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "delay", "--sync", "3", "--delay-level", "1"],
+    ));
+    // The pull consumer reads every queue from offset 0: it sees a delayed message only once
+    // the broker has moved it to the real topic.
+    let out = cpp(&c, &["pull", "--topic", topic, "--expect", "3"], SCRIPT_TIMEOUT_MS);
+    out.assert_success();
+    let got = received_by_body(&out);
+    assert_same_messages(&sent, &got, "delayed messages");
+    for (body, d) in &got {
+        let born = sent[body].i64("born_ms").expect("born_ms");
+        let recv = d[0].i64("recv_ms").expect("recv_ms");
+        let stored = d[0].i64("store_ms").expect("store_ms");
+        assert!(recv - born >= 1000, "{body:?} received {} ms after send", recv - born);
+        assert!(
+            stored - born >= 1000,
+            "{body:?} stored in the real topic {} ms after send",
+            stored - born
+        );
+    }
+}
+
+#[test]
+fn cpp_sent_messages_can_be_queried_by_key_and_viewed_by_id() {
+    let topic = "CppQuery";
+    let c = cluster_with_topic(topic);
+    let sent = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "q", "--sync", "5"]));
+    let mut admin = c.admin_broker().expect("admin");
+    for (body, s) in &sent {
+        let key = s.str("keys").expect("keys");
+        // The index is built by the dispatcher, possibly after the send was acknowledged.
+        let mut found = Vec::new();
+        c.wait_for(&format!("index entry for key {key}"), 10_000, || {
+            found = admin.query_message(topic, key, 32, false)?;
+            Ok(!found.is_empty())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+        let rec = found
+            .iter()
+            .find(|r| r.body_str() == *body)
+            .unwrap_or_else(|| panic!("query by key {key} returned {found:?}"));
+        assert_eq!(rec.topic, topic);
+        assert_eq!(rec.property("KEYS"), Some(key));
+        assert_eq!(rec.property("test_prop"), s.prop("test_prop"));
+        assert_eq!(rec.store_host.to_string(), c.broker_addr(), "store host");
+
+        // By unique key (the id the producer got back).
+        let uniq = s.str("msg_id").expect("msg_id");
+        let by_uniq = admin.query_message(topic, uniq, 32, true).expect("query uniq");
+        assert!(
+            by_uniq.iter().any(|r| r.body_str() == *body),
+            "query by UNIQ_KEY {uniq} returned {by_uniq:?}"
+        );
+        assert_eq!(rec.property("UNIQ_KEY"), Some(uniq));
+
+        // By offset id: VIEW_MESSAGE_BY_ID takes the commitlog offset encoded in it.
+        let viewed = admin.view_message(rec.physical_offset).expect("view by id");
+        assert_eq!(viewed, *rec, "view by id returns the same record");
+        assert_eq!(viewed.offset_msg_id().len(), 32);
+    }
+}

@@ -1,0 +1,43 @@
+//! The harness itself against the real binaries, without client libraries: processes start,
+//! become ready, route a created topic, and restart on the same store.
+
+use tests::{BrokerOptions, Cluster};
+
+#[test]
+fn cluster_starts_and_routes_a_created_topic() {
+    let c = Cluster::start(BrokerOptions::default()).expect("start namesrv + broker");
+    c.create_topic("HarnessTopic", 4)
+        .unwrap_or_else(|e| panic!("create topic: {e}\n{}", c.logs()));
+    let route = c
+        .admin_namesrv()
+        .and_then(|mut ns| ns.route("HarnessTopic"))
+        .expect("route query")
+        .expect("route exists");
+    assert!(route.contains(&c.broker_addr()), "route names the broker: {route}");
+    assert!(route.contains("broker-a"), "route names the broker: {route}");
+    let mut admin = c.admin_broker().expect("admin");
+    for q in 0..4 {
+        assert_eq!(admin.max_offset("HarnessTopic", q).expect("max offset"), 0);
+    }
+    let unknown = c
+        .admin_namesrv()
+        .and_then(|mut ns| ns.route("NoSuchTopicAnywhere"))
+        .expect("route query");
+    assert!(unknown.is_none(), "unknown topic routed: {unknown:?}");
+}
+
+#[test]
+fn broker_restarts_on_the_same_store_dir() {
+    let mut c = Cluster::start(BrokerOptions::default()).expect("start namesrv + broker");
+    c.create_topic("RestartTopic", 2).expect("create topic");
+    c.kill_broker().expect("kill");
+    // Closing the broker's connection drops it from every route (namesrv.md §1–2).
+    c.wait_for("the namesrv to drop the dead broker's route", 15_000, || {
+        Ok(c.admin_namesrv()?.route("RestartTopic")?.is_none())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    c.start_broker()
+        .unwrap_or_else(|e| panic!("restart: {e}\n{}", c.logs()));
+    // The topic config is persisted: the restarted broker still routes it.
+    c.wait_for_route("RestartTopic").expect("route after restart");
+}

@@ -1,0 +1,263 @@
+//! Compatibility scenarios with npm `ali-ons@3.12.0` (pure JavaScript) against our namesrv +
+//! single-replica broker, run as real processes. ali-ons never auto-creates topics, so every
+//! test creates its topic first with UPDATE_AND_CREATE_TOPIC.
+//!
+//! The script lives in tests/clients/node/ons_client.js.
+
+use tests::check::{assert_same_messages, received_by_body, sent_by_body};
+use tests::script::{run, ScriptOutput, ScriptRun};
+use tests::{BrokerOptions, ClientKind, Cluster};
+
+const QUEUES: i32 = 4;
+const SCRIPT: &str = "ons_client.js";
+const SCRIPT_TIMEOUT_MS: u64 = 90_000;
+const HARNESS_MARGIN_MS: u64 = 20_000;
+/// Redelivery uses delay level 3 (10 s) on a Java-compatible broker.
+const REDELIVERY_TIMEOUT_MS: u64 = 120_000;
+
+fn cluster_with_topic(topic: &str) -> Cluster {
+    let c = Cluster::start(BrokerOptions::default()).expect("start namesrv + broker");
+    c.create_topic(topic, QUEUES)
+        .unwrap_or_else(|e| panic!("create topic {topic}: {e}\n{}", c.logs()));
+    c
+}
+
+fn with_timeout(args: &[&str], timeout_ms: u64) -> Vec<String> {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.push("--timeout-ms".into());
+    all.push(timeout_ms.to_string());
+    all
+}
+
+fn ons(c: &Cluster, args: &[&str], timeout_ms: u64) -> ScriptOutput {
+    let all = with_timeout(args, timeout_ms);
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    run(ClientKind::Node, SCRIPT, &refs, c, timeout_ms + HARNESS_MARGIN_MS)
+        .unwrap_or_else(|e| panic!("run {SCRIPT} {args:?}: {e}"))
+}
+
+fn produce(c: &Cluster, args: &[&str]) -> ScriptOutput {
+    let mut all = vec!["produce"];
+    all.extend_from_slice(args);
+    let out = ons(c, &all, SCRIPT_TIMEOUT_MS);
+    out.assert_success();
+    out
+}
+
+fn committed_total(c: &Cluster, group: &str, topic: &str) -> i64 {
+    let mut a = c.admin_broker().expect("admin connect");
+    (0..QUEUES)
+        .map(|q| {
+            a.consumer_offset(group, topic, q)
+                .expect("QUERY_CONSUMER_OFFSET")
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[test]
+fn ons_send_and_push_consume_with_tags_keys_and_properties() {
+    let topic = "OnsBasic";
+    let c = cluster_with_topic(topic);
+    let sent = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "basic", "--tags", "TagA,TagB", "--sync", "20"],
+    ));
+    assert_eq!(sent.len(), 20);
+    for s in sent.values() {
+        assert!(s.str("msg_id").is_some_and(|id| id.len() == 32), "send result msgId {s:?}");
+    }
+    let out = ons(
+        &c,
+        &["consume", "--topic", topic, "--group", "ons_cg_basic", "--expect", "20"],
+        SCRIPT_TIMEOUT_MS,
+    );
+    out.assert_success();
+    let got = received_by_body(&out);
+    assert_same_messages(&sent, &got, "ali-ons push consumer");
+    // ali-ons reports the offset message id of the send and of the delivery: they agree.
+    for (body, s) in &sent {
+        assert_eq!(got[body][0].str("msg_id"), s.str("msg_id"), "msgId of {body:?}");
+    }
+    assert_eq!(committed_total(&c, "ons_cg_basic", topic), 20);
+}
+
+#[test]
+fn cpp_produced_messages_reach_an_ons_consumer() {
+    let topic = "CrossClient";
+    let c = cluster_with_topic(topic);
+    let out = run(
+        ClientKind::Cpp,
+        "cpp_client.py",
+        &[
+            "produce", "--topic", topic, "--prefix", "cross", "--sync", "5", "--batch", "5",
+            "--big-batch", "4", "--timeout-ms", "60000",
+        ],
+        &c,
+        80_000,
+    )
+    .expect("run cpp producer");
+    out.assert_success();
+    let sent = sent_by_body(&out);
+    let got = ons(
+        &c,
+        &["consume", "--topic", topic, "--group", "ons_cg_cross", "--expect", "14"],
+        SCRIPT_TIMEOUT_MS,
+    );
+    got.assert_success();
+    assert_same_messages(&sent, &received_by_body(&got), "ali-ons consuming C++ messages");
+}
+
+#[test]
+fn ons_tag_filter_delivers_only_subscribed_tags() {
+    let topic = "OnsTags";
+    let c = cluster_with_topic(topic);
+    let want: std::collections::BTreeMap<_, _> = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "tags", "--tags", "TagA,TagB,TagC", "--sync", "30"],
+    ))
+    .into_iter()
+    .filter(|(_, e)| matches!(e.str("tags"), Some("TagA") | Some("TagB")))
+    .collect();
+    let out = ons(
+        &c,
+        &[
+            "consume", "--topic", topic, "--group", "ons_cg_tags", "--expr", "TagA || TagB",
+            "--expect", "20",
+        ],
+        SCRIPT_TIMEOUT_MS,
+    );
+    out.assert_success();
+    assert_same_messages(&want, &received_by_body(&out), "ali-ons with tag filter");
+}
+
+#[test]
+fn ons_consumer_resumes_from_committed_offset() {
+    let topic = "OnsResume";
+    let group = "ons_cg_resume";
+    let c = cluster_with_topic(topic);
+    let first = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "r1", "--sync", "10"]));
+    let out1 = ons(
+        &c,
+        &["consume", "--topic", topic, "--group", group, "--expect", "10"],
+        SCRIPT_TIMEOUT_MS,
+    );
+    out1.assert_success();
+    assert_same_messages(&first, &received_by_body(&out1), "first consumer");
+    assert_eq!(committed_total(&c, group, topic), 10, "offsets committed on close");
+
+    let second = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "r2", "--sync", "10"]));
+    let out2 = ons(
+        &c,
+        &["consume", "--topic", topic, "--group", group, "--expect", "10"],
+        SCRIPT_TIMEOUT_MS,
+    );
+    out2.assert_success();
+    let got = received_by_body(&out2);
+    let old: Vec<_> = got.keys().filter(|b| first.contains_key(*b)).collect();
+    assert!(old.is_empty(), "restarted consumer re-received {old:?}");
+    assert_same_messages(&second, &got, "restarted consumer");
+}
+
+#[test]
+fn ons_failed_consume_is_redelivered_via_send_back() {
+    let topic = "OnsRetry";
+    let c = cluster_with_topic(topic);
+    let sent = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "retry", "--sync", "3"]));
+    let out = ons(
+        &c,
+        &["consume", "--topic", topic, "--group", "ons_cg_retry", "--expect", "3", "--fail-first"],
+        REDELIVERY_TIMEOUT_MS,
+    );
+    out.assert_success();
+    let got = received_by_body(&out);
+    assert_same_messages(&sent, &got, "redelivered messages");
+    for (body, d) in &got {
+        assert!(d.len() >= 2, "{body:?} not redelivered: {d:?}");
+        assert_eq!(d[0].i64("reconsume_times"), Some(0));
+        let ok = d.iter().find(|e| e.str("result") == Some("ok")).expect("acked delivery");
+        assert!(ok.i64("reconsume_times").unwrap_or(0) >= 1, "{ok:?}");
+        assert_eq!(ok.str("topic"), Some(topic), "retry copy presented under the original topic");
+        assert!(ok.prop("ORIGIN_MESSAGE_ID").is_some(), "retry copy lacks ORIGIN_MESSAGE_ID");
+    }
+}
+
+#[test]
+fn ons_message_goes_to_dlq_after_max_reconsume_times() {
+    let topic = "OnsDlq";
+    let group = "ons_cg_dlq";
+    let dlq = format!("%DLQ%{group}");
+    let c = cluster_with_topic(topic);
+    let sent = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "dlq", "--sync", "2"]));
+    // maxReconsumeTimes=1: first delivery fails -> retry (reconsumeTimes 1) fails -> DLQ.
+    let out = ons(
+        &c,
+        &[
+            "consume", "--topic", topic, "--group", group, "--fail-always", "--max-reconsume", "1",
+            "--stop-after-deliveries", "4",
+        ],
+        REDELIVERY_TIMEOUT_MS,
+    );
+    out.assert_success();
+    let got = received_by_body(&out);
+    assert_eq!(got.len(), 2, "{}", out.describe());
+    for (body, d) in &got {
+        assert!(sent.contains_key(body));
+        let times: Vec<_> = d.iter().map(|e| e.i64("reconsume_times")).collect();
+        assert_eq!(times, vec![Some(0), Some(1)], "deliveries of {body:?}");
+    }
+    // The second failure's send-back lands in %DLQ%<group>; nothing announces it to a client,
+    // so poll the broker.
+    c.wait_for("2 messages in the DLQ", 30_000, || {
+        let mut a = c.admin_broker()?;
+        Ok(a.max_offset(&dlq, 0).unwrap_or(0) >= 2)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let mut admin = c.admin_broker().expect("admin");
+    assert_eq!(admin.max_offset(&dlq, 0).expect("dlq max offset"), 2);
+    for (body, s) in &sent {
+        let key = s.str("keys").expect("keys");
+        let mut recs = Vec::new();
+        c.wait_for(&format!("DLQ index entry for {key}"), 10_000, || {
+            recs = admin.query_message(&dlq, key, 32, false)?;
+            Ok(!recs.is_empty())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+        let r = recs
+            .iter()
+            .find(|r| r.topic == dlq)
+            .unwrap_or_else(|| panic!("no DLQ record for {key}: {recs:?}"));
+        assert_eq!(r.body_str(), *body);
+        assert_eq!(r.property("RETRY_TOPIC"), Some(topic));
+        assert!(r.reconsume_times >= 1, "DLQ record reconsume_times {}", r.reconsume_times);
+    }
+}
+
+#[test]
+fn ons_delay_level_1_arrives_after_one_second() {
+    let topic = "OnsDelay";
+    let c = cluster_with_topic(topic);
+    // Start the consumer first so arrival time is measured, not the consumer start-up.
+    let args = with_timeout(
+        &["consume", "--topic", topic, "--group", "ons_cg_delay", "--expect", "3"],
+        SCRIPT_TIMEOUT_MS,
+    );
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut consumer = ScriptRun::start(ClientKind::Node, SCRIPT, &refs, &c).expect("consumer");
+    consumer.wait_event("started", 60_000).expect("consumer started");
+    let sent = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "delay", "--sync", "3", "--delay-level", "1"],
+    ));
+    let out = consumer
+        .finish(SCRIPT_TIMEOUT_MS + HARNESS_MARGIN_MS)
+        .expect("consumer output");
+    out.assert_success();
+    let got = received_by_body(&out);
+    assert_same_messages(&sent, &got, "delayed messages");
+    for (body, d) in &got {
+        let born = sent[body].i64("born_ms").expect("born_ms");
+        let recv = d[0].i64("recv_ms").expect("recv_ms");
+        assert!(recv - born >= 1000, "{body:?} arrived {} ms after send", recv - born);
+    }
+}
