@@ -239,7 +239,10 @@ impl SubscriptionData {
             .get("topic")
             .and_then(Value::as_str)
             .ok_or(BodyError::Field("subscriptionDataSet.topic"))?;
-        let sub_string = v.get("subString").and_then(Value::as_str).unwrap_or(SUB_ALL);
+        let sub_string = v
+            .get("subString")
+            .and_then(Value::as_str)
+            .unwrap_or(SUB_ALL);
         let sub_version = match v.get("subVersion") {
             Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
             Some(Value::String(s)) => s.trim().parse().unwrap_or(0),
@@ -368,12 +371,20 @@ impl HeartbeatData {
             client_id,
             ..Default::default()
         };
-        for p in bounded_array(v.get("producerDataSet"), "producerDataSet", HEARTBEAT_GROUPS_MAX)? {
+        for p in bounded_array(
+            v.get("producerDataSet"),
+            "producerDataSet",
+            HEARTBEAT_GROUPS_MAX,
+        )? {
             if let Some(g) = p.get("groupName").and_then(Value::as_str) {
                 hb.producer_groups.push(g.to_string());
             }
         }
-        for c in bounded_array(v.get("consumerDataSet"), "consumerDataSet", HEARTBEAT_GROUPS_MAX)? {
+        for c in bounded_array(
+            v.get("consumerDataSet"),
+            "consumerDataSet",
+            HEARTBEAT_GROUPS_MAX,
+        )? {
             let group_name = c
                 .get("groupName")
                 .and_then(Value::as_str)

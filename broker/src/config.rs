@@ -148,7 +148,8 @@ impl ConfigValue for BrokerRole {
 }
 
 /// Java default of `messageDelayLevel` (`MessageStoreConfig`).
-pub const DEFAULT_MESSAGE_DELAY_LEVEL: &str = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
+pub const DEFAULT_MESSAGE_DELAY_LEVEL: &str =
+    "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h";
 
 macro_rules! broker_config {
     ($( $(#[$m:meta])* $field:ident : $ty:ty = $default:expr => $key:literal ),* $(,)?) => {
@@ -431,9 +432,9 @@ impl CommandLine {
             match arg.as_str() {
                 "-h" | "--help" => cl.help = true,
                 "-c" | "--configFile" => cl.config_file = Some(PathBuf::from(value_of(&arg)?)),
-                "-n" | "--namesrvAddr" => {
-                    cl.overrides.push(("namesrvAddr".to_string(), value_of(&arg)?))
-                }
+                "-n" | "--namesrvAddr" => cl
+                    .overrides
+                    .push(("namesrvAddr".to_string(), value_of(&arg)?)),
                 _ => {
                     if let Some(kv) = arg.strip_prefix("--") {
                         match kv.split_once('=') {
@@ -569,6 +570,16 @@ impl BrokerConfig {
                 "must be 1..=1 GiB",
             ));
         }
+        // The store needs a maximal record (body limit + 64 KiB of headers, + an 8-byte
+        // end-of-file blank) to fit into one commitlog segment.
+        let max_record = self.max_message_size as u64 + 64 * 1024 + 8;
+        if self.mapped_file_size_commit_log < max_record {
+            return Err(Self::bad(
+                "mappedFileSizeCommitLog",
+                self.mapped_file_size_commit_log,
+                &format!("must hold a maximal record of {max_record} bytes (maxMessageSize + 64 KiB + 8)"),
+            ));
+        }
         if self.flush_consumer_offset_interval < 100 {
             return Err(Self::bad(
                 "flushConsumerOffsetInterval",
@@ -585,7 +596,10 @@ impl BrokerConfig {
         }
         parse_delay_levels(&self.message_delay_level)
             .map_err(|reason| Self::bad("messageDelayLevel", &self.message_delay_level, &reason))?;
-        for (key, addr) in [("namesrvAddr", &self.namesrv_addr), ("withNamesrv", &self.with_namesrv)] {
+        for (key, addr) in [
+            ("namesrvAddr", &self.namesrv_addr),
+            ("withNamesrv", &self.with_namesrv),
+        ] {
             if let Some(addr) = addr {
                 for a in addr.split(';').filter(|a| !a.trim().is_empty()) {
                     if !a.trim().contains(':') {
@@ -718,7 +732,10 @@ mod tests {
         .unwrap();
         let loaded = BrokerConfig::load(
             Some(&path),
-            &pairs(&[("listenPort", "10960"), ("namesrvAddr", "127.0.0.1:9876;127.0.0.1:9877")]),
+            &pairs(&[
+                ("listenPort", "10960"),
+                ("namesrvAddr", "127.0.0.1:9876;127.0.0.1:9877"),
+            ]),
         )
         .unwrap();
         let c = loaded.config;
@@ -762,9 +779,17 @@ mod tests {
     #[test]
     fn command_line() {
         let cl = CommandLine::parse(
-            ["-c", "conf/broker.conf", "-n", "127.0.0.1:9876", "--listenPort=10999", "--brokerName", "bx"]
-                .iter()
-                .map(|s| s.to_string()),
+            [
+                "-c",
+                "conf/broker.conf",
+                "-n",
+                "127.0.0.1:9876",
+                "--listenPort=10999",
+                "--brokerName",
+                "bx",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
         )
         .unwrap();
         assert_eq!(cl.config_file, Some(PathBuf::from("conf/broker.conf")));

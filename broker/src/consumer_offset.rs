@@ -232,7 +232,9 @@ fn decode(text: &str) -> Result<HashMap<String, BTreeMap<i32, i64>>, String> {
         };
         let mut m = BTreeMap::new();
         for (q, off) in queues {
-            let q: i32 = q.parse().map_err(|_| format!("bad queue id `{q}` in `{k}`"))?;
+            let q: i32 = q
+                .parse()
+                .map_err(|_| format!("bad queue id `{q}` in `{k}`"))?;
             let off = off
                 .as_i64()
                 .ok_or_else(|| format!("bad offset for queue {q} in `{k}`"))?;

@@ -111,10 +111,8 @@ pub fn registration(
                 order: t.order,
                 perm: override_perm.unwrap_or(t.perm),
                 read_queue_nums: t.read_queue_nums,
-                topic_filter_type: namesrv_client::TopicFilterType::from_name(
-                    &t.topic_filter_type,
-                )
-                .unwrap_or_default(),
+                topic_filter_type: namesrv_client::TopicFilterType::from_name(&t.topic_filter_type)
+                    .unwrap_or_default(),
                 topic_name: t.topic_name,
                 topic_sys_flag: t.topic_sys_flag,
                 write_queue_nums: t.write_queue_nums,
@@ -239,11 +237,13 @@ impl Broker {
                 register_timeout_ms: config.register_broker_timeout_mills,
                 ..Default::default()
             };
-            let client = Arc::new(namesrv_client::NamesrvClient::new(namesrv_addrs, client_cfg));
+            let client = Arc::new(namesrv_client::NamesrvClient::new(
+                namesrv_addrs,
+                client_cfg,
+            ));
             let source_ctx = ctx.clone();
-            let source: namesrv_client::RegistrationSource = Arc::new(move || {
-                registration(&source_ctx.config, &source_ctx.topic_config)
-            });
+            let source: namesrv_client::RegistrationSource =
+                Arc::new(move || registration(&source_ctx.config, &source_ctx.topic_config));
             let handle = client.clone().start_periodic(
                 config.register_name_server_period,
                 source,
@@ -307,9 +307,15 @@ impl Broker {
         let c = ctx.clone();
         let persisted = tokio::task::spawn_blocking(move || {
             for (what, r) in [
-                ("consumerOffset.json", c.consumer_offsets.persist_blocking().map(|_| ())),
+                (
+                    "consumerOffset.json",
+                    c.consumer_offsets.persist_blocking().map(|_| ()),
+                ),
                 ("topics.json", c.topic_config.persist_blocking()),
-                ("subscriptionGroup.json", c.subscription_groups.persist_blocking()),
+                (
+                    "subscriptionGroup.json",
+                    c.subscription_groups.persist_blocking(),
+                ),
             ] {
                 if let Err(e) = r {
                     tracing::error!(error = %e, "persisting {what} at shutdown failed");
@@ -374,8 +380,9 @@ pub fn build_dispatcher(ctx: &Arc<BrokerContext>) -> Dispatcher {
 
 /// consumerOffset.json every `flushConsumerOffsetInterval`, on a blocking thread.
 async fn offset_persist_loop(ctx: Arc<BrokerContext>) {
-    let mut ticker =
-        tokio::time::interval(Duration::from_millis(ctx.config.flush_consumer_offset_interval));
+    let mut ticker = tokio::time::interval(Duration::from_millis(
+        ctx.config.flush_consumer_offset_interval,
+    ));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     loop {

@@ -128,7 +128,13 @@ impl RebalanceLockManager {
         self.is_locked_by_at(group, mq, client_id, now_ms())
     }
 
-    pub fn is_locked_by_at(&self, group: &str, mq: &MessageQueue, client_id: &str, now_ms: i64) -> bool {
+    pub fn is_locked_by_at(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+        client_id: &str,
+        now_ms: i64,
+    ) -> bool {
         let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         table
             .get(group)
@@ -149,22 +155,39 @@ mod tests {
     fn lock_unlock_expiry_and_other_client() {
         let m = RebalanceLockManager::new(60_000);
         let t0 = 1_000_000;
-        assert_eq!(m.try_lock_batch_at("G", &[mq(0), mq(1)], "c1", t0), vec![mq(0), mq(1)]);
+        assert_eq!(
+            m.try_lock_batch_at("G", &[mq(0), mq(1)], "c1", t0),
+            vec![mq(0), mq(1)]
+        );
         // Another client cannot take live locks, but gets free queues.
-        assert_eq!(m.try_lock_batch_at("G", &[mq(0), mq(2)], "c2", t0 + 1000), vec![mq(2)]);
+        assert_eq!(
+            m.try_lock_batch_at("G", &[mq(0), mq(2)], "c2", t0 + 1000),
+            vec![mq(2)]
+        );
         // Another group is independent.
         assert_eq!(m.try_lock_batch_at("G2", &[mq(0)], "c2", t0), vec![mq(0)]);
         // Renewal by the holder extends the lock.
-        assert_eq!(m.try_lock_batch_at("G", &[mq(0)], "c1", t0 + 50_000), vec![mq(0)]);
-        assert!(m.try_lock_batch_at("G", &[mq(0)], "c2", t0 + 100_000).is_empty());
+        assert_eq!(
+            m.try_lock_batch_at("G", &[mq(0)], "c1", t0 + 50_000),
+            vec![mq(0)]
+        );
+        assert!(m
+            .try_lock_batch_at("G", &[mq(0)], "c2", t0 + 100_000)
+            .is_empty());
         // mq(1) was not renewed: expired after 60 s, c2 takes it.
-        assert_eq!(m.try_lock_batch_at("G", &[mq(1)], "c2", t0 + 60_001), vec![mq(1)]);
+        assert_eq!(
+            m.try_lock_batch_at("G", &[mq(1)], "c2", t0 + 60_001),
+            vec![mq(1)]
+        );
         assert!(m.is_locked_by_at("G", &mq(1), "c2", t0 + 60_001));
         assert!(!m.is_locked_by_at("G", &mq(1), "c1", t0 + 60_001));
         // Unlock by a non-holder does nothing; by the holder frees it.
         m.unlock_batch("G", &[mq(0)], "c2");
         assert!(m.is_locked_by_at("G", &mq(0), "c1", t0 + 50_001));
         m.unlock_batch("G", &[mq(0)], "c1");
-        assert_eq!(m.try_lock_batch_at("G", &[mq(0)], "c2", t0 + 50_002), vec![mq(0)]);
+        assert_eq!(
+            m.try_lock_batch_at("G", &[mq(0)], "c2", t0 + 50_002),
+            vec![mq(0)]
+        );
     }
 }

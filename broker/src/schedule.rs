@@ -45,6 +45,8 @@ pub struct ScheduleMessageService {
     dirty: AtomicBool,
     started: AtomicBool,
     path: OnceLock<PathBuf>,
+    /// Serialises file writes (the periodic task and a shutdown call share one tmp file).
+    persist_lock: Mutex<()>,
 }
 
 impl ScheduleMessageService {
@@ -116,9 +118,12 @@ impl ScheduleMessageService {
         let Some(path) = self.path.get() else {
             return Ok(());
         };
+        let _guard = self.persist_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.dirty.store(false, Ordering::Release);
         let text = self.encode();
-        persist::write_atomic(path, text.as_bytes())
+        persist::write_atomic(path, text.as_bytes()).inspect_err(|_| {
+            self.dirty.store(true, Ordering::Release);
+        })
     }
 
     async fn run_persist(self: Arc<Self>, ctx: Arc<BrokerContext>) {
@@ -134,7 +139,6 @@ impl ScheduleMessageService {
                 match tokio::task::spawn_blocking(move || svc.persist_blocking()).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
-                        self.dirty.store(true, Ordering::Release);
                         tracing::warn!(error = %e, "persisting delayOffset.json failed");
                     }
                     Err(e) => tracing::warn!(error = %e, "delayOffset.json persist task failed"),

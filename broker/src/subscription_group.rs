@@ -102,10 +102,7 @@ impl SubscriptionGroupManager {
             if let Some(text) = persist::read_if_exists(p)? {
                 let w: SubscriptionGroupWrapper =
                     serde_json::from_str(&persist::quote_bare_keys(&text)).map_err(|e| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("{}: {e}", p.display()),
-                        )
+                        io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display()))
                     })?;
                 data_version = w.data_version;
                 for (k, v) in w.subscription_group_table {

@@ -248,10 +248,7 @@ impl TopicConfigManager {
             if let Some(text) = persist::read_if_exists(p)? {
                 let wrapper: TopicConfigSerializeWrapper =
                     serde_json::from_str(&persist::quote_bare_keys(&text)).map_err(|e| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("{}: {e}", p.display()),
-                        )
+                        io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display()))
                     })?;
                 data_version = wrapper.data_version;
                 for (name, tc) in wrapper.topic_config_table {
@@ -259,10 +256,12 @@ impl TopicConfigManager {
                 }
             }
         }
+        // A new version per start: built-in topics may differ from the persisted table,
+        // and the NameServer must re-read ours (Java stamps a fresh DataVersion too).
         let mgr = TopicConfigManager {
             config: config.clone(),
             table: RwLock::new(table),
-            data_version: Mutex::new(data_version),
+            data_version: Mutex::new(data_version.next()),
             write_lock: Arc::new(Mutex::new(i64::MIN)),
             path,
             changed: Notify::new(),
@@ -284,9 +283,8 @@ impl TopicConfigManager {
                 format!("{}_{}", c.broker_cluster_name, REPLY_TOPIC_POSTFIX),
                 1,
             ),
-            TopicConfig::new(c.broker_cluster_name.clone(), 16).with_perm(
-                perm::INHERIT | if c.cluster_topic_enable { rw } else { 0 },
-            ),
+            TopicConfig::new(c.broker_cluster_name.clone(), 16)
+                .with_perm(perm::INHERIT | if c.cluster_topic_enable { rw } else { 0 }),
             TopicConfig::new(c.broker_name.clone(), 1)
                 .with_perm(perm::INHERIT | if c.broker_topic_enable { rw } else { 0 }),
         ];
@@ -431,7 +429,11 @@ impl TopicConfigManager {
             template_perm = perm::READ | perm::WRITE;
         }
         if !perm::is_inherited(template_perm) {
-            tracing::warn!(topic, default_topic, "template topic has no INHERIT permission");
+            tracing::warn!(
+                topic,
+                default_topic,
+                "template topic has no INHERIT permission"
+            );
             return None;
         }
         let queue_nums = client_default_topic_queue_nums
@@ -477,7 +479,11 @@ impl TopicConfigManager {
         retry_queue_nums: i32,
         unit_mode: bool,
     ) -> Option<Arc<TopicConfig>> {
-        let flag = if unit_mode { topic_sys_flag::UNIT_SUB } else { 0 };
+        let flag = if unit_mode {
+            topic_sys_flag::UNIT_SUB
+        } else {
+            0
+        };
         self.create_topic_in_send_message_back_method(
             &retry_topic(group),
             retry_queue_nums,
@@ -598,8 +604,11 @@ mod tests {
             .is_none());
         m.persist_blocking().unwrap();
         let again = TopicConfigManager::open(cfg(dir.path(), true), true).unwrap();
-        assert_eq!(again.get("NewTopic").as_deref(), Some(&*m.get("NewTopic").unwrap()));
-        assert_eq!(again.data_version(), m.data_version());
+        assert_eq!(
+            again.get("NewTopic").as_deref(),
+            Some(&*m.get("NewTopic").unwrap())
+        );
+        assert_eq!(again.data_version().counter, m.data_version().counter + 1);
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub struct DLedgerConfig {
     pub retain_segments: usize,
     /// Optional cap on preallocated segment bytes (behaves like a full disk).
     pub disk_quota_bytes: Option<u64>,
+    /// Recent entry bodies kept in memory (replication and commit without mmap copies).
+    pub entry_cache_bytes: u64,
     /// Seed for election-timeout randomization (default derived from the node id).
     pub rng_seed: Option<u64>,
 }
@@ -118,6 +120,7 @@ impl DLedgerConfig {
             reconnect_max_ms: 500,
             retain_segments: 0,
             disk_quota_bytes: None,
+            entry_cache_bytes: 64 * 1024 * 1024,
             rng_seed: None,
         };
         c.validate()?;
@@ -181,6 +184,7 @@ impl DLedgerConfig {
                 "reconnect_max_ms" => c.reconnect_max_ms = n()?,
                 "retain_segments" => c.retain_segments = n()? as usize,
                 "disk_quota_bytes" => c.disk_quota_bytes = Some(n()?),
+                "entry_cache_bytes" => c.entry_cache_bytes = n()?,
                 "rng_seed" => c.rng_seed = Some(n()?),
                 _ => return Err(ConfigError::UnknownKey(k.clone())),
             }
@@ -200,7 +204,9 @@ impl DLedgerConfig {
             ));
         }
         if self.lease_ticks == 0 || self.lease_ticks >= self.election_timeout_ticks {
-            return Err(ConfigError::Limits("lease_ticks must be below the election timeout"));
+            return Err(ConfigError::Limits(
+                "lease_ticks must be below the election timeout",
+            ));
         }
         let min_seg = self.max_entry_size_bytes as u64 + 48 + 8;
         if self.segment_size_bytes < min_seg {
@@ -212,7 +218,9 @@ impl DLedgerConfig {
             return Err(ConfigError::Limits("entry and message limits must be > 0"));
         }
         if self.max_inflight_bytes < self.max_entry_size_bytes as u64 {
-            return Err(ConfigError::Limits("max_inflight_bytes must hold one max-size entry"));
+            return Err(ConfigError::Limits(
+                "max_inflight_bytes must hold one max-size entry",
+            ));
         }
         if self.max_pending_appends == 0
             || self.max_batch_entries == 0
@@ -266,7 +274,9 @@ impl DLedgerConfig {
     /// Largest frame on the wire: one message of entries plus framing slack, and at least one
     /// max-size entry.
     pub fn max_frame_bytes(&self) -> u32 {
-        let m = self.max_msg_size_bytes.max(self.max_entry_size_bytes as u64);
+        let m = self
+            .max_msg_size_bytes
+            .max(self.max_entry_size_bytes as u64);
         (2 * m + 64 * 1024).min(u32::MAX as u64 / 2) as u32
     }
 }
@@ -276,7 +286,10 @@ pub fn parse_peers(s: &str) -> Result<Vec<PeerSpec>, ConfigError> {
     let bad = |why| ConfigError::Peers(s.to_string(), why);
     let mut out: Vec<PeerSpec> = Vec::new();
     for (k, part) in s.split(';').filter(|p| !p.trim().is_empty()).enumerate() {
-        let (name, addr) = part.trim().split_once('-').ok_or_else(|| bad("expected id-host:port"))?;
+        let (name, addr) = part
+            .trim()
+            .split_once('-')
+            .ok_or_else(|| bad("expected id-host:port"))?;
         let addr: SocketAddr = addr
             .replace("localhost", "127.0.0.1")
             .parse()
@@ -315,8 +328,14 @@ mod tests {
         assert_eq!(c.tick_ms, 20);
         assert_eq!(c.self_addr().unwrap().port(), 40912);
         assert_eq!(c.node_dir(), PathBuf::from("/tmp/x/dledger-n1"));
-        assert!(DLedgerConfig::parse("group=g\npeers=n0-10.0.0.1:1\nself_id=n0\nstore_path=/x").is_err());
+        assert!(
+            DLedgerConfig::parse("group=g\npeers=n0-10.0.0.1:1\nself_id=n0\nstore_path=/x")
+                .is_err()
+        );
         assert!(DLedgerConfig::new("g", "n0-127.0.0.1:1", "n9", "/x").is_err());
-        assert!(DLedgerConfig::parse("group=g\npeers=n0-127.0.0.1:1\nself_id=n0\nstore_path=/x\nbogus=1").is_err());
+        assert!(DLedgerConfig::parse(
+            "group=g\npeers=n0-127.0.0.1:1\nself_id=n0\nstore_path=/x\nbogus=1"
+        )
+        .is_err());
     }
 }

@@ -141,11 +141,24 @@ fn summary(h: &Histogram<u64>) -> LatencySummary {
 type AppendReply = oneshot::Sender<Result<Vec<AppendResult>, DLedgerError>>;
 
 enum Command {
-    Append { data: Vec<Bytes>, reply: AppendReply },
-    Transfer { to: NodeId, reply: oneshot::Sender<Result<(), DLedgerError>> },
-    Status { reply: oneshot::Sender<NodeStatus> },
-    Compact { first_index: u64, reply: oneshot::Sender<Result<(), DLedgerError>> },
-    Shutdown { reply: oneshot::Sender<()> },
+    Append {
+        data: Vec<Bytes>,
+        reply: AppendReply,
+    },
+    Transfer {
+        to: NodeId,
+        reply: oneshot::Sender<Result<(), DLedgerError>>,
+    },
+    Status {
+        reply: oneshot::Sender<NodeStatus>,
+    },
+    Compact {
+        first_index: u64,
+        reply: oneshot::Sender<Result<(), DLedgerError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Shared between the handle and the loop.
@@ -249,6 +262,7 @@ impl DLedgerNode {
             segment_size_bytes: cfg.segment_size_bytes,
             max_entry_size_bytes: cfg.max_entry_size_bytes,
             disk_quota_bytes: cfg.disk_quota_bytes,
+            cache_bytes: cfg.entry_cache_bytes,
         };
         let dir2 = node_dir.clone();
         let (store, hs) = tokio::task::spawn_blocking(move || {
@@ -500,9 +514,13 @@ impl DLedgerNode {
     /// End position of the committed log (DLedger's `committedPos`; the broker's max offset).
     pub fn committed_end_pos(&self) -> u64 {
         let c = *self.commit_rx.borrow();
-        self.store
-            .entry_end_pos(c)
-            .unwrap_or_else(|_| if c < self.store.first_index() { 0 } else { self.store.end_pos() })
+        self.store.entry_end_pos(c).unwrap_or_else(|_| {
+            if c < self.store.first_index() {
+                0
+            } else {
+                self.store.end_pos()
+            }
+        })
     }
 
     /// Ask the leader to hand leadership to `to`.
@@ -540,7 +558,12 @@ impl DLedgerNode {
     /// Stop the loop, wait for the storage thread to finish its queued writes, close peers.
     pub async fn shutdown(mut self) {
         let (tx, rx) = oneshot::channel();
-        if self.cmd_tx.send(Command::Shutdown { reply: tx }).await.is_ok() {
+        if self
+            .cmd_tx
+            .send(Command::Shutdown { reply: tx })
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
         if let Some(t) = self.task.take() {
@@ -794,7 +817,11 @@ impl NodeLoop {
                 lag: last.saturating_sub(*matched),
             })
             .collect();
-        let m = self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        let m = self
+            .shared
+            .metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         NodeStatus {
             id: s.id,
             role: s.role,
@@ -830,7 +857,11 @@ impl NodeLoop {
             } => {
                 self.disk_full = None;
                 if seq == group_first_seq && fsync_us > 0 {
-                    let mut m = self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut m = self
+                        .shared
+                        .metrics
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
                     let _ = m.fsync_us.record(fsync_us.max(1));
                     m.fsyncs += 1;
                     m.entries_persisted += group_entries as u64;
@@ -989,12 +1020,13 @@ impl NodeLoop {
                 ready_for_writes,
             });
         } else if self.role_tx.borrow().ready_for_writes != ready_for_writes {
-            self.role_tx.send_modify(|r| r.ready_for_writes = ready_for_writes);
+            self.role_tx
+                .send_modify(|r| r.ready_for_writes = ready_for_writes);
         }
         if let Some(last) = committed_entries.last() {
-            let last_index = last.index;
+            // Publish the watermark first: an appender woken below must see it.
+            self.commit_tx.send_replace(last.index);
             self.resolve(&committed_entries);
-            self.commit_tx.send_replace(last_index);
         }
     }
 
@@ -1022,7 +1054,11 @@ impl NodeLoop {
                 if e.index == w.last {
                     if let Some(w) = self.waiters.pop_front() {
                         let us = now.duration_since(w.started).as_micros() as u64;
-                        let mut m = self.shared.metrics.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut m = self
+                            .shared
+                            .metrics
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
                         let _ = m.commit_us.record(us.max(1));
                         drop(m);
                         let _ = w.reply.send(Ok(w.results));

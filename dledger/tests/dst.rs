@@ -18,12 +18,17 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use dledger::core::{
-    Config, DataLoss, Entry, EntryKind, HardState, InitialState, Message, NodeId, RawNode, Ready, Role,
-    SnapshotMeta, Storage, StorageError,
+    Config, DataLoss, Entry, EntryKind, HardState, InitialState, Message, NodeId, RawNode, Ready,
+    Role, SnapshotMeta, Storage, StorageError,
 };
 
 /// Seeds that once exposed bugs; they run first on every test run.
-const REGRESSION_SEEDS: &[u64] = &[];
+const REGRESSION_SEEDS: &[u64] = &[
+    0,   // Replicate window full of lost appends never drained (free one slot per heartbeat resp)
+    8,   // recovering follower: leader kept a stale match index (regress on data-loss reject)
+    13,  // same window stall after heal
+    841, // correlated election timeouts from similar seeds: split votes forever (splitmix seeding)
+];
 
 const DEFAULT_SEEDS: u64 = 1_000;
 const CHAOS_STEPS: u64 = 250;
@@ -101,7 +106,9 @@ impl Image {
         if index < self.snap.index {
             return None;
         }
-        self.entries.get((index - self.snap.index - 1) as usize).map(|(e, _)| e.term)
+        self.entries
+            .get((index - self.snap.index - 1) as usize)
+            .map(|(e, _)| e.term)
     }
     fn apply(&mut self, op: &Op) {
         match op {
@@ -112,10 +119,15 @@ impl Image {
             }
             Op::Append(ents) => {
                 let Some(first) = ents.first() else { return };
-                assert!(first.index > self.snap.index, "append into compacted region");
+                assert!(
+                    first.index > self.snap.index,
+                    "append into compacted region"
+                );
                 assert!(first.index <= self.last_index() + 1, "append leaves a gap");
-                self.entries.truncate((first.index - self.snap.index - 1) as usize);
-                self.entries.extend(ents.iter().map(|e| (e.clone(), entry_crc(e))));
+                self.entries
+                    .truncate((first.index - self.snap.index - 1) as usize);
+                self.entries
+                    .extend(ents.iter().map(|e| (e.clone(), entry_crc(e))));
             }
         }
     }
@@ -124,10 +136,15 @@ impl Image {
             return;
         }
         let new_snap = first_keep - 1;
-        let Some(term) = self.term(new_snap) else { return };
+        let Some(term) = self.term(new_snap) else {
+            return;
+        };
         let drop = (new_snap - self.snap.index) as usize;
         self.entries.drain(..drop);
-        self.snap = SnapshotMeta { index: new_snap, term };
+        self.snap = SnapshotMeta {
+            index: new_snap,
+            term,
+        };
     }
     /// Does the durable log hold (index, term) (possibly bit-flipped since)?
     fn holds(&self, index: u64, term: u64) -> bool {
@@ -181,7 +198,8 @@ impl Disk {
                         // Torn: the next entry reached the disk only partially.
                         let e = ents[keep].clone();
                         let crc = entry_crc(&e) ^ 0x5A5A;
-                        img.entries.truncate((e.index - img.snap.index - 1) as usize);
+                        img.entries
+                            .truncate((e.index - img.snap.index - 1) as usize);
                         img.entries.push((e, crc));
                     }
                     continue;
@@ -220,7 +238,10 @@ impl Disk {
                     img.entries.clear();
                     events.push(format!("corruption at {index}: log wiped"));
                 }
-                let loss = DataLoss { term_at_loss: img.hs.term, known_last_index: Some(known_last) };
+                let loss = DataLoss {
+                    term_at_loss: img.hs.term,
+                    known_last_index: Some(known_last),
+                };
                 img.data_loss = Some(match img.data_loss {
                     // Sticky marker: keep the widest claim.
                     Some(old) => DataLoss {
@@ -244,7 +265,10 @@ struct SimStorage(Rc<RefCell<Disk>>);
 impl Storage for SimStorage {
     fn initial_state(&self) -> InitialState {
         let d = self.0.borrow();
-        InitialState { hard_state: d.view.hs, data_loss: d.view.data_loss }
+        InitialState {
+            hard_state: d.view.hs,
+            data_loss: d.view.data_loss,
+        }
     }
     fn first_index(&self) -> u64 {
         self.0.borrow().view.snap.index + 1
@@ -270,7 +294,8 @@ impl Storage for SimStorage {
         }
         let mut out = Vec::new();
         let mut size = 0;
-        for (e, _) in &v.entries[(lo - v.snap.index - 1) as usize..(hi - v.snap.index - 1) as usize] {
+        for (e, _) in &v.entries[(lo - v.snap.index - 1) as usize..(hi - v.snap.index - 1) as usize]
+        {
             size += e.size_bytes();
             if !out.is_empty() && size > max_size_bytes {
                 break;
@@ -335,6 +360,10 @@ struct Sim {
     drop_pm: u64,
     dup_pm: u64,
     clock_faults: bool,
+    /// Per-mille chance that a node fsyncs at a given opportunity (slow disks widen the
+    /// window between writing and durability).
+    fsync_pm: u64,
+    crash_pm: u64,
     step: u64,
     next_payload: u64,
     leaders: HashMap<u64, NodeId>,
@@ -364,10 +393,16 @@ impl Sim {
         cfg.max_inflight_msgs = 1 + rng.below(6) as usize;
         cfg.max_uncommitted_bytes = 300 + rng.below(3000);
         cfg.max_committed_size_per_ready_bytes = 100 + rng.below(500);
-        cfg.preferred_leader = if rng.chance(200) { Some(rng.below(n as u64)) } else { None };
+        cfg.preferred_leader = if rng.chance(200) {
+            Some(rng.below(n as u64))
+        } else {
+            None
+        };
         let drop_pm = [0, 20, 100, 250][rng.below(4) as usize];
         let dup_pm = [0, 20, 100][rng.below(3) as usize];
         let clock_faults = rng.chance(400);
+        let fsync_pm = [900, 500, 150, 40][rng.below(4) as usize];
+        let crash_pm = [5, 15, 40][rng.below(3) as usize];
         let mut sim = Sim {
             seed,
             rng,
@@ -379,6 +414,8 @@ impl Sim {
             drop_pm,
             dup_pm,
             clock_faults,
+            fsync_pm,
+            crash_pm,
             step: 0,
             next_payload: 1,
             leaders: HashMap::new(),
@@ -404,7 +441,8 @@ impl Sim {
             });
         }
         for i in 0..n {
-            sim.start(i).unwrap_or_else(|e| panic!("seed {seed}: start: {e}"));
+            sim.start(i)
+                .unwrap_or_else(|e| panic!("seed {seed}: start: {e}"));
         }
         sim
     }
@@ -420,8 +458,12 @@ impl Sim {
         node.incarnation += 1;
         let mut cfg = self.cfg.clone();
         cfg.id = i as NodeId;
-        let seed = self.seed.wrapping_mul(31).wrapping_add(i as u64 * 7919 + node.incarnation * 104_729);
-        let raw = RawNode::new(cfg, SimStorage(node.disk.clone()), seed).map_err(|e| e.to_string())?;
+        let seed = self
+            .seed
+            .wrapping_mul(31)
+            .wrapping_add(i as u64 * 7919 + node.incarnation * 104_729);
+        let raw =
+            RawNode::new(cfg, SimStorage(node.disk.clone()), seed).map_err(|e| e.to_string())?;
         node.last_commit = raw.committed();
         node.applied = raw.applied();
         node.raw = Some(raw);
@@ -444,7 +486,10 @@ impl Sim {
 
     fn restart(&mut self, i: usize) -> Result<(), String> {
         let mut events = Vec::new();
-        self.nodes[i].disk.borrow_mut().recover(&mut self.rng, &mut events);
+        self.nodes[i]
+            .disk
+            .borrow_mut()
+            .recover(&mut self.rng, &mut events);
         for e in events {
             self.log(format!("n{i} {e}"));
         }
@@ -463,14 +508,19 @@ impl Sim {
             let at = self.step + self.rng.below(MAX_DELAY_STEPS);
             self.net.push(InFlight { at, msg: m.clone() });
         }
-        self.net.push(InFlight { at: self.step + delay, msg: m });
+        self.net.push(InFlight {
+            at: self.step + delay,
+            msg: m,
+        });
     }
 
     /// Drain every Ready of node `i`; persistence is staged in the page cache and becomes
     /// durable at the next fsync (now or later).
     fn process_ready(&mut self, i: usize) -> Result<(), String> {
         for _ in 0..64 {
-            let Some(raw) = self.nodes[i].raw.as_mut() else { return Ok(()) };
+            let Some(raw) = self.nodes[i].raw.as_mut() else {
+                return Ok(());
+            };
             if !raw.has_ready() {
                 return Ok(());
             }
@@ -501,7 +551,7 @@ impl Sim {
             for e in rd.committed_entries {
                 self.on_committed(i, &e, is_leader, leader_term)?;
             }
-            if self.rng.chance(600) {
+            if self.rng.chance(self.fsync_pm) {
                 self.fsync(i);
             }
         }
@@ -529,7 +579,13 @@ impl Sim {
         }
     }
 
-    fn on_committed(&mut self, i: usize, e: &Entry, is_leader: bool, leader_term: u64) -> Result<(), String> {
+    fn on_committed(
+        &mut self,
+        i: usize,
+        e: &Entry,
+        is_leader: bool,
+        leader_term: u64,
+    ) -> Result<(), String> {
         let node = &mut self.nodes[i];
         if e.index != node.applied + 1 {
             return Err(format!("n{i} applied {} after {}", e.index, node.applied));
@@ -551,12 +607,22 @@ impl Sim {
             // Acknowledged to the client: must be durable on a quorum right now.
             // A node that lost data after acking abstains from votes until caught up, so it
             // still protects the entry: count it.
-            let holders =
-                self.nodes.iter().filter(|n| n.corrupted || n.disk.borrow().durable.holds(e.index, e.term)).count();
+            let holders = self
+                .nodes
+                .iter()
+                .filter(|n| n.corrupted || n.disk.borrow().durable.holds(e.index, e.term))
+                .count();
             if holders < self.n / 2 + 1 {
-                return Err(format!("ack of {}@{} durable on only {holders} nodes", e.index, e.term));
+                return Err(format!(
+                    "ack of {}@{} durable on only {holders} nodes",
+                    e.index, e.term
+                ));
             }
-            self.acks.push(Ack { index: e.index, term: e.term, leader_term });
+            self.acks.push(Ack {
+                index: e.index,
+                term: e.term,
+                leader_term,
+            });
             if let Some(after) = self.proposed_after_heal {
                 if e.kind == EntryKind::Normal && e.data.len() == 8 {
                     let mut b = [0u8; 8];
@@ -572,7 +638,9 @@ impl Sim {
 
     fn propose(&mut self) {
         for i in 0..self.n {
-            let Some(raw) = self.nodes[i].raw.as_mut() else { continue };
+            let Some(raw) = self.nodes[i].raw.as_mut() else {
+                continue;
+            };
             if raw.role() != Role::Leader {
                 continue;
             }
@@ -588,7 +656,9 @@ impl Sim {
             let clock_faults = chaos && self.clock_faults;
             let jump = clock_faults && self.rng.chance(10);
             let node = &mut self.nodes[i];
-            let Some(raw) = node.raw.as_mut() else { continue };
+            let Some(raw) = node.raw.as_mut() else {
+                continue;
+            };
             if jump && node.stall_left == 0 {
                 node.stall_left = 1 + (self.rng.next() % 15) as u32;
             }
@@ -636,20 +706,26 @@ impl Sim {
         let n = self.n;
         let f = (n - 1) / 2;
         // Crash.
-        if self.rng.chance(15) {
+        if self.rng.chance(self.crash_pm) {
             let i = self.rng.below(n as u64) as usize;
             let down = 1 + self.rng.below(40);
             self.crash(i, down);
             // Bitflip on at most f nodes at a time (a majority never loses data).
             let affected = self.nodes.iter().filter(|x| x.corrupted).count();
-            if affected < f && !self.nodes[i].corrupted && self.rng.chance(300) && self.nodes[i].disk.borrow_mut().bitflip(&mut self.rng) {
+            if affected < f
+                && !self.nodes[i].corrupted
+                && self.rng.chance(300)
+                && self.nodes[i].disk.borrow_mut().bitflip(&mut self.rng)
+            {
                 self.nodes[i].corrupted = true;
                 self.log(format!("bitflip n{i}"));
             }
         }
         // Restart.
         for i in 0..n {
-            if self.nodes[i].raw.is_none() && self.nodes[i].restart_at.is_some_and(|t| t <= self.step) {
+            if self.nodes[i].raw.is_none()
+                && self.nodes[i].restart_at.is_some_and(|t| t <= self.step)
+            {
                 self.restart(i)?;
             }
         }
@@ -736,18 +812,25 @@ impl Sim {
 
     fn check(&mut self, deep: bool) -> Result<(), String> {
         for i in 0..self.n {
-            let Some(raw) = self.nodes[i].raw.as_ref() else { continue };
+            let Some(raw) = self.nodes[i].raw.as_ref() else {
+                continue;
+            };
             // Commit index monotonic within a lifetime and never below the persisted one.
             let c = raw.committed();
             let recovering = raw.is_recovering();
             if c < self.nodes[i].last_commit {
-                return Err(format!("n{i} commit went back {} -> {c}", self.nodes[i].last_commit));
+                return Err(format!(
+                    "n{i} commit went back {} -> {c}",
+                    self.nodes[i].last_commit
+                ));
             }
             self.nodes[i].last_commit = c;
             if self.nodes[i].corrupted && !recovering {
                 self.nodes[i].corrupted = false;
             }
-            let Some(raw) = self.nodes[i].raw.as_ref() else { continue };
+            let Some(raw) = self.nodes[i].raw.as_ref() else {
+                continue;
+            };
             if raw.role() == Role::Leader {
                 let term = raw.term();
                 // Election Safety.
@@ -778,7 +861,10 @@ impl Sim {
                     for j in 0..self.n {
                         if let Some(o) = self.nodes[j].raw.as_ref() {
                             if o.role() == Role::Leader && o.term() > term {
-                                return Err(format!("n{i} lease valid in term {term} while n{j} leads {}", o.term()));
+                                return Err(format!(
+                                    "n{i} lease valid in term {term} while n{j} leads {}",
+                                    o.term()
+                                ));
                             }
                         }
                     }
@@ -790,11 +876,18 @@ impl Sim {
         for (i, node) in self.nodes.iter_mut().enumerate() {
             let d = node.disk.borrow();
             if d.durable.hs.commit < node.max_hs_commit {
-                return Err(format!("n{i} persisted commit went back {} -> {}", node.max_hs_commit, d.durable.hs.commit));
+                return Err(format!(
+                    "n{i} persisted commit went back {} -> {}",
+                    node.max_hs_commit, d.durable.hs.commit
+                ));
             }
             node.max_hs_commit = d.durable.hs.commit;
             if d.durable.data_loss.is_none() && d.durable.hs.commit > d.durable.last_index() {
-                return Err(format!("n{i} persisted commit {} beyond durable log {}", d.durable.hs.commit, d.durable.last_index()));
+                return Err(format!(
+                    "n{i} persisted commit {} beyond durable log {}",
+                    d.durable.hs.commit,
+                    d.durable.last_index()
+                ));
             }
         }
         if deep {
@@ -813,7 +906,11 @@ impl Sim {
                 let raw = n.raw.as_ref()?;
                 let first = raw.first_index();
                 let ents = raw.entries(first, raw.last_index() + 1, u64::MAX).ok()?;
-                Some((i, first, ents.into_iter().map(|e| (e.term, e.data)).collect()))
+                Some((
+                    i,
+                    first,
+                    ents.into_iter().map(|e| (e.term, e.data)).collect(),
+                ))
             })
             .collect();
         for a in 0..logs.len() {
@@ -835,7 +932,9 @@ impl Sim {
                 if let Some(top) = top {
                     for k in lo..=top {
                         if la[(k - fa) as usize] != lb[(k - fb) as usize] {
-                            return Err(format!("log matching: n{ia} and n{ib} differ at {k} below common {top}"));
+                            return Err(format!(
+                                "log matching: n{ia} and n{ib} differ at {k} below common {top}"
+                            ));
                         }
                     }
                 }
@@ -860,7 +959,7 @@ impl Sim {
                 self.process_ready(i)?;
             }
             for i in 0..self.n {
-                if self.nodes[i].raw.is_some() && (self.rng.chance(500) || !chaos) {
+                if self.nodes[i].raw.is_some() && (self.rng.chance(self.fsync_pm) || !chaos) {
                     self.fsync(i);
                     self.process_ready(i)?;
                 }
@@ -881,7 +980,9 @@ impl Sim {
                 .iter()
                 .filter_map(|n| n.raw.as_ref().map(|r| format!("{:?}", r.status())))
                 .collect();
-            return Err(format!("liveness: no append committed within {HEAL_BOUND_STEPS} steps after heal: {st:#?}"));
+            return Err(format!(
+                "liveness: no append committed within {HEAL_BOUND_STEPS} steps after heal: {st:#?}"
+            ));
         }
         Ok(())
     }
@@ -892,19 +993,31 @@ fn run_seed(seed: u64, trace: bool) -> Result<(), String> {
     sim.run()
 }
 
+/// Print past the test harness's output capture so the summary shows on passing runs too.
+fn report(line: &str) {
+    use std::io::Write;
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "{line}");
+}
+
 #[test]
 fn dst() {
     let trace = std::env::var("DST_TRACE").is_ok_and(|v| v == "1");
     if let Ok(s) = std::env::var("DST_SEED") {
-        let seed: u64 = s.parse().unwrap_or_else(|_| panic!("DST_SEED must be a u64, got {s:?}"));
+        let seed: u64 = s
+            .parse()
+            .unwrap_or_else(|_| panic!("DST_SEED must be a u64, got {s:?}"));
         let res = run_seed(seed, trace);
-        println!("dst: 1 seeds, {} violations", usize::from(res.is_err()));
+        report(&format!("dst: 1 seeds, {} violations", usize::from(res.is_err())));
         if let Err(e) = res {
             panic!("seed {seed}: {e}");
         }
         return;
     }
-    let count: u64 = std::env::var("DST_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SEEDS);
+    let count: u64 = std::env::var("DST_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_SEEDS);
     let mut failures: BTreeMap<u64, String> = BTreeMap::new();
     let mut seeds: Vec<u64> = REGRESSION_SEEDS.to_vec();
     seeds.extend(0..count);
@@ -916,6 +1029,10 @@ fn dst() {
             failures.insert(seed, e);
         }
     }
-    println!("dst: {} seeds, {} violations", seeds.len(), failures.len());
-    assert!(failures.is_empty(), "failing seeds: {:?}", failures.keys().collect::<Vec<_>>());
+    report(&format!("dst: {} seeds, {} violations", seeds.len(), failures.len()));
+    assert!(
+        failures.is_empty(),
+        "failing seeds: {:?}",
+        failures.keys().collect::<Vec<_>>()
+    );
 }

@@ -108,7 +108,12 @@ async fn elect_append_kill_leader_and_fail_over() {
 
     // A follower refuses appends and names the leader.
     let f = (l + 1) % 3;
-    match nodes[f].as_ref().unwrap().append(Bytes::from_static(b"x")).await {
+    match nodes[f]
+        .as_ref()
+        .unwrap()
+        .append(Bytes::from_static(b"x"))
+        .await
+    {
         Err(DLedgerError::NotLeader { leader: Some(id) }) => assert_eq!(id, leader.id()),
         other => panic!("follower append returned {other:?}"),
     }
@@ -149,7 +154,10 @@ async fn elect_append_kill_leader_and_fail_over() {
         assert_eq!(e.data, payload(40 + k as u64));
         // The body is also reachable by physical position: pos + 48.
         let pos = leader.entry_pos(e.index).unwrap();
-        assert_eq!(leader.read_at(pos + 48, e.data.len() as u64).unwrap(), e.data);
+        assert_eq!(
+            leader.read_at(pos + 48, e.data.len() as u64).unwrap(),
+            e.data
+        );
     }
     let status = leader.status().await.unwrap();
     assert_eq!(status.role, Role::Leader);
@@ -163,7 +171,10 @@ async fn elect_append_kill_leader_and_fail_over() {
     let l2 = wait_leader(&nodes, Duration::from_secs(5)).await;
     let failover = t0.elapsed();
     eprintln!("failover took {failover:?}");
-    assert!(failover < Duration::from_secs(3), "failover took {failover:?}");
+    assert!(
+        failover < Duration::from_secs(3),
+        "failover took {failover:?}"
+    );
     let leader2 = nodes[l2].as_ref().unwrap();
     assert_ne!(leader2.id(), old_id);
     // Committed entries survive, byte for byte.
@@ -174,9 +185,15 @@ async fn elect_append_kill_leader_and_fail_over() {
             assert_eq!(e.data, payload(40 + r.index - batch_first(&results)));
         }
     }
-    let r = leader2.append(Bytes::from_static(b"after failover")).await.unwrap();
+    let r = leader2
+        .append(Bytes::from_static(b"after failover"))
+        .await
+        .unwrap();
     assert!(r.index > last);
-    assert_eq!(leader2.read(r.index).unwrap().data, Bytes::from_static(b"after failover"));
+    assert_eq!(
+        leader2.read(r.index).unwrap().data,
+        Bytes::from_static(b"after failover")
+    );
 }
 
 fn batch_first(results: &[dledger::node::AppendResult]) -> u64 {
@@ -235,6 +252,9 @@ async fn wiped_follower_behind_retention_catches_up() {
     let leader = nodes[l].as_ref().unwrap();
     let r = leader.append(Bytes::from_static(b"tail")).await.unwrap();
     wait_commit(fnode, r.index).await;
-    assert_eq!(fnode.read(r.index).unwrap().data, Bytes::from_static(b"tail"));
+    assert_eq!(
+        fnode.read(r.index).unwrap().data,
+        Bytes::from_static(b"tail")
+    );
     assert_eq!(fnode.entry_pos(r.index).unwrap(), r.pos);
 }

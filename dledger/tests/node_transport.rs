@@ -78,7 +78,12 @@ async fn delivers_and_reconnects() {
     let _tb = tb.expect("rebind");
     let got = deliver(&ta, &mut rxb, 1, 2).await;
     assert_eq!(got.msg.from, 1);
-    assert!(ta.stats().connects.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    assert!(
+        ta.stats()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
 }
 
 #[tokio::test]
@@ -87,7 +92,9 @@ async fn oversized_and_garbage_frames_close_the_connection() {
     let (txa, mut rxa) = mpsc::channel(64);
     let ta = Transport::start(tcfg(1, a, (2, b)), txa).await.unwrap();
     // Handshake as node 2, then a frame claiming 2 GiB.
-    let mut s = tokio::net::TcpStream::connect(ta.local_addr()).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(ta.local_addr())
+        .await
+        .unwrap();
     let mut hs = vec![];
     hs.extend_from_slice(&0x444c_4752u32.to_be_bytes());
     hs.push(1);
@@ -99,10 +106,13 @@ async fn oversized_and_garbage_frames_close_the_connection() {
     s.write_all(&(u32::MAX / 2).to_be_bytes()).await.unwrap();
     // The server closes: reading returns EOF (0 bytes), bounded by a timeout.
     let mut buf = [0u8; 8];
-    let n = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut s, &mut buf))
-        .await
-        .expect("server must close the connection")
-        .unwrap_or(0);
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut s, &mut buf),
+    )
+    .await
+    .expect("server must close the connection")
+    .unwrap_or(0);
     assert_eq!(n, 0);
     assert!(rxa.try_recv().is_err());
 }

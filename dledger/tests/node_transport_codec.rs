@@ -23,16 +23,20 @@ fn entry_strategy() -> impl Strategy<Value = Entry> {
 
 fn kind_strategy() -> impl Strategy<Value = MsgKind> {
     prop_oneof![
-        (any::<u64>(), any::<u64>())
-            .prop_map(|(last_index, last_term)| MsgKind::PreVote { last_index, last_term }),
-        any::<bool>().prop_map(|reject| MsgKind::PreVoteResp { reject }),
-        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(last_index, last_term, transfer)| {
-            MsgKind::Vote {
-                last_index,
-                last_term,
-                transfer,
-            }
+        (any::<u64>(), any::<u64>()).prop_map(|(last_index, last_term)| MsgKind::PreVote {
+            last_index,
+            last_term
         }),
+        any::<bool>().prop_map(|reject| MsgKind::PreVoteResp { reject }),
+        (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
+            |(last_index, last_term, transfer)| {
+                MsgKind::Vote {
+                    last_index,
+                    last_term,
+                    transfer,
+                }
+            }
+        ),
         any::<bool>().prop_map(|reject| MsgKind::VoteResp { reject }),
         (
             any::<u64>(),
@@ -41,22 +45,31 @@ fn kind_strategy() -> impl Strategy<Value = MsgKind> {
             any::<u64>(),
             any::<u64>()
         )
-            .prop_map(|(prev_index, prev_term, entries, commit, ctx)| MsgKind::Append {
-                prev_index,
-                prev_term,
-                entries,
-                commit,
-                ctx
-            }),
-        (any::<u64>(), any::<bool>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
-            |(index, reject, hint_index, hint_term, ctx)| MsgKind::AppendResp {
-                index,
-                reject,
-                hint_index,
-                hint_term,
-                ctx
-            }
-        ),
+            .prop_map(
+                |(prev_index, prev_term, entries, commit, ctx)| MsgKind::Append {
+                    prev_index,
+                    prev_term,
+                    entries,
+                    commit,
+                    ctx
+                }
+            ),
+        (
+            any::<u64>(),
+            any::<bool>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>()
+        )
+            .prop_map(
+                |(index, reject, hint_index, hint_term, ctx)| MsgKind::AppendResp {
+                    index,
+                    reject,
+                    hint_index,
+                    hint_term,
+                    ctx
+                }
+            ),
         (any::<u64>(), any::<u64>()).prop_map(|(commit, ctx)| MsgKind::Heartbeat { commit, ctx }),
         any::<u64>().prop_map(|ctx| MsgKind::HeartbeatResp { ctx }),
         (any::<u64>(), any::<u64>()).prop_map(|(index, term)| MsgKind::InstallSnapshot {

@@ -13,6 +13,7 @@ fn cfg(dir: &std::path::Path) -> FileStoreConfig {
         segment_size_bytes: 16 * 1024,
         max_entry_size_bytes: 2048,
         disk_quota_bytes: None,
+        cache_bytes: 4 * 1024,
     }
 }
 

@@ -16,6 +16,7 @@ fn cfg(dir: &std::path::Path) -> FileStoreConfig {
         segment_size_bytes: 64 * 1024,
         max_entry_size_bytes: 8 * 1024,
         disk_quota_bytes: None,
+        cache_bytes: 16 * 1024,
     }
 }
 
@@ -79,7 +80,11 @@ fn entries_never_straddle_segments_and_blank_marks_the_end() {
     let seg = 64 * 1024;
     for i in 1..=40 {
         let p = store.entry_pos(i).unwrap();
-        assert_eq!(p / seg, (p + 3048 - 1) / seg, "entry {i} straddles a segment");
+        assert_eq!(
+            p / seg,
+            (p + 3048 - 1) / seg,
+            "entry {i} straddles a segment"
+        );
     }
     // First segment ends with the blank marker (-1, remaining).
     let first_of_second = (1..=40)
@@ -126,7 +131,10 @@ fn torn_tail_is_truncated() {
 fn partial_header_at_tail_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(cfg(dir.path())).unwrap();
-    append(&store, &(1..=3).map(|i| entry(i, 1, 64)).collect::<Vec<_>>());
+    append(
+        &store,
+        &(1..=3).map(|i| entry(i, 1, 64)).collect::<Vec<_>>(),
+    );
     let end = store.end_pos();
     drop(store);
     let f = OpenOptions::new()
@@ -134,8 +142,11 @@ fn partial_header_at_tail_is_truncated() {
         .open(segment_path(dir.path(), 0))
         .unwrap();
     // Only the first 20 bytes of a header landed.
-    f.write_all_at(&[0, 0, 0, 1, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0], end)
-        .unwrap();
+    f.write_all_at(
+        &[0, 0, 0, 1, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0],
+        end,
+    )
+    .unwrap();
     drop(f);
     let store = FileStore::open(cfg(dir.path())).unwrap();
     assert_eq!(store.last_index(), 3);
@@ -145,7 +156,10 @@ fn partial_header_at_tail_is_truncated() {
 fn corruption_before_tail_is_refused_with_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(cfg(dir.path())).unwrap();
-    append(&store, &(1..=10).map(|i| entry(i, 1, 500)).collect::<Vec<_>>());
+    append(
+        &store,
+        &(1..=10).map(|i| entry(i, 1, 500)).collect::<Vec<_>>(),
+    );
     let pos = store.entry_pos(4).unwrap();
     drop(store);
     let f = OpenOptions::new()
@@ -168,7 +182,10 @@ fn corruption_before_tail_is_refused_with_file_and_offset() {
     // Also a corrupted header (bad magic) in the middle is refused.
     let dir2 = tempfile::tempdir().unwrap();
     let store = FileStore::open(cfg(dir2.path())).unwrap();
-    append(&store, &(1..=10).map(|i| entry(i, 1, 500)).collect::<Vec<_>>());
+    append(
+        &store,
+        &(1..=10).map(|i| entry(i, 1, 500)).collect::<Vec<_>>(),
+    );
     let pos = store.entry_pos(2).unwrap();
     drop(store);
     let f = OpenOptions::new()
@@ -177,7 +194,9 @@ fn corruption_before_tail_is_refused_with_file_and_offset() {
         .unwrap();
     f.write_all_at(&[0x7f], pos).unwrap();
     drop(f);
-    let err = FileStore::open(cfg(dir2.path())).err().expect("must refuse");
+    let err = FileStore::open(cfg(dir2.path()))
+        .err()
+        .expect("must refuse");
     let msg = err.to_string();
     assert!(msg.contains("00000000000000000000"), "{msg}");
     assert!(msg.contains(&format!("offset {pos}")), "{msg}");
@@ -187,7 +206,10 @@ fn corruption_before_tail_is_refused_with_file_and_offset() {
 fn suffix_truncation_replaces_conflicting_tail() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(cfg(dir.path())).unwrap();
-    append(&store, &(1..=20).map(|i| entry(i, 1, 400)).collect::<Vec<_>>());
+    append(
+        &store,
+        &(1..=20).map(|i| entry(i, 1, 400)).collect::<Vec<_>>(),
+    );
     let pos8 = store.entry_pos(8).unwrap();
     // A new leader overwrites from 8 with shorter entries of term 2.
     let new: Vec<_> = (8..=9).map(|i| entry(i, 2, 100)).collect();
@@ -236,12 +258,18 @@ fn prefix_truncation_deletes_whole_segments_and_keeps_first_index() {
 fn reset_to_snapshot_restarts_log_at_leader_position() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(cfg(dir.path())).unwrap();
-    append(&store, &(1..=5).map(|i| entry(i, 1, 100)).collect::<Vec<_>>());
+    append(
+        &store,
+        &(1..=5).map(|i| entry(i, 1, 100)).collect::<Vec<_>>(),
+    );
     let next_pos = 5 * 64 * 1024 + 1234;
     store.reset_to_snapshot(1000, 3, next_pos).unwrap();
     assert_eq!((store.first_index(), store.last_index()), (1001, 1000));
     assert_eq!(store.term(1000).unwrap(), 3);
-    append(&store, &(1001..=1003).map(|i| entry(i, 3, 100)).collect::<Vec<_>>());
+    append(
+        &store,
+        &(1001..=1003).map(|i| entry(i, 3, 100)).collect::<Vec<_>>(),
+    );
     assert_eq!(store.entry_pos(1001).unwrap(), next_pos);
     drop(store);
     let store = FileStore::open(cfg(dir.path())).unwrap();

@@ -10,6 +10,8 @@ use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+use remoting::body as lenient;
+
 use crate::error::BodyError;
 use crate::fastjson::{self, JsonStyle};
 
@@ -62,9 +64,11 @@ fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct DataVersion {
+    #[serde(deserialize_with = "lenient::lenient_i64")]
     pub counter: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_version: Option<i64>,
+    #[serde(deserialize_with = "lenient::lenient_i64")]
     pub timestamp: i64,
 }
 
@@ -130,6 +134,18 @@ impl TopicFilterType {
     }
 }
 
+/// Name, ordinal or null (fastjson accepts all three); unknown values → SINGLE_TAG.
+fn lenient_filter_type<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<TopicFilterType, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(match v {
+        serde_json::Value::String(s) => TopicFilterType::from_name(&s).unwrap_or_default(),
+        serde_json::Value::Number(n) if n.as_i64() == Some(1) => TopicFilterType::MultiTag,
+        _ => TopicFilterType::SingleTag,
+    })
+}
+
 /// One topic as a broker serves it (`common/TopicConfig.java`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -137,12 +153,19 @@ pub struct TopicConfig {
     /// 5.x only; omitted when `None` so a 4.9.7 namesrv sees the 4.9.7 form.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attributes: Option<BTreeMap<String, String>>,
+    #[serde(deserialize_with = "lenient::lenient_bool")]
     pub order: bool,
+    #[serde(deserialize_with = "lenient::lenient_i32")]
     pub perm: i32,
+    #[serde(deserialize_with = "lenient::lenient_i32")]
     pub read_queue_nums: i32,
+    #[serde(deserialize_with = "lenient_filter_type")]
     pub topic_filter_type: TopicFilterType,
+    #[serde(deserialize_with = "lenient::null_default")]
     pub topic_name: String,
+    #[serde(deserialize_with = "lenient::lenient_i32")]
     pub topic_sys_flag: i32,
+    #[serde(deserialize_with = "lenient::lenient_i32")]
     pub write_queue_nums: i32,
 }
 
@@ -219,6 +242,7 @@ impl TopicConfig {
 #[serde(rename_all = "camelCase", default)]
 pub struct TopicConfigSerializeWrapper {
     pub data_version: DataVersion,
+    #[serde(deserialize_with = "lenient::null_default")]
     pub topic_config_table: BTreeMap<String, TopicConfig>,
 }
 
@@ -226,6 +250,7 @@ pub struct TopicConfigSerializeWrapper {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RegisterBrokerBody {
+    #[serde(deserialize_with = "lenient::null_default")]
     pub filter_server_list: Vec<String>,
     pub topic_config_serialize_wrapper: TopicConfigSerializeWrapper,
 }
@@ -386,12 +411,16 @@ pub struct RegisterBrokerResult {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct QueueData {
+    #[serde(deserialize_with = "lenient::null_default")]
     pub broker_name: String,
+    #[serde(deserialize_with = "lenient::lenient_i32")]
     pub perm: i32,
+    #[serde(deserialize_with = "lenient::lenient_i32")]
     pub read_queue_nums: i32,
     /// Pre-4.x Java spelled it `topicSynFlag`; accept both.
-    #[serde(alias = "topicSynFlag")]
+    #[serde(alias = "topicSynFlag", deserialize_with = "lenient::lenient_i32")]
     pub topic_sys_flag: i32,
+    #[serde(deserialize_with = "lenient::lenient_i32")]
     pub write_queue_nums: i32,
 }
 
@@ -767,6 +796,17 @@ mod tests {
         };
         assert_eq!(kv.encode(), br#"{"table":{"T":"broker-a:4"}}"#);
         assert_eq!(KvTable::decode(&kv.encode()).unwrap(), kv);
+    }
+
+    #[test]
+    fn parsing_is_lenient_like_fastjson() {
+        let text = r#"{"filterServerList":null,"topicConfigSerializeWrapper":{"dataVersion":{"counter":"3","timestamp":"5"},"topicConfigTable":{"T":{"order":0,"perm":"6","readQueueNums":"4","topicFilterType":1,"topicName":"T","writeQueueNums":4}}}}"#;
+        let body = RegisterBrokerBody::decode(text.as_bytes(), false).unwrap();
+        let w = &body.topic_config_serialize_wrapper;
+        assert_eq!(w.data_version, DataVersion::new(5, 3));
+        let t = &w.topic_config_table["T"];
+        assert_eq!((t.perm, t.read_queue_nums, t.order), (6, 4, false));
+        assert_eq!(t.topic_filter_type, TopicFilterType::MultiTag);
     }
 
     #[test]

@@ -446,6 +446,7 @@ impl NamesrvClient {
             rounds: rounds_tx,
             last_ok: AtomicU64::new(0),
             last_errors: StdMutex::new(Vec::new()),
+            last_results: StdMutex::new(Vec::new()),
             task: StdMutex::new(None),
         });
         let task_inner = inner.clone();
@@ -519,6 +520,7 @@ struct HandleInner {
     rounds: watch::Sender<u64>,
     last_ok: AtomicU64,
     last_errors: StdMutex<Vec<String>>,
+    last_results: StdMutex<Vec<RegisterBrokerResult>>,
     task: StdMutex<Option<JoinHandle<()>>>,
 }
 
@@ -529,9 +531,13 @@ impl HandleInner {
     ) {
         let mut ok = 0u64;
         let mut errors = Vec::new();
+        let mut answers = Vec::new();
         for (addr, r) in results {
             match r {
-                Ok(_) => ok += 1,
+                Ok(answer) => {
+                    ok += 1;
+                    answers.push(answer);
+                }
                 Err(e) => {
                     tracing::warn!(namesrv = %addr, error = %e, "register broker failed");
                     errors.push(e.to_string());
@@ -541,6 +547,9 @@ impl HandleInner {
         self.last_ok.store(ok, Ordering::Relaxed);
         if let Ok(mut last) = self.last_errors.lock() {
             *last = errors;
+        }
+        if let Ok(mut last) = self.last_results.lock() {
+            *last = answers;
         }
         self.rounds.send_modify(|n| *n += 1);
     }
@@ -584,6 +593,16 @@ impl RegisterHandle {
             .last_errors
             .lock()
             .map(|e| e.clone())
+            .unwrap_or_default()
+    }
+
+    /// Answers of the last round from the NameServers that accepted it (a slave finds its
+    /// master's address and HA address here).
+    pub fn last_results(&self) -> Vec<RegisterBrokerResult> {
+        self.inner
+            .last_results
+            .lock()
+            .map(|r| r.clone())
             .unwrap_or_default()
     }
 

@@ -123,3 +123,13 @@ command_header! {
         add_topic_count: Option<i32> => "addTopicCount",
     }
 }
+
+command_header! {
+    /// BROKER_HEARTBEAT (904, 5.x acting-master mode only): refreshes liveness.
+    pub struct BrokerHeartbeatRequestHeader {
+        cluster_name: String => "clusterName",
+        broker_addr: String => "brokerAddr",
+        broker_name: String => "brokerName",
+        broker_id: Option<i64> => "brokerId",
+    }
+}

@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod client;
+pub mod convert;
 pub mod error;
 pub mod fastjson;
 pub mod headers;

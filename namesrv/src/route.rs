@@ -719,6 +719,22 @@ mod tests {
     }
 
     #[test]
+    fn liveness_refresh_postpones_expiry() {
+        let m = RouteInfoManager::new(limits());
+        let t0 = Instant::now();
+        register(&m, "a", "a:1", 0, &wrapper(1, &[("T", 4)]), t0);
+        m.update_broker_timestamp("a:1", t0 + Duration::from_secs(100));
+        let expiry = Duration::from_secs(120);
+        assert!(m
+            .scan_not_active_brokers(t0 + Duration::from_secs(150), expiry)
+            .is_empty());
+        assert_eq!(
+            m.scan_not_active_brokers(t0 + Duration::from_secs(221), expiry),
+            vec!["a:1".to_string()]
+        );
+    }
+
+    #[test]
     fn unregister_keeps_new_master() {
         let m = RouteInfoManager::new(limits());
         let now = Instant::now();

@@ -195,3 +195,30 @@ async fn reconnects_after_namesrv_restart() {
     s2.trigger();
     ns2.join().await;
 }
+
+#[tokio::test]
+async fn periodic_slave_learns_master_from_last_results() {
+    let (ns, s) = start(NamesrvConfig::default()).await;
+    let client = Arc::new(NamesrvClient::new(
+        vec![ns.local_addr().to_string()],
+        NamesrvClientConfig::default(),
+    ));
+    let master = registration("broker-a", "127.0.0.1:10911", 0, &[("T", 4)]);
+    client.register_broker(&master).await.unwrap();
+    let slave = registration("broker-a", "127.0.0.1:10921", 1, &[("T", 4)]);
+    let stop = Shutdown::new();
+    let handle = client.start_periodic(60_000, Arc::new(move || slave.clone()), stop.clone());
+    handle.wait_rounds(1).await;
+    let results = handle.last_results();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].master_addr.as_deref(), Some("127.0.0.1:10911"));
+    assert_eq!(
+        results[0].ha_server_addr.as_deref(),
+        Some("127.0.0.1:10911-ha")
+    );
+    assert!(handle.last_errors().is_empty());
+    stop.trigger();
+    handle.join().await;
+    s.trigger();
+    ns.join().await;
+}

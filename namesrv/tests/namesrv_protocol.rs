@@ -111,8 +111,10 @@ async fn unknown_topic_is_topic_not_exist_with_java_remark() {
 
 #[tokio::test]
 async fn expiry_drops_silent_broker_then_topic_not_exist() {
+    // Short expiry, but long enough that a loaded machine answers the first route query
+    // before it passes.
     let config = NamesrvConfig {
-        broker_expiry_ms: 300,
+        broker_expiry_ms: 2_000,
         scan_interval_ms: 50,
         ..Default::default()
     };
@@ -483,6 +485,31 @@ async fn unregister_removes_broker() {
     assert_eq!(nsc.unregister_broker(&reg).await.unwrap(), 1);
     assert!(route(&client, "T").await.is_none());
     assert!(!ns.route_info().is_broker_alive("127.0.0.1:10911"));
+    shutdown.trigger();
+    ns.join().await;
+}
+
+#[tokio::test]
+async fn binary_header_requests_and_pre_3_0_11_bodies() {
+    let (ns, shutdown) = start(NamesrvConfig::default()).await;
+    let client = connect(&ns).await;
+    // A pre-V3_0_11 broker sends a bare TopicConfigSerializeWrapper as body.
+    let reg = registration("broker-old", "127.0.0.1:10931", 0, &[("OLD", 3)]);
+    let mut cmd = reg.to_command();
+    let wrapper = serde_json::to_vec(&reg.topic_config_wrapper).unwrap();
+    cmd.ext_fields.remove("bodyCrc32");
+    cmd.version = 36;
+    cmd.body = Bytes::from(wrapper);
+    assert_eq!(call(&client, cmd).await.code, response::SUCCESS);
+
+    // Requests with the ROCKETMQ binary header are answered in kind.
+    let mut req = route_request("OLD", 475);
+    req.serialize_type = remoting::SerializeType::RocketMq;
+    let resp = call(&client, req).await;
+    assert_eq!(resp.code, response::SUCCESS);
+    assert_eq!(resp.serialize_type, remoting::SerializeType::RocketMq);
+    let r = TopicRouteData::decode(&resp.body).unwrap();
+    assert_eq!(r.queue_datas[0].read_queue_nums, 3);
     shutdown.trigger();
     ns.join().await;
 }

@@ -564,6 +564,133 @@ pub struct ClusterInfo {
     pub cluster_addr_table: BTreeMap<String, BTreeSet<String>>,
 }
 
+// ------------------------------------------------------------------ connections, groups
+
+impl Serialize for crate::command::LanguageCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// By name (`"JAVA"`) or code; unknown → `OTHER`.
+impl<'de> Deserialize<'de> for crate::command::LanguageCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use crate::command::LanguageCode;
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LanguageCode;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a language name or code")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LanguageCode, E> {
+                Ok(match v.trim().parse::<u8>() {
+                    Ok(code) => LanguageCode::from_code(code),
+                    Err(_) => LanguageCode::from_name(v.trim()),
+                })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LanguageCode, E> {
+                Ok(u8::try_from(v)
+                    .map(LanguageCode::from_code)
+                    .unwrap_or(LanguageCode::Other))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LanguageCode, E> {
+                Ok(u8::try_from(v)
+                    .map(LanguageCode::from_code)
+                    .unwrap_or(LanguageCode::Other))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<LanguageCode, E> {
+                Ok(LanguageCode::Java)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `Connection.java` (one client channel in admin answers).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Connection {
+    #[serde(deserialize_with = "null_default")]
+    pub client_addr: String,
+    #[serde(deserialize_with = "null_default")]
+    pub client_id: String,
+    pub language: crate::command::LanguageCode,
+    #[serde(deserialize_with = "lenient_i32")]
+    pub version: i32,
+}
+
+/// GET_CONSUMER_CONNECTION_LIST (203) response body, `ConsumerConnection.java`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConsumerConnection {
+    #[serde(deserialize_with = "null_default")]
+    pub connection_set: BTreeSet<Connection>,
+    pub consume_from_where: ConsumeFromWhere,
+    pub consume_type: ConsumeType,
+    pub message_model: MessageModel,
+    /// topic → subscription.
+    #[serde(deserialize_with = "null_default")]
+    pub subscription_table: BTreeMap<String, SubscriptionData>,
+}
+
+/// GET_PRODUCER_CONNECTION_LIST (204) response body, `ProducerConnection.java`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProducerConnection {
+    #[serde(deserialize_with = "null_default")]
+    pub connection_set: BTreeSet<Connection>,
+}
+
+/// `SubscriptionGroupConfig.java` (4.9.7 members; 5.x extras are ignored on input).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionGroupConfig {
+    #[serde(deserialize_with = "lenient_i64")]
+    pub broker_id: i64,
+    #[serde(deserialize_with = "lenient_bool")]
+    pub consume_broadcast_enable: bool,
+    #[serde(deserialize_with = "lenient_bool")]
+    pub consume_enable: bool,
+    #[serde(deserialize_with = "lenient_bool")]
+    pub consume_from_min_enable: bool,
+    #[serde(deserialize_with = "null_default")]
+    pub group_name: String,
+    #[serde(deserialize_with = "lenient_bool")]
+    pub notify_consumer_ids_changed_enable: bool,
+    #[serde(deserialize_with = "lenient_i32")]
+    pub retry_max_times: i32,
+    #[serde(deserialize_with = "lenient_i32")]
+    pub retry_queue_nums: i32,
+    #[serde(deserialize_with = "lenient_i64")]
+    pub which_broker_when_consume_slowly: i64,
+}
+
+impl Default for SubscriptionGroupConfig {
+    /// Java defaults.
+    fn default() -> Self {
+        SubscriptionGroupConfig {
+            broker_id: 0,
+            consume_broadcast_enable: true,
+            consume_enable: true,
+            consume_from_min_enable: true,
+            group_name: String::new(),
+            notify_consumer_ids_changed_enable: true,
+            retry_max_times: 16,
+            retry_queue_nums: 1,
+            which_broker_when_consume_slowly: 1,
+        }
+    }
+}
+
+/// GET_ALL_SUBSCRIPTIONGROUP_CONFIG (201) response body, `SubscriptionGroupWrapper.java`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionGroupWrapper {
+    pub data_version: DataVersion,
+    #[serde(deserialize_with = "null_default")]
+    pub subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
+}
+
 // ------------------------------------------------------------------ admin stats
 
 /// `TopicOffset.java`.
@@ -975,6 +1102,26 @@ mod tests {
         assert_eq!(s.expression_type_or_tag(), "TAG");
         assert!(hb.producer_data_set.is_empty());
         assert!(decode::<HeartbeatData>(br#"{"consumerDataSet":[{"consumeType":9}]}"#).is_err());
+    }
+
+    #[test]
+    fn connections_and_groups() {
+        let raw = br#"{"connectionSet":[{"clientAddr":"127.0.0.1:5","clientId":"c","language":"CPP","version":63}],
+            "consumeFromWhere":"CONSUME_FROM_FIRST_OFFSET","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING",
+            "subscriptionTable":{"T":{"subString":"*","topic":"T","subVersion":1}}}"#;
+        let c: ConsumerConnection = decode(raw).unwrap();
+        let conn = c.connection_set.iter().next().unwrap();
+        assert_eq!(conn.language, crate::command::LanguageCode::Cpp);
+        assert_eq!(c.subscription_table["T"].sub_string, "*");
+        let text = String::from_utf8(encode(&c).to_vec()).unwrap();
+        assert!(text.contains(r#""language":"CPP""#));
+        assert_eq!(decode::<ConsumerConnection>(text.as_bytes()).unwrap(), c);
+
+        let g: SubscriptionGroupConfig =
+            decode(br#"{"groupName":"G","retryMaxTimes":"3"}"#).unwrap();
+        assert_eq!(g.retry_max_times, 3);
+        assert!(g.consume_enable && g.notify_consumer_ids_changed_enable);
+        assert_eq!(g.retry_queue_nums, 1);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub enum SerializeType {
 }
 
 /// Sender implementation language (frames.md §2). Unknown values are kept as `Other`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum LanguageCode {
     #[default]
     Java,

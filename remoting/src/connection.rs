@@ -48,8 +48,10 @@ pub const WRITE_TIMEOUT_MS: u64 = 60_000;
 const INLINE_BODY_BYTES: usize = 4 * 1024;
 /// Flush the coalescing buffer once it holds this much.
 const WRITE_COALESCE_BYTES: usize = 64 * 1024;
-/// Initial read buffer per connection.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Initial read and write buffers per connection (they grow with traffic); small so that
+/// thousands of idle connections stay cheap.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 /// One process-wide opaque counter, like Java's `RemotingCommand.requestId`; may wrap.
@@ -481,7 +483,7 @@ async fn write_loop(
     max_frame_size_bytes: usize,
     closed: CancellationToken,
 ) {
-    let mut buf = BytesMut::with_capacity(WRITE_COALESCE_BYTES);
+    let mut buf = BytesMut::with_capacity(WRITE_BUFFER_BYTES);
     let result: Result<(), RemotingError> = async {
         loop {
             let first = tokio::select! {
@@ -496,8 +498,23 @@ async fn write_loop(
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
                 match encode_head(&cmd, &mut buf, max_frame_size_bytes) {
-                    Err(e) => warn!(conn = conn_id, code = cmd.code, error = %e,
-                        "dropping an outbound command that cannot be encoded"),
+                    Err(e) => {
+                        warn!(conn = conn_id, code = cmd.code, error = %e,
+                            "dropping an outbound command that cannot be encoded");
+                        // A response must still answer its request, or the peer waits for
+                        // its timeout: send a short SYSTEM_ERROR instead.
+                        if cmd.is_response() {
+                            let fallback = short_response(
+                                cmd.opaque,
+                                cmd.serialize_type,
+                                response::SYSTEM_ERROR,
+                                format!("response could not be encoded: {e}"),
+                            );
+                            if encode_head(&fallback, &mut buf, max_frame_size_bytes).is_err() {
+                                warn!(conn = conn_id, "fallback response could not be encoded");
+                            }
+                        }
+                    }
                     Ok(()) if cmd.body.len() <= INLINE_BODY_BYTES => {
                         buf.extend_from_slice(&cmd.body)
                     }

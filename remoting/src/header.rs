@@ -26,7 +26,57 @@ pub const MAX_EXT_FIELDS: usize = 4096;
 // ---------------------------------------------------------------- JSON
 
 /// Decode a JSON header into a command (body left empty).
+///
+/// Strict JSON forbids raw control characters inside strings; fastjson tolerates them, so
+/// if parsing fails and the header holds any, they are escaped and parsing is retried.
 pub fn decode_json(bytes: &[u8]) -> Result<RemotingCommand, RemotingError> {
+    match decode_json_strict(bytes) {
+        Ok(cmd) => Ok(cmd),
+        Err(e) => match escape_raw_controls(bytes) {
+            Some(fixed) => decode_json_strict(&fixed).map_err(|_| e),
+            None => Err(e),
+        },
+    }
+}
+
+/// Escape raw control bytes found inside JSON strings; `None` if there are none.
+fn escape_raw_controls(bytes: &[u8]) -> Option<Vec<u8>> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut out: Option<Vec<u8>> = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string && b < 0x20 {
+            let o = out.get_or_insert_with(|| {
+                let mut v = Vec::with_capacity(bytes.len() + 16);
+                v.extend_from_slice(&bytes[..i]);
+                v
+            });
+            o.extend_from_slice(b"\\u00");
+            o.push(HEX[(b >> 4) as usize]);
+            o.push(HEX[(b & 0xf) as usize]);
+            escaped = false;
+            continue;
+        }
+        if let Some(o) = out.as_mut() {
+            o.push(b);
+        }
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        }
+    }
+    out
+}
+
+fn decode_json_strict(bytes: &[u8]) -> Result<RemotingCommand, RemotingError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let cmd = de
         .deserialize_map(CommandVisitor)
@@ -452,6 +502,15 @@ mod tests {
         assert_eq!(cmd.ext("unit"), Some("true"));
         assert_eq!(cmd.ext("x"), None);
         assert_eq!(cmd.ext("o"), Some(r#"{"a":1}"#));
+    }
+
+    #[test]
+    fn json_raw_control_chars_in_strings_are_tolerated() {
+        let raw = b"{\"code\":310,\"extFields\":{\"i\":\"TAGS\x01A\x02\\\"x\"},\n\t\"opaque\":3}";
+        let cmd = decode_json(raw).unwrap();
+        assert_eq!(cmd.ext("i"), Some("TAGS\u{1}A\u{2}\"x"));
+        assert_eq!(cmd.opaque, 3);
+        assert!(decode_json(b"{\"code\":\x01}").is_err());
     }
 
     #[test]

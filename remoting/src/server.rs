@@ -2,6 +2,11 @@
 //! processors. Each request runs in its own task (bounded per connection) so a long-polling
 //! pull never blocks other requests on the same connection.
 //!
+//! Behaviour follows `remoting/src/main/java/org/apache/rocketmq/remoting/netty/NettyRemotingServer.java`
+//! and `NettyRemotingAbstract.java` (`processRequestCommand`: unknown code →
+//! REQUEST_CODE_NOT_SUPPORTED, rejected → SYSTEM_BUSY, exception → SYSTEM_ERROR, oneway never
+//! answered), with per-connection limits instead of Java's shared thread pools.
+//!
 //! ```ignore
 //! let mut dispatcher = Dispatcher::new();
 //! dispatcher.register(codes::request::SEND_MESSAGE, send_processor.clone());

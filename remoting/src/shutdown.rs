@@ -38,3 +38,30 @@ impl Shutdown {
         &self.token
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn trigger_wakes_every_clone_and_children() {
+        let s = Shutdown::new();
+        let clone = s.clone();
+        let child = s.child();
+        assert!(!s.is_triggered() && !child.is_triggered());
+        let waiter = tokio::spawn(async move { clone.wait().await });
+        // A child firing on its own does not fire the parent.
+        let other_child = s.child();
+        other_child.trigger();
+        assert!(other_child.is_triggered() && !s.is_triggered());
+        s.trigger();
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .expect("waiter woke")
+            .expect("task ok");
+        assert!(child.is_triggered());
+        // Waiting after the fact completes immediately; triggering twice is harmless.
+        s.trigger();
+        s.wait().await;
+    }
+}

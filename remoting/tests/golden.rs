@@ -133,3 +133,34 @@ fn frame_limits_follow_netty() {
         .unwrap()
         .is_none());
 }
+
+/// A SEND_MESSAGE_V2 header captured from the npm client `ali-ons@3.12.0` (via a TCP proxy in
+/// front of `examples/capture_server.rs`): numbers and booleans as JSON values in extFields,
+/// no `serializeTypeCurrentRPC`, members in non-alphabetical order (docs/clients.md items 1–2).
+#[test]
+fn ali_ons_send_header_captured() {
+    let header = br#"{"code":310,"language":"JAVA","opaque":2,"flag":0,"version":121,"extFields":{"a":"pg","b":"TopicTest","c":"TBW102","d":4,"e":2,"f":0,"g":1795306068773,"h":0,"i":"TAGS\u0001TagA\u0002","j":0,"k":false}}"#;
+    assert_eq!(header.len(), 201);
+    let body = b"hello 0";
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&((4 + header.len() + body.len()) as u32).to_be_bytes());
+    frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    frame.extend_from_slice(header);
+    frame.extend_from_slice(body);
+    let cmd = decode_one(&frame);
+    assert_eq!(cmd.version, 121);
+    assert_eq!(&cmd.body[..], body);
+    let h = SendMessageRequestHeader::decode_any(&cmd).unwrap();
+    assert_eq!(h.default_topic_queue_nums, 4);
+    assert_eq!(h.queue_id, 2);
+    assert_eq!(h.born_timestamp, 1_795_306_068_773);
+    assert_eq!(h.unit_mode, Some(false));
+    assert_eq!(h.batch, None);
+    assert_eq!(h.properties.as_deref(), Some("TAGS\u{1}TagA\u{2}"));
+    // Our answer to it goes out as standard fastjson-shaped JSON with string values.
+    let resp = RemotingCommand::response_to(&cmd, 0).with_ext("queueId", "2");
+    let out = encode_frame(&resp).unwrap();
+    let text = String::from_utf8_lossy(&out[8..]);
+    assert!(text.contains(r#""extFields":{"queueId":"2"}"#), "{text}");
+    assert!(text.contains(r#""opaque":2"#) && text.contains(r#""flag":1"#));
+}

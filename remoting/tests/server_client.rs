@@ -25,6 +25,7 @@ const BLOCK: i32 = 1003;
 const SILENT: i32 = 1004;
 const RECORD: i32 = 1005;
 const ASK_CLIENT: i32 = 1006;
+const BIG: i32 = 1007;
 
 /// Generous bound for any single wait on a loaded 2-core machine.
 const WAIT_MS: u64 = 10_000;
@@ -89,6 +90,14 @@ async fn start(config: ServerConfig) -> Harness {
         }),
     );
     d.register(SILENT, processor_fn(|_ctx, _req| async move { Ok(None) }));
+    d.register(
+        BIG,
+        processor_fn(|_ctx, req: RemotingCommand| async move {
+            Ok(Some(
+                RemotingCommand::response_to(&req, response::SUCCESS).with_body(vec![0u8; 4096]),
+            ))
+        }),
+    );
     d.register(
         RECORD,
         processor_fn(move |_ctx, req: RemotingCommand| {
@@ -372,6 +381,14 @@ async fn bad_frames_close_only_their_connection() {
     let frame = encode_frame(&under.with_body(vec![1u8; 1024])).unwrap();
     over.write_all(&frame).await.unwrap();
     assert!(peer_closed(&mut over).await);
+
+    // A response too large for the frame limit becomes a SYSTEM_ERROR, not a silent drop.
+    let resp = good
+        .invoke(RemotingCommand::request(BIG), WAIT_MS)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, response::SYSTEM_ERROR);
+    assert!(resp.body.is_empty());
 
     // Malformed JSON header.
     let mut garbage = TcpStream::connect(h.addr).await.unwrap();

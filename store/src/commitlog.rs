@@ -31,6 +31,9 @@ pub struct AppendRequest {
     pub queue_id: i32,
     /// False for PREPARED / ROLLBACK transaction records (queue offset 0, not advanced).
     pub assign_queue_offsets: bool,
+    /// SYNC_FLUSH / group: resolve only once durable. False = Java `WAIT=false`: resolve
+    /// after the write (dispatch still waits for durability).
+    pub wait_durable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -154,8 +157,8 @@ impl Watermark {
         self.value.load(Ordering::Acquire)
     }
     pub fn publish(&self, v: i64) {
-        let prev = self.value.fetch_max(v, Ordering::AcqRel);
-        debug_assert!(prev <= v || prev == v, "watermark moved backwards");
+        // fetch_max: racing publishers can never move the watermark backwards.
+        self.value.fetch_max(v, Ordering::AcqRel);
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.cv.notify_all();
     }

@@ -225,6 +225,13 @@ impl ConsumeQueue {
         if index < max {
             return Ok(false);
         }
+        if index > i64::MAX / CQ_UNIT_SIZE as i64 / 2 {
+            return Err(StoreError::Corrupt {
+                file: self.dir.display().to_string(),
+                offset: index,
+                reason: "queue offset out of range".into(),
+            });
+        }
         let no_files = self
             .files
             .read()

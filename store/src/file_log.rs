@@ -494,15 +494,19 @@ fn write_batch(s: &Shared, batch: &mut Vec<WriteReq>, results: &mut Vec<Completi
                 }
             }
         }
-        results.push((
-            done,
-            Ok(AppendResult {
-                phys_offsets,
-                queue_offset: base_qo,
-                wrote_bytes: len as i32,
-                store_timestamp_ms: now_ms,
-            }),
-        ));
+        let res = Ok(AppendResult {
+            phys_offsets,
+            queue_offset: base_qo,
+            wrote_bytes: len as i32,
+            store_timestamp_ms: now_ms,
+        });
+        if req.wait_durable || s.flush_type == FlushDiskType::AsyncFlush {
+            results.push((done, res));
+        } else {
+            // WAIT=false under SYNC_FLUSH (Java `isWaitStoreMsgOK`): answer after the write;
+            // the record still becomes visible to consumers only once flushed.
+            let _ = done.send(res);
+        }
     }
     drop(offsets);
     let end = s.write_pos.load(Ordering::Acquire);

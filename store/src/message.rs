@@ -271,11 +271,14 @@ pub fn encode_record(
     out: &mut BytesMut,
 ) -> Result<(usize, RecordPatchPoints), StoreError> {
     let topic = msg.topic.as_bytes();
-    if topic.is_empty() || topic.len() > TOPIC_MAX_LENGTH {
+    if !is_valid_topic(topic) {
         return Err(StoreError::illegal(format!(
-            "topic length {} not in 1..={TOPIC_MAX_LENGTH}",
-            topic.len()
+            "topic must be 1..={TOPIC_MAX_LENGTH} chars of [%|a-zA-Z0-9_-]"
         )));
+    }
+    if msg.properties.as_bytes().contains(&0) {
+        // Recovery relies on NUL-free properties to detect zero-filled torn tails.
+        return Err(StoreError::illegal("properties contain a NUL byte"));
     }
     if msg.body.len() > max_body_bytes {
         return Err(StoreError::illegal(format!(
@@ -330,6 +333,15 @@ pub fn encode_record(
             store_timestamp_position,
         },
     ))
+}
+
+/// Java `TopicValidator`: `^[%|a-zA-Z0-9_-]+$`, at most 127 bytes.
+pub fn is_valid_topic(topic: &[u8]) -> bool {
+    !topic.is_empty()
+        && topic.len() <= TOPIC_MAX_LENGTH
+        && topic
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
 }
 
 /// BODYCRC as Java computes it: `CRC32(body) & 0x7FFFFFFF` (`UtilAll.crc32`).
@@ -452,9 +464,12 @@ pub(crate) struct RecordMeta<'a> {
     pub properties: &'a str,
 }
 
-/// Parses and fully validates one record at the start of `buf`: magic, TOTALSIZE equal to
-/// the length recomputed from the field lengths, BODYCRC. Never panics.
-pub(crate) fn parse_record_meta(buf: &[u8], check_crc: bool) -> Result<RecordMeta<'_>, StoreError> {
+/// Parses one record at the start of `buf`, checking magic and that TOTALSIZE equals the
+/// length recomputed from the field lengths. With `verify` (recovery) it also checks BODYCRC
+/// and that topic and properties are well-formed (valid topic chars, no NUL), which catches
+/// a zero-filled torn suffix in the non-body part. Never panics.
+pub(crate) fn parse_record_meta(buf: &[u8], verify: bool) -> Result<RecordMeta<'_>, StoreError> {
+    let check_crc = verify;
     let mut r = Reader::new(buf);
     let total_size = r.i32()?;
     let magic = r.i32()?;
@@ -518,6 +533,9 @@ pub(crate) fn parse_record_meta(buf: &[u8], check_crc: bool) -> Result<RecordMet
     }
     if check_crc && body_crc(body) != crc {
         return Err(StoreError::corrupt(8, "body crc mismatch"));
+    }
+    if verify && (!is_valid_topic(topic) || props.contains(&0)) {
+        return Err(StoreError::corrupt(0, "malformed topic or properties"));
     }
     let topic =
         std::str::from_utf8(topic).map_err(|_| StoreError::corrupt(0, "topic is not utf-8"))?;

@@ -131,7 +131,10 @@ struct Counters {
     get_found: AtomicU64,
 }
 
-pub struct MessageStore {
+/// Shared state behind [`MessageStore`] (threads hold this, never the handle), reached
+/// through `Deref`; use the methods, not the type.
+#[doc(hidden)]
+pub struct StoreCore {
     config: StoreConfig,
     env: StoreEnv,
     log: Arc<dyn CommitLog>,
@@ -152,7 +155,7 @@ pub struct MessageStore {
     lock_file: Mutex<Option<File>>,
 }
 
-impl std::fmt::Debug for MessageStore {
+impl std::fmt::Debug for StoreCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MessageStore")
             .field("root", &self.config.store_path_root_dir)
@@ -220,6 +223,32 @@ fn lock_dir(root: &Path) -> Result<File, StoreError> {
     Ok(f)
 }
 
+/// The message store handle (Java `DefaultMessageStore`). Dropping the last handle stops
+/// the threads like [`StoreCore::shutdown`] does.
+pub struct MessageStore {
+    core: Arc<StoreCore>,
+}
+
+impl std::ops::Deref for MessageStore {
+    type Target = StoreCore;
+    fn deref(&self) -> &StoreCore {
+        &self.core
+    }
+}
+
+impl std::fmt::Debug for MessageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.core.fmt(f)
+    }
+}
+
+impl Drop for MessageStore {
+    fn drop(&mut self) {
+        // Forgetting `shutdown` must not leak threads, the directory lock or unflushed queues.
+        self.core.stop_threads(true);
+    }
+}
+
 impl MessageStore {
     /// Opens with the real clock, `posix_fallocate` and `statvfs`.
     pub fn open(config: StoreConfig) -> Result<Arc<MessageStore>, StoreError> {
@@ -263,7 +292,7 @@ impl MessageStore {
         let start = checkpoint.min(end).max(log.min_offset());
         let delay_levels = parse_delay_levels(&config.message_delay_level)?;
         let index = IndexService::load(&root, config.max_hash_slot_num, config.max_index_num)?;
-        let store = Arc::new(MessageStore {
+        let store = Arc::new(StoreCore {
             env,
             log,
             queue_offsets,
@@ -293,26 +322,17 @@ impl MessageStore {
             };
         }
         store.dispatched.publish(reput);
-        {
-            let mut t = store.queue_offsets.lock();
-            for q in store.cqs.iter() {
-                for c in q.value().iter() {
-                    t.entry(q.key().clone())
-                        .or_default()
-                        .insert(*c.key(), c.value().max_offset());
-                }
-            }
-        }
+        store.rebuild_queue_offset_table();
         store.refresh_disk_state();
         let s = Arc::downgrade(&store);
         let dispatcher = std::thread::Builder::new()
             .name("store-dispatch".into())
-            .spawn(move || Self::dispatch_loop(s))
+            .spawn(move || StoreCore::dispatch_loop(s))
             .map_err(|e| StoreError::io("spawn dispatcher", e))?;
         let s = Arc::downgrade(&store);
         let housekeeping = std::thread::Builder::new()
             .name("store-housekeeping".into())
-            .spawn(move || Self::housekeeping_loop(s))
+            .spawn(move || StoreCore::housekeeping_loop(s))
             .map_err(|e| StoreError::io("spawn housekeeping", e))?;
         store
             .threads
@@ -320,9 +340,11 @@ impl MessageStore {
             .unwrap_or_else(|p| p.into_inner())
             .extend([dispatcher, housekeeping]);
         tracing::info!(root = %store.config.store_path_root_dir.display(), checkpoint, end, "message store open");
-        Ok(store)
+        Ok(Arc::new(MessageStore { core: store }))
     }
+}
 
+impl StoreCore {
     fn load_consume_queues(&self, truncate_from: i64) -> Result<(), StoreError> {
         let base = self.config.store_path_root_dir.join("consumequeue");
         let Ok(topics) = std::fs::read_dir(&base) else {
@@ -354,6 +376,14 @@ impl MessageStore {
             }
         }
         Ok(())
+    }
+
+    fn all_cqs(&self) -> Vec<Arc<ConsumeQueue>> {
+        let mut v = Vec::new();
+        for q in self.cqs.iter() {
+            v.extend(q.value().iter().map(|c| Arc::clone(c.value())));
+        }
+        v
     }
 
     fn find_cq(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {
@@ -389,9 +419,15 @@ impl MessageStore {
         match self.log.read_next(from, committed) {
             LogRead::Record { phys, data, next } => match self.dispatch_record(phys, &data) {
                 Ok(()) => Some(next),
-                Err(e) => {
+                // Transient (no space for a queue/index file, I/O): retry the same record.
+                Err(e @ (StoreError::Io { .. } | StoreError::DiskFull { .. })) => {
                     tracing::error!(phys, error = %e, "dispatch failed; will retry");
                     None
+                }
+                // A record that can never be dispatched must not stall every queue.
+                Err(e) => {
+                    tracing::error!(phys, error = %e, "undispatchable record skipped");
+                    Some(next)
                 }
             },
             LogRead::Skip { next } => Some(next),
@@ -580,10 +616,9 @@ impl MessageStore {
     /// Flushes consume queues and the index, then records how far everything is on disk.
     fn checkpoint(&self) -> Result<(), StoreError> {
         let dispatched = self.dispatched.get();
-        for q in self.cqs.iter() {
-            for c in q.value().iter() {
-                c.value().flush()?;
-            }
+        // Snapshot first: no map shard lock is held across an msync (the dispatcher inserts).
+        for c in self.all_cqs() {
+            c.flush()?;
         }
         self.index
             .read()
@@ -651,10 +686,8 @@ impl MessageStore {
                     .delete_expired(expire_before, force, max_phys, MAX_DELETE_FILES_PER_PASS);
         }
         let min_phys = self.log.min_offset();
-        for q in self.cqs.iter() {
-            for c in q.value().iter() {
-                c.value().delete_expired(min_phys);
-            }
+        for c in self.all_cqs() {
+            c.delete_expired(min_phys);
         }
         self.index
             .write()
@@ -740,6 +773,7 @@ impl MessageStore {
         let tx = sys_flag::transaction_value(msg.sys_flag);
         let assign =
             tx == sys_flag::TRANSACTION_NOT_TYPE || tx == sys_flag::TRANSACTION_COMMIT_TYPE;
+        let wait_durable = property_value(&msg.properties, property::WAIT) != Some("false");
         let mut buf = BytesMut::new();
         encode_record(&msg, self.config.max_message_size_bytes, &mut buf)?;
         let req = AppendRequest {
@@ -748,6 +782,7 @@ impl MessageStore {
             topic: msg.topic,
             queue_id: msg.queue_id,
             assign_queue_offsets: assign,
+            wait_durable,
         };
         let r = self.append(req).await;
         self.record_put(&r, 1);
@@ -809,6 +844,7 @@ impl MessageStore {
             topic,
             queue_id,
             assign_queue_offsets: true,
+            wait_durable: true,
         };
         let r = self.append(req).await;
         self.record_put(&r, n as u64);
@@ -944,6 +980,22 @@ impl MessageStore {
         r
     }
 
+    /// The consume-queue unit at `offset` (e.g. the delivery time of a SCHEDULE_TOPIC_XXXX
+    /// message is its `tags_code`).
+    pub fn consume_queue_unit(&self, topic: &str, queue_id: i32, offset: i64) -> Option<CqUnit> {
+        let cq = self.find_cq(topic, queue_id)?;
+        if offset < cq.min_offset() {
+            return None;
+        }
+        cq.unit(offset)
+    }
+
+    /// Physical offset of the message at queue `offset`, or 0 (Java `getCommitLogOffsetInQueue`).
+    pub fn commit_log_offset_in_queue(&self, topic: &str, queue_id: i32, offset: i64) -> i64 {
+        self.consume_queue_unit(topic, queue_id, offset)
+            .map_or(0, |u| u.phys)
+    }
+
     pub fn max_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
         self.find_cq(topic, queue_id).map_or(0, |c| c.max_offset())
     }
@@ -991,6 +1043,25 @@ impl MessageStore {
             }
         }
         lo
+    }
+
+    /// 5.x `boundaryType`: `upper == false` is [`Self::offset_in_queue_by_time`] (first
+    /// offset stored at or after the time); `upper == true` is the last offset stored at or
+    /// before it (the min offset if none).
+    pub fn offset_in_queue_by_time_boundary(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        timestamp_ms: i64,
+        upper: bool,
+    ) -> i64 {
+        if !upper {
+            return self.offset_in_queue_by_time(topic, queue_id, timestamp_ms);
+        }
+        let first_after =
+            self.offset_in_queue_by_time(topic, queue_id, timestamp_ms.saturating_add(1));
+        let min = self.min_offset_in_queue(topic, queue_id).max(0);
+        (first_after - 1).max(min)
     }
 
     pub fn earliest_message_time(&self, topic: &str, queue_id: i32) -> i64 {
@@ -1087,6 +1158,20 @@ impl MessageStore {
         }
         v.sort();
         v
+    }
+
+    /// Resets the next-queue-offset table from the consume queues (after recovery, or when a
+    /// DLedger replica becomes leader once dispatch has caught up with the committed log).
+    pub fn rebuild_queue_offset_table(&self) {
+        let mut t = self.queue_offsets.lock();
+        t.clear();
+        for q in self.cqs.iter() {
+            for c in q.value().iter() {
+                t.entry(q.key().clone())
+                    .or_default()
+                    .insert(*c.key(), c.value().max_offset());
+            }
+        }
     }
 
     pub fn commit_log_max_offset(&self) -> i64 {
@@ -1195,12 +1280,5 @@ impl MessageStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-    }
-}
-
-impl Drop for MessageStore {
-    fn drop(&mut self) {
-        // Forgetting `shutdown` must not leak threads or leave unflushed queues.
-        self.stop_threads(true);
     }
 }

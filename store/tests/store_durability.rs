@@ -390,7 +390,8 @@ mod recovery_prop {
             let path = segment_path(dir.path(), 0);
             let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
             f.seek(SeekFrom::Start(cut as u64)).unwrap();
-            let fill = if garbage { 0x5Au8 } else { 0u8 };
+            // Zeros (unwritten pages) or non-UTF-8 garbage; see README "Record integrity".
+            let fill = if garbage { 0xFFu8 } else { 0u8 };
             f.write_all(&vec![fill; end as usize - cut]).unwrap();
             f.sync_all().unwrap();
             drop(f);

@@ -49,6 +49,8 @@ impl ChildProc {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err_log));
+        // Plain logs (tracing-subscriber honours NO_COLOR).
+        cmd.env("NO_COLOR", "1");
         for (k, v) in env {
             cmd.env(k, v);
         }

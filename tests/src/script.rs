@@ -156,9 +156,9 @@ impl ScriptRun {
         let stderr = std::fs::File::create(&stderr_path)?;
         let mut cmd = Command::new(&program);
         cmd.arg(&script_path)
-            .args(args)
             .arg("--namesrv")
             .arg(cluster.namesrv_addr())
+            .args(args)
             .current_dir(&cwd)
             .env("HOME", cluster.home_dir())
             .env("PYTHONUNBUFFERED", "1")

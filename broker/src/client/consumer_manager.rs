@@ -45,7 +45,10 @@ impl ConsumerGroupInfo {
     }
 
     pub fn client_ids(&self) -> Vec<String> {
-        self.channels.values().map(|c| c.client_id.clone()).collect()
+        self.channels
+            .values()
+            .map(|c| c.client_id.clone())
+            .collect()
     }
 
     pub fn connections(&self) -> Vec<ConnectionContext> {
@@ -129,7 +132,10 @@ impl ConsumerManager {
             }
             None => {
                 if info.channels.len() >= CHANNELS_PER_GROUP_MAX {
-                    tracing::warn!(group, "consumer group has too many channels, heartbeat ignored");
+                    tracing::warn!(
+                        group,
+                        "consumer group has too many channels, heartbeat ignored"
+                    );
                     return None;
                 }
                 tracing::info!(group, client = %channel.client_id, peer = %channel.conn.peer_addr(), "new consumer connected");
@@ -178,7 +184,10 @@ impl ConsumerManager {
         })
     }
 
-    fn remove_channels(&self, mut pred: impl FnMut(&ClientChannelInfo) -> bool) -> Vec<GroupChange> {
+    fn remove_channels(
+        &self,
+        mut pred: impl FnMut(&ClientChannelInfo) -> bool,
+    ) -> Vec<GroupChange> {
         let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
         let mut changes = Vec::new();
         groups.retain(|group, info| {

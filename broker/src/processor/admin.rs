@@ -150,19 +150,25 @@ impl AdminProcessor {
         t.insert("brokerActive", "true".to_string());
         t.insert("commitLogMinOffset", s.commit_log_min_offset.to_string());
         t.insert("commitLogMaxOffset", s.commit_log_max_offset.to_string());
-        t.insert("commitLogDiskRatio", format!("{:.4}", s.commit_log_disk_ratio / 100.0));
+        t.insert(
+            "commitLogDiskRatio",
+            format!("{:.4}", s.commit_log_disk_ratio / 100.0),
+        );
         t.insert("dispatchBehindBytes", s.dispatch_behind_bytes.to_string());
         t.insert("putTps", format!("{:.2}", s.put_tps));
-        t.insert("putMessageTimesTotal", s.put_message_times_total.to_string());
+        t.insert(
+            "putMessageTimesTotal",
+            s.put_message_times_total.to_string(),
+        );
         t.insert("putMessageSizeTotal", s.put_message_size_total.to_string());
-        t.insert("getMessageTimesTotal", s.get_message_times_total.to_string());
+        t.insert(
+            "getMessageTimesTotal",
+            s.get_message_times_total.to_string(),
+        );
         t.insert("getFoundTotal", s.get_message_found_total.to_string());
         t.insert("diskFull", s.disk_full.to_string());
         t.insert("msgPutTotalTodayNow", s.put_message_times_total.to_string());
-        t.insert(
-            "pullHeldCount",
-            self.ctx.pull_hold.held_count().to_string(),
-        );
+        t.insert("pullHeldCount", self.ctx.pull_hold.held_count().to_string());
         t.insert(
             "consumerGroups",
             self.ctx.consumer_manager.groups().len().to_string(),
@@ -240,8 +246,9 @@ impl RequestProcessor for AdminProcessor {
             request::DELETE_TOPIC_IN_BROKER => self.delete_topic(&req),
             request::GET_ALL_TOPIC_CONFIG => self.all_topic_config(&req),
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.create_group(&req),
-            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => success(&req)
-                .with_body(self.ctx.subscription_groups.encode().into_bytes()),
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
+                success(&req).with_body(self.ctx.subscription_groups.encode().into_bytes())
+            }
             request::DELETE_SUBSCRIPTIONGROUP => self.delete_group(&req),
             request::GET_BROKER_RUNTIME_INFO => self.runtime_info(&req),
             request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(&req),

@@ -47,7 +47,8 @@ impl HeartbeatProcessor {
                     );
                 }
             }
-            let channel = ClientChannelInfo::new(conn.clone(), &hb.client_id, req.language, req.version);
+            let channel =
+                ClientChannelInfo::new(conn.clone(), &hb.client_id, req.language, req.version);
             if let Some(change) = ctx.consumer_manager.register_consumer(
                 &c.group_name,
                 channel,
@@ -60,7 +61,8 @@ impl HeartbeatProcessor {
             }
         }
         for group in &hb.producer_groups {
-            let channel = ClientChannelInfo::new(conn.clone(), &hb.client_id, req.language, req.version);
+            let channel =
+                ClientChannelInfo::new(conn.clone(), &hb.client_id, req.language, req.version);
             ctx.producer_manager.register_producer(group, channel);
         }
         success(req)
@@ -72,10 +74,16 @@ impl HeartbeatProcessor {
             Err(e) => return bad_request(req, e),
         };
         if let Some(group) = header.producer_group.as_deref().filter(|g| !g.is_empty()) {
-            self.ctx.producer_manager.unregister_producer(group, conn.id());
+            self.ctx
+                .producer_manager
+                .unregister_producer(group, conn.id());
         }
         if let Some(group) = header.consumer_group.as_deref().filter(|g| !g.is_empty()) {
-            if let Some(change) = self.ctx.consumer_manager.unregister_consumer(group, conn.id()) {
+            if let Some(change) = self
+                .ctx
+                .consumer_manager
+                .unregister_consumer(group, conn.id())
+            {
                 tracing::info!(group, client = %header.client_id, "consumer unregistered");
                 notify_consumer_ids_changed(&self.ctx, change);
             }

@@ -21,7 +21,10 @@ use remoting::RemotingCommand;
 use super::{bad_request, ready, success};
 use crate::context::BrokerContext;
 
-pub const CODES: &[i32] = &[request::QUERY_CONSUMER_OFFSET, request::UPDATE_CONSUMER_OFFSET];
+pub const CODES: &[i32] = &[
+    request::QUERY_CONSUMER_OFFSET,
+    request::UPDATE_CONSUMER_OFFSET,
+];
 
 /// Java `accessMessageInMemoryMaxRatio` (40 % of physical memory).
 const ACCESS_MESSAGE_IN_MEMORY_MAX_RATIO_PERCENT: u64 = 40;
@@ -68,15 +71,15 @@ impl OffsetProcessor {
             .query(&h.consumer_group, &h.topic, h.queue_id);
         let offset = match found {
             Some(o) => Some(o),
-            None if h.set_zero_if_not_found != Some(false) && self.is_young_queue(&h.topic, h.queue_id) => {
+            None if h.set_zero_if_not_found != Some(false)
+                && self.is_young_queue(&h.topic, h.queue_id) =>
+            {
                 Some(0)
             }
             None => None,
         };
         match offset {
-            Some(offset) => {
-                success(req).with_header(&QueryConsumerOffsetResponseHeader { offset })
-            }
+            Some(offset) => success(req).with_header(&QueryConsumerOffsetResponseHeader { offset }),
             None => RemotingCommand::error_response(
                 req,
                 response::QUERY_NOT_FOUND,
@@ -103,11 +106,12 @@ impl OffsetProcessor {
             Ok(h) => h,
             Err(e) => return bad_request(req, e),
         };
-        match self
-            .ctx
-            .consumer_offsets
-            .commit(&h.consumer_group, &h.topic, h.queue_id, h.commit_offset)
-        {
+        match self.ctx.consumer_offsets.commit(
+            &h.consumer_group,
+            &h.topic,
+            h.queue_id,
+            h.commit_offset,
+        ) {
             Ok(()) => success(req),
             Err(e) => bad_request(req, e),
         }

@@ -262,7 +262,6 @@ async fn send_message_inner(
         props = msg::encode_properties(&map);
     }
     props = msg::set_property(&props, property::CLUSTER, &ctx.config.broker_cluster_name);
-    let mut queue_id = queue_id;
     if msg::property_value(&props, property::TRAN_MSG).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         if ctx.config.reject_transaction_message {
             return Err(reject(

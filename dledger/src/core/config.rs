@@ -68,10 +68,14 @@ impl Config {
             return Err(CoreError::Config("heartbeat_ticks must be > 0"));
         }
         if self.election_timeout_ticks <= self.heartbeat_ticks {
-            return Err(CoreError::Config("election_timeout_ticks must exceed heartbeat_ticks"));
+            return Err(CoreError::Config(
+                "election_timeout_ticks must exceed heartbeat_ticks",
+            ));
         }
         if self.lease_ticks == 0 || self.lease_ticks >= self.election_timeout_ticks {
-            return Err(CoreError::Config("lease_ticks must be in 1..election_timeout_ticks"));
+            return Err(CoreError::Config(
+                "lease_ticks must be in 1..election_timeout_ticks",
+            ));
         }
         if self.max_inflight_msgs == 0 || self.max_inflight_msgs > 4096 {
             return Err(CoreError::Config("max_inflight_msgs must be in 1..=4096"));
@@ -83,7 +87,9 @@ impl Config {
             return Err(CoreError::Config("max_uncommitted_bytes must be > 0"));
         }
         if self.max_committed_size_per_ready_bytes == 0 {
-            return Err(CoreError::Config("max_committed_size_per_ready_bytes must be > 0"));
+            return Err(CoreError::Config(
+                "max_committed_size_per_ready_bytes must be > 0",
+            ));
         }
         if let Some(p) = self.preferred_leader {
             if !self.peers.contains(&p) {

@@ -116,31 +116,27 @@ impl<S: Storage> RaftLog<S> {
             return Ok(Vec::new());
         }
         let off = self.unstable.offset;
-        let mut out = if lo < off {
-            let stored = self.storage.entries(lo, hi.min(off), max_size_bytes)?;
-            if stored.is_empty() {
-                return Err(StorageError::Unavailable);
-            }
-            let expect_last = hi.min(off) - 1;
-            let got_last = stored.last().map(|e| e.index).unwrap_or(0);
-            if got_last < expect_last {
+        let mut out = Vec::new();
+        if lo < off {
+            out = self.storage.entries(lo, hi.min(off), max_size_bytes)?;
+            let got_last = match out.last() {
+                Some(e) => e.index,
+                None => return Err(StorageError::Unavailable),
+            };
+            if got_last < hi.min(off) - 1 {
                 // Size limit reached inside storage.
-                return Ok(stored);
+                return Ok(out);
             }
-            stored
-        } else {
-            Vec::new()
-        };
+        }
         if hi > off {
-            let used: u64 = out.iter().map(Entry::size_bytes).sum();
             let from = (lo.max(off) - off) as usize;
             let to = (hi - off) as usize;
-            let remaining = max_size_bytes.saturating_sub(used);
+            let tail = &self.unstable.entries[from..to];
             if out.is_empty() {
-                out = limit_size(&self.unstable.entries[from..to], remaining);
+                out = limit_size(tail, max_size_bytes);
             } else {
-                let mut used = used;
-                for e in &self.unstable.entries[from..to] {
+                let mut used: u64 = out.iter().map(Entry::size_bytes).sum();
+                for e in tail {
                     used += e.size_bytes();
                     if used > max_size_bytes {
                         break;
@@ -261,7 +257,6 @@ impl<S: Storage> RaftLog<S> {
         let mut ents = Vec::new();
         if self.handed_out < last {
             let from = (self.handed_out + 1).max(self.unstable.offset);
-            assert!(from >= self.unstable.offset, "handed-out gap");
             let start = (from - self.unstable.offset) as usize;
             ents = self.unstable.entries[start..].to_vec();
             self.handed_out = last;
@@ -271,7 +266,7 @@ impl<S: Storage> RaftLog<S> {
 
     /// The runtime made everything up to (`index`, `term`) durable.
     pub fn on_persisted(&mut self, index: u64, term: u64) -> bool {
-        if index > self.handed_out || index <= self.persisted && self.unstable.snapshot.is_none() {
+        if index > self.handed_out || (index <= self.persisted && self.unstable.snapshot.is_none()) {
             return false;
         }
         if let Some(s) = self.unstable.snapshot {
@@ -279,6 +274,7 @@ impl<S: Storage> RaftLog<S> {
                 return false;
             }
         }
+        // A report for a tail we have since replaced does not vouch for the new entries.
         if !self.match_term(index, term) {
             return false;
         }

@@ -31,4 +31,3 @@ pub use progress::{Inflights, Progress, ProgressState};
 pub use raw_node::{RawNode, Ready, Status};
 pub use storage::{limit_size, DataLoss, InitialState, MemStorage, Storage};
 pub use types::{Entry, EntryKind, HardState, Message, MsgKind, NodeId, Role, SnapshotMeta};
-

@@ -12,7 +12,10 @@ pub struct Inflights {
 impl Inflights {
     pub fn new(cap: usize) -> Self {
         assert!(cap > 0, "inflights capacity must be positive");
-        Inflights { cap, last_indexes: VecDeque::with_capacity(cap.min(256)) }
+        Inflights {
+            cap,
+            last_indexes: VecDeque::with_capacity(cap.min(256)),
+        }
     }
 
     pub fn full(&self) -> bool {

@@ -20,7 +20,12 @@ pub struct XorShift(u64);
 
 impl XorShift {
     pub fn new(seed: u64) -> Self {
-        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        // splitmix64 finalizer: nearby seeds (node ids) must give unrelated streams, or
+        // election timeouts of different nodes expire together and votes keep splitting.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        XorShift((z ^ (z >> 31)) | 1)
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -97,7 +102,9 @@ impl<S: Storage> Raft<S> {
                 prs.insert(p, Progress::new(last + 1, cfg.max_inflight_msgs));
             }
         }
-        let recovery = init.data_loss.map(|d| (d.term_at_loss, d.known_last_index.unwrap_or(u64::MAX)));
+        let recovery = init
+            .data_loss
+            .map(|d| (d.term_at_loss, d.known_last_index.unwrap_or(u64::MAX)));
         let quiet_until = u64::from(cfg.election_timeout_ticks);
         let mut r = Raft {
             id: cfg.id,
@@ -168,7 +175,12 @@ impl<S: Storage> Raft<S> {
 
     fn reset(&mut self, term: u64) {
         if term != self.term {
-            assert!(term > self.term, "term going backwards {} -> {}", self.term, term);
+            assert!(
+                term > self.term,
+                "term going backwards {} -> {}",
+                self.term,
+                term
+            );
             self.term = term;
             self.vote = None;
         }
@@ -212,7 +224,10 @@ impl<S: Storage> Raft<S> {
     }
 
     fn become_leader(&mut self) {
-        assert!(self.role == Role::Candidate, "only a candidate becomes leader");
+        assert!(
+            self.role == Role::Candidate,
+            "only a candidate becomes leader"
+        );
         let term = self.term;
         self.reset(term);
         self.leader = Some(self.id);
@@ -222,7 +237,12 @@ impl<S: Storage> Raft<S> {
         }
         // A NOOP of the new term lets the leader commit everything before it (§5.4.2, §8).
         let index = self.log.last_index() + 1;
-        self.log.append(&[Entry { index, term, kind: EntryKind::Noop, data: Bytes::new() }]);
+        self.log.append(&[Entry {
+            index,
+            term,
+            kind: EntryKind::Noop,
+            data: Bytes::new(),
+        }]);
         self.noop_index = index;
         self.pending_bcast = true;
         self.maybe_commit();
@@ -239,7 +259,15 @@ impl<S: Storage> Raft<S> {
             let (li, lt) = (self.log.last_index(), self.log.last_term());
             let t = self.term + 1;
             for p in self.other_peers() {
-                self.msgs.push(Message { from: self.id, to: p, term: t, kind: MsgKind::PreVote { last_index: li, last_term: lt } });
+                self.msgs.push(Message {
+                    from: self.id,
+                    to: p,
+                    term: t,
+                    kind: MsgKind::PreVote {
+                        last_index: li,
+                        last_term: lt,
+                    },
+                });
             }
             if self.poll(self.id, true) == VoteResult::Won {
                 self.campaign_election(false);
@@ -259,7 +287,11 @@ impl<S: Storage> Raft<S> {
                 from: self.id,
                 to: p,
                 term: t,
-                kind: MsgKind::Vote { last_index: li, last_term: lt, transfer },
+                kind: MsgKind::Vote {
+                    last_index: li,
+                    last_term: lt,
+                    transfer,
+                },
             });
         }
         if self.poll(self.id, true) == VoteResult::Won {
@@ -347,26 +379,40 @@ impl<S: Storage> Raft<S> {
 
     pub fn lease_valid(&self) -> bool {
         self.role == Role::Leader
-            && self.lease_start().is_some_and(|s| self.now < s + u64::from(self.cfg.lease_ticks))
+            && self
+                .lease_start()
+                .is_some_and(|s| self.now < s + u64::from(self.cfg.lease_ticks))
     }
 
     // ---- message handling -------------------------------------------------------------
 
     pub fn step(&mut self, m: Message) -> Result<(), CoreError> {
         if m.to != self.id {
-            return Err(CoreError::WrongRecipient { to: m.to, me: self.id });
+            return Err(CoreError::WrongRecipient {
+                to: m.to,
+                me: self.id,
+            });
         }
         if m.from == self.id || !self.prs.contains_key(&m.from) {
             return Err(CoreError::UnknownPeer(m.from));
         }
         if m.term > self.term {
-            let vote_req = matches!(m.kind, MsgKind::PreVote { .. } | MsgKind::Vote { transfer: false, .. });
+            let vote_req = matches!(
+                m.kind,
+                MsgKind::PreVote { .. }
+                    | MsgKind::Vote {
+                        transfer: false,
+                        ..
+                    }
+            );
             if vote_req && self.in_lease() {
                 return Ok(());
             }
             match m.kind {
                 MsgKind::PreVote { .. } | MsgKind::PreVoteResp { reject: false } => {}
-                MsgKind::Append { .. } | MsgKind::Heartbeat { .. } | MsgKind::InstallSnapshot { .. } => {
+                MsgKind::Append { .. }
+                | MsgKind::Heartbeat { .. }
+                | MsgKind::InstallSnapshot { .. } => {
                     self.become_follower(m.term, Some(m.from));
                 }
                 _ => self.become_follower(m.term, None),
@@ -383,8 +429,15 @@ impl<S: Storage> Raft<S> {
             return Ok(());
         }
         match m.kind {
-            MsgKind::PreVote { last_index, last_term } => self.handle_vote_request(m.from, m.term, true, last_index, last_term),
-            MsgKind::Vote { last_index, last_term, .. } => self.handle_vote_request(m.from, m.term, false, last_index, last_term),
+            MsgKind::PreVote {
+                last_index,
+                last_term,
+            } => self.handle_vote_request(m.from, m.term, true, last_index, last_term),
+            MsgKind::Vote {
+                last_index,
+                last_term,
+                ..
+            } => self.handle_vote_request(m.from, m.term, false, last_index, last_term),
             _ => match self.role {
                 Role::Leader => self.step_leader(m),
                 Role::Candidate | Role::PreCandidate => self.step_candidate(m),
@@ -395,21 +448,44 @@ impl<S: Storage> Raft<S> {
     }
 
     fn send(&mut self, to: NodeId, kind: MsgKind) {
-        self.msgs.push(Message { from: self.id, to, term: self.term, kind });
+        self.msgs.push(Message {
+            from: self.id,
+            to,
+            term: self.term,
+            kind,
+        });
     }
 
     fn send_persisted(&mut self, to: NodeId, kind: MsgKind) {
-        self.persisted_msgs.push(Message { from: self.id, to, term: self.term, kind });
+        self.persisted_msgs.push(Message {
+            from: self.id,
+            to,
+            term: self.term,
+            kind,
+        });
     }
 
-    fn handle_vote_request(&mut self, from: NodeId, msg_term: u64, pre: bool, last_index: u64, last_term: u64) {
+    fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        msg_term: u64,
+        pre: bool,
+        last_index: u64,
+        last_term: u64,
+    ) {
         let can_vote = self.vote == Some(from)
             || (self.vote.is_none() && self.leader.is_none())
             || (pre && msg_term > self.term);
-        let granted = can_vote && self.promotable() && self.log.is_up_to_date(last_index, last_term);
+        let granted =
+            can_vote && self.promotable() && self.log.is_up_to_date(last_index, last_term);
         if pre {
             let term = if granted { msg_term } else { self.term };
-            self.msgs.push(Message { from: self.id, to: from, term, kind: MsgKind::PreVoteResp { reject: !granted } });
+            self.msgs.push(Message {
+                from: self.id,
+                to: from,
+                term,
+                kind: MsgKind::PreVoteResp { reject: !granted },
+            });
         } else {
             if granted {
                 self.election_elapsed = 0;
@@ -435,15 +511,19 @@ impl<S: Storage> Raft<S> {
                     VoteResult::Pending => {}
                 }
             }
-            MsgKind::VoteResp { reject } if self.role == Role::Candidate => match self.poll(m.from, !reject) {
-                VoteResult::Won => self.become_leader(),
-                VoteResult::Lost => {
-                    let t = self.term;
-                    self.become_follower(t, None);
+            MsgKind::VoteResp { reject } if self.role == Role::Candidate => {
+                match self.poll(m.from, !reject) {
+                    VoteResult::Won => self.become_leader(),
+                    VoteResult::Lost => {
+                        let t = self.term;
+                        self.become_follower(t, None);
+                    }
+                    VoteResult::Pending => {}
                 }
-                VoteResult::Pending => {}
-            },
-            MsgKind::Append { .. } | MsgKind::Heartbeat { .. } | MsgKind::InstallSnapshot { .. } => {
+            }
+            MsgKind::Append { .. }
+            | MsgKind::Heartbeat { .. }
+            | MsgKind::InstallSnapshot { .. } => {
                 let t = self.term;
                 self.become_follower(t, Some(m.from));
                 self.step_follower(m);
@@ -454,7 +534,13 @@ impl<S: Storage> Raft<S> {
 
     fn step_follower(&mut self, m: Message) {
         match m.kind {
-            MsgKind::Append { prev_index, prev_term, entries, commit, ctx } => {
+            MsgKind::Append {
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+                ctx,
+            } => {
                 self.election_elapsed = 0;
                 self.leader = Some(m.from);
                 self.handle_append(m.from, prev_index, prev_term, &entries, commit, ctx);
@@ -476,20 +562,58 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn handle_append(&mut self, from: NodeId, prev_index: u64, prev_term: u64, entries: &[Entry], commit: u64, ctx: u64) {
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        prev_index: u64,
+        prev_term: u64,
+        entries: &[Entry],
+        commit: u64,
+        ctx: u64,
+    ) {
         let committed = self.log.committed;
         if prev_index < committed {
-            self.send_persisted(from, MsgKind::AppendResp { index: committed, reject: false, hint_index: 0, hint_term: 0, ctx });
+            self.send_persisted(
+                from,
+                MsgKind::AppendResp {
+                    index: committed,
+                    reject: false,
+                    hint_index: 0,
+                    hint_term: 0,
+                    ctx,
+                },
+            );
             return;
         }
-        match self.log.maybe_append(prev_index, prev_term, commit, entries) {
+        match self
+            .log
+            .maybe_append(prev_index, prev_term, commit, entries)
+        {
             Some(last_new) => {
-                self.send_persisted(from, MsgKind::AppendResp { index: last_new, reject: false, hint_index: 0, hint_term: 0, ctx });
+                self.send_persisted(
+                    from,
+                    MsgKind::AppendResp {
+                        index: last_new,
+                        reject: false,
+                        hint_index: 0,
+                        hint_term: 0,
+                        ctx,
+                    },
+                );
             }
             None => {
                 let hint = prev_index.min(self.log.last_index());
                 let (hint_index, hint_term) = self.log.find_conflict_by_term(hint, prev_term);
-                self.send_persisted(from, MsgKind::AppendResp { index: prev_index, reject: true, hint_index, hint_term, ctx });
+                self.send_persisted(
+                    from,
+                    MsgKind::AppendResp {
+                        index: prev_index,
+                        reject: true,
+                        hint_index,
+                        hint_term,
+                        ctx,
+                    },
+                );
             }
         }
         self.check_recovered();
@@ -507,17 +631,34 @@ impl<S: Storage> Raft<S> {
             snap.index
         };
         self.check_recovered();
-        self.send_persisted(from, MsgKind::AppendResp { index, reject: false, hint_index: 0, hint_term: 0, ctx: 0 });
+        self.send_persisted(
+            from,
+            MsgKind::AppendResp {
+                index,
+                reject: false,
+                hint_index: 0,
+                hint_term: 0,
+                ctx: 0,
+            },
+        );
     }
 
     fn step_leader(&mut self, m: Message) {
         match m.kind {
-            MsgKind::AppendResp { index, reject, hint_index, hint_term, ctx } => {
+            MsgKind::AppendResp {
+                index,
+                reject,
+                hint_index,
+                hint_term,
+                ctx,
+            } => {
                 self.handle_append_resp(m.from, index, reject, hint_index, hint_term, ctx);
             }
             MsgKind::HeartbeatResp { ctx } => {
                 let last = self.log.last_index();
-                let Some(pr) = self.prs.get_mut(&m.from) else { return };
+                let Some(pr) = self.prs.get_mut(&m.from) else {
+                    return;
+                };
                 pr.recent_active = true;
                 pr.acked_ctx = pr.acked_ctx.max(ctx);
                 if pr.state == ProgressState::Snapshot {
@@ -537,8 +678,18 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn handle_append_resp(&mut self, from: NodeId, index: u64, reject: bool, hint_index: u64, hint_term: u64, ctx: u64) {
-        let Some(pr) = self.prs.get_mut(&from) else { return };
+    fn handle_append_resp(
+        &mut self,
+        from: NodeId,
+        index: u64,
+        reject: bool,
+        hint_index: u64,
+        hint_term: u64,
+        ctx: u64,
+    ) {
+        let Some(pr) = self.prs.get_mut(&from) else {
+            return;
+        };
         pr.recent_active = true;
         pr.acked_ctx = pr.acked_ctx.max(ctx);
         if reject {
@@ -550,8 +701,14 @@ impl<S: Storage> Raft<S> {
                 self.send_append(from, true);
                 return;
             }
-            let next_probe = if hint_term > 0 { self.log.find_conflict_by_term(hint_index, hint_term).0 } else { hint_index };
-            let Some(pr) = self.prs.get_mut(&from) else { return };
+            let next_probe = if hint_term > 0 {
+                self.log.find_conflict_by_term(hint_index, hint_term).0
+            } else {
+                hint_index
+            };
+            let Some(pr) = self.prs.get_mut(&from) else {
+                return;
+            };
             if pr.maybe_decr_to(index, next_probe) {
                 if pr.state == ProgressState::Replicate {
                     pr.become_probe();
@@ -594,7 +751,9 @@ impl<S: Storage> Raft<S> {
         let max = self.cfg.max_size_per_msg_bytes;
         let commit = self.log.committed;
         let ctx = self.now + 1;
-        let Some(pr) = self.prs.get(&to) else { return false };
+        let Some(pr) = self.prs.get(&to) else {
+            return false;
+        };
         if pr.is_paused() {
             return false;
         }
@@ -603,7 +762,9 @@ impl<S: Storage> Raft<S> {
                 pr.next_idx = last + 1;
             }
         }
-        let Some(pr) = self.prs.get(&to) else { return false };
+        let Some(pr) = self.prs.get(&to) else {
+            return false;
+        };
         let next = pr.next_idx.max(1);
         let prev_index = next - 1;
         let prev_term = self.log.term(prev_index);
@@ -617,16 +778,32 @@ impl<S: Storage> Raft<S> {
                 if let Some(pr) = self.prs.get_mut(&to) {
                     pr.update_on_send(last_sent);
                 }
-                self.send(to, MsgKind::Append { prev_index, prev_term, entries, commit, ctx });
+                self.send(
+                    to,
+                    MsgKind::Append {
+                        prev_index,
+                        prev_term,
+                        entries,
+                        commit,
+                        ctx,
+                    },
+                );
                 true
             }
             (Err(StorageError::Compacted), _) | (_, Err(StorageError::Compacted)) => {
                 let index = self.log.first_index() - 1;
-                let Ok(term) = self.log.term(index) else { return false };
+                let Ok(term) = self.log.term(index) else {
+                    return false;
+                };
                 if let Some(pr) = self.prs.get_mut(&to) {
                     pr.become_snapshot(index);
                 }
-                self.send(to, MsgKind::InstallSnapshot { snapshot: SnapshotMeta { index, term } });
+                self.send(
+                    to,
+                    MsgKind::InstallSnapshot {
+                        snapshot: SnapshotMeta { index, term },
+                    },
+                );
                 true
             }
             _ => false,
@@ -690,7 +867,9 @@ impl<S: Storage> Raft<S> {
 
     pub fn propose(&mut self, data: Bytes) -> Result<u64, ProposeError> {
         if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader { leader_hint: self.leader });
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            });
         }
         if self.transfer_target.is_some() {
             return Err(ProposeError::Transferring);
@@ -699,12 +878,19 @@ impl<S: Storage> Raft<S> {
             return Err(ProposeError::NotReady);
         }
         let index = self.log.last_index() + 1;
-        let e = Entry { index, term: self.term, kind: EntryKind::Normal, data };
+        let e = Entry {
+            index,
+            term: self.term,
+            kind: EntryKind::Normal,
+            data,
+        };
         let size = e.size_bytes();
         if size > self.cfg.max_size_per_msg_bytes {
             return Err(ProposeError::TooLarge { size_bytes: size });
         }
-        if self.uncommitted_bytes > 0 && self.uncommitted_bytes + size > self.cfg.max_uncommitted_bytes {
+        if self.uncommitted_bytes > 0
+            && self.uncommitted_bytes + size > self.cfg.max_uncommitted_bytes
+        {
             return Err(ProposeError::Backpressure);
         }
         self.log.append(&[e]);
@@ -732,7 +918,10 @@ impl<S: Storage> Raft<S> {
         }
         self.transfer_target = Some(to);
         self.election_elapsed = 0;
-        let caught_up = self.prs.get(&to).is_some_and(|pr| pr.matched == self.log.last_index());
+        let caught_up = self
+            .prs
+            .get(&to)
+            .is_some_and(|pr| pr.matched == self.log.last_index());
         if caught_up {
             self.send_timeout_now(to);
         } else {
@@ -743,7 +932,10 @@ impl<S: Storage> Raft<S> {
     fn maybe_send_timeout_now(&mut self, from: NodeId) {
         if self.role == Role::Leader
             && self.transfer_target == Some(from)
-            && self.prs.get(&from).is_some_and(|pr| pr.matched == self.log.last_index())
+            && self
+                .prs
+                .get(&from)
+                .is_some_and(|pr| pr.matched == self.log.last_index())
         {
             self.send_timeout_now(from);
         }

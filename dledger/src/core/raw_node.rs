@@ -82,7 +82,12 @@ impl<S: Storage> RawNode<S> {
         let hs = storage.initial_state().hard_state;
         let raft = Raft::new(config, storage, rng_seed)?;
         let prev_soft = (raft.role, raft.term, raft.leader);
-        Ok(RawNode { raft, prev_hs: hs, prev_soft, prev_ready_for_writes: false })
+        Ok(RawNode {
+            raft,
+            prev_hs: hs,
+            prev_soft,
+            prev_ready_for_writes: false,
+        })
     }
 
     /// Advance logical time by one tick.
@@ -126,7 +131,10 @@ impl<S: Storage> RawNode<S> {
         let log = &self.raft.log;
         let limit = log.applied.min(log.persisted) + 1;
         if first_index_to_keep > limit {
-            return Err(CoreError::CompactTooFar { requested: first_index_to_keep, limit });
+            return Err(CoreError::CompactTooFar {
+                requested: first_index_to_keep,
+                limit,
+            });
         }
         self.raft.log.storage.compact(first_index_to_keep)?;
         Ok(())
@@ -134,8 +142,15 @@ impl<S: Storage> RawNode<S> {
 
     fn hard_state(&self) -> HardState {
         let log = &self.raft.log;
-        let commit = self.raft.durable_commit.max(log.committed.min(log.persisted));
-        HardState { term: self.raft.term, vote: self.raft.vote, commit }
+        let commit = self
+            .raft
+            .durable_commit
+            .max(log.committed.min(log.persisted));
+        HardState {
+            term: self.raft.term,
+            vote: self.raft.vote,
+            commit,
+        }
     }
 
     fn committed_allowed(&self) -> bool {
@@ -168,7 +183,10 @@ impl<S: Storage> RawNode<S> {
             None
         };
         let committed_entries = if self.committed_allowed() {
-            let ents = self.raft.log.next_committed(self.raft.cfg.max_committed_size_per_ready_bytes);
+            let ents = self
+                .raft
+                .log
+                .next_committed(self.raft.cfg.max_committed_size_per_ready_bytes);
             if let Some(last) = ents.last() {
                 self.raft.log.applied_to(last.index);
             }
@@ -237,7 +255,12 @@ impl<S: Storage> RawNode<S> {
         self.raft.log.term(index)
     }
     /// Entries `[lo, hi)` of this node's log, up to `max_size_bytes`.
-    pub fn entries(&self, lo: u64, hi: u64, max_size_bytes: u64) -> Result<Vec<Entry>, StorageError> {
+    pub fn entries(
+        &self,
+        lo: u64,
+        hi: u64,
+        max_size_bytes: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
         self.raft.log.slice(lo, hi, max_size_bytes)
     }
     /// Leader whose quorum acknowledged a message sent less than `lease_ticks` ago.
@@ -265,7 +288,10 @@ impl<S: Storage> RawNode<S> {
     pub fn status(&self) -> Status {
         let r = &self.raft;
         let progress = if r.role == Role::Leader {
-            r.prs.iter().map(|(&id, p)| (id, p.matched, p.next_idx)).collect()
+            r.prs
+                .iter()
+                .map(|(&id, p)| (id, p.matched, p.next_idx))
+                .collect()
         } else {
             Vec::new()
         };

@@ -94,7 +94,10 @@ impl MemStorage {
 
 impl Storage for MemStorage {
     fn initial_state(&self) -> InitialState {
-        InitialState { hard_state: self.hard_state, data_loss: self.data_loss }
+        InitialState {
+            hard_state: self.hard_state,
+            data_loss: self.data_loss,
+        }
     }
 
     fn first_index(&self) -> u64 {
@@ -113,7 +116,10 @@ impl Storage for MemStorage {
             return Ok(self.snapshot.term);
         }
         let off = (index - self.snapshot.index - 1) as usize;
-        self.entries.get(off).map(|e| e.term).ok_or(StorageError::Unavailable)
+        self.entries
+            .get(off)
+            .map(|e| e.term)
+            .ok_or(StorageError::Unavailable)
     }
 
     fn entries(&self, lo: u64, hi: u64, max_size_bytes: u64) -> Result<Vec<Entry>, StorageError> {
@@ -139,7 +145,10 @@ impl Storage for MemStorage {
         let term = self.term(new_snap_index)?;
         let drop = (new_snap_index - self.snapshot.index) as usize;
         self.entries.drain(..drop);
-        self.snapshot = SnapshotMeta { index: new_snap_index, term };
+        self.snapshot = SnapshotMeta {
+            index: new_snap_index,
+            term,
+        };
         Ok(())
     }
 }

@@ -60,20 +60,50 @@ pub enum Role {
 pub enum MsgKind {
     /// Pre-vote (thesis §9.6): `term` of the enclosing message is the term the sender would
     /// campaign in; receivers do not change their own term.
-    PreVote { last_index: u64, last_term: u64 },
-    PreVoteResp { reject: bool },
+    PreVote {
+        last_index: u64,
+        last_term: u64,
+    },
+    PreVoteResp {
+        reject: bool,
+    },
     /// `transfer` is set when the campaign follows a `TimeoutNow` and must ignore leases.
-    Vote { last_index: u64, last_term: u64, transfer: bool },
-    VoteResp { reject: bool },
+    Vote {
+        last_index: u64,
+        last_term: u64,
+        transfer: bool,
+    },
+    VoteResp {
+        reject: bool,
+    },
     /// `ctx` is the leader's tick count at send time, echoed back to extend the leader lease.
-    Append { prev_index: u64, prev_term: u64, entries: Vec<Entry>, commit: u64, ctx: u64 },
+    Append {
+        prev_index: u64,
+        prev_term: u64,
+        entries: Vec<Entry>,
+        commit: u64,
+        ctx: u64,
+    },
     /// On success `index` is the follower's durable match index. On reject, `index` is the
     /// rejected `prev_index` and (`hint_index`, `hint_term`) let the leader skip a whole term.
-    AppendResp { index: u64, reject: bool, hint_index: u64, hint_term: u64, ctx: u64 },
-    Heartbeat { commit: u64, ctx: u64 },
-    HeartbeatResp { ctx: u64 },
+    AppendResp {
+        index: u64,
+        reject: bool,
+        hint_index: u64,
+        hint_term: u64,
+        ctx: u64,
+    },
+    Heartbeat {
+        commit: u64,
+        ctx: u64,
+    },
+    HeartbeatResp {
+        ctx: u64,
+    },
     /// The follower is behind the leader's first retained entry: restart its log after `snapshot`.
-    InstallSnapshot { snapshot: SnapshotMeta },
+    InstallSnapshot {
+        snapshot: SnapshotMeta,
+    },
     /// Leadership transfer: the receiver campaigns immediately.
     TimeoutNow,
 }

@@ -26,8 +26,7 @@ pub fn write_atomic(dir: &Path, name: &str, payload: &[u8]) -> Result<(), Storag
         .open(&tmp)
         .map_err(|e| StorageError::io(&tmp, e))?;
     f.write_all(&buf).map_err(|e| StorageError::io(&tmp, e))?;
-    f.sync_all()
-        .map_err(|e| StorageError::fsync(&tmp, e))?;
+    f.sync_all().map_err(|e| StorageError::fsync(&tmp, e))?;
     drop(f);
     fs::rename(&tmp, &dst).map_err(|e| StorageError::io(&dst, e))?;
     sync_dir(dir)

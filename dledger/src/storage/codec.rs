@@ -57,12 +57,26 @@ pub enum Slot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
     /// Fewer bytes than the header/body needs (torn write or segment end).
-    Truncated { needed_bytes: usize, available_bytes: usize },
+    Truncated {
+        needed_bytes: usize,
+        available_bytes: usize,
+    },
     BadMagic(i32),
-    BadSize { size_bytes: u32, body_len_bytes: u32 },
-    HeaderCrc { stored: u32, computed: u32 },
-    BodyCrc { stored: u32, computed: u32 },
-    BadBlank { remaining_bytes: u32 },
+    BadSize {
+        size_bytes: u32,
+        body_len_bytes: u32,
+    },
+    HeaderCrc {
+        stored: u32,
+        computed: u32,
+    },
+    BodyCrc {
+        stored: u32,
+        computed: u32,
+    },
+    BadBlank {
+        remaining_bytes: u32,
+    },
 }
 
 impl std::fmt::Display for DecodeError {
@@ -271,6 +285,9 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         buf[49] ^= 1;
-        assert!(matches!(decode_slot(&buf), Err(DecodeError::BodyCrc { .. })));
+        assert!(matches!(
+            decode_slot(&buf),
+            Err(DecodeError::BodyCrc { .. })
+        ));
     }
 }

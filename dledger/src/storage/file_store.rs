@@ -25,8 +25,8 @@ use memmap2::Mmap;
 
 use super::atomic_file::{read_atomic, sync_dir, write_atomic};
 use super::codec::{
-    decode_slot, encode_blank, encode_header, entry_size_bytes, DecodeError, Slot,
-    ENTRY_MAGIC, HEADER_SIZE_BYTES, MIN_BLANK_LEN_BYTES,
+    decode_slot, encode_blank, encode_header, entry_size_bytes, DecodeError, Slot, ENTRY_MAGIC,
+    HEADER_SIZE_BYTES, MIN_BLANK_LEN_BYTES,
 };
 use super::StorageError;
 
@@ -45,6 +45,9 @@ pub struct FileStoreConfig {
     pub max_entry_size_bytes: u32,
     /// Optional cap on total preallocated segment bytes (acts like a full disk when reached).
     pub disk_quota_bytes: Option<u64>,
+    /// Bodies of the most recent entries kept in memory so replication and commit
+    /// notification do not copy them back out of the mmap.
+    pub cache_bytes: u64,
 }
 
 impl FileStoreConfig {
@@ -54,6 +57,7 @@ impl FileStoreConfig {
             segment_size_bytes: 64 * 1024 * 1024,
             max_entry_size_bytes: 4 * 1024 * 1024,
             disk_quota_bytes: None,
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 
@@ -83,6 +87,7 @@ struct IndexSlot {
     pos: u64,
     term: u64,
     size_bytes: u32,
+    kind: u32,
 }
 
 struct Segment {
@@ -102,12 +107,54 @@ struct State {
     segments: Vec<Arc<Segment>>,
     /// Position after the last published entry.
     end_pos: u64,
+    /// Bodies of entries `cache_first..` (a suffix of the published log).
+    cache: VecDeque<Bytes>,
+    cache_first: u64,
+    cache_size_bytes: u64,
+}
+
+impl State {
+    fn next_index(&self) -> u64 {
+        self.first_index + self.index.len() as u64
+    }
+
+    /// Drop cached bodies for indices `>= from`.
+    fn cache_truncate(&mut self, from: u64) {
+        if from <= self.cache_first {
+            self.cache.clear();
+            self.cache_first = from;
+            self.cache_size_bytes = 0;
+        } else {
+            let keep = (from - self.cache_first) as usize;
+            while self.cache.len() > keep {
+                if let Some(b) = self.cache.pop_back() {
+                    self.cache_size_bytes -= b.len() as u64;
+                }
+            }
+        }
+    }
+
+    /// Drop cached bodies below `first` and beyond the byte budget.
+    fn cache_trim(&mut self, first: u64, budget_bytes: u64) {
+        while !self.cache.is_empty()
+            && (self.cache_first < first || self.cache_size_bytes > budget_bytes)
+        {
+            if let Some(b) = self.cache.pop_front() {
+                self.cache_size_bytes -= b.len() as u64;
+            }
+            self.cache_first += 1;
+        }
+        if self.cache.is_empty() {
+            self.cache_first = self.next_index();
+        }
+    }
 }
 
 /// Writer-side state that is not visible to readers.
 struct Pending {
-    /// Entries written but not yet fsynced/published.
+    /// Entries written but not yet fsynced/published, and their bodies.
     slots: Vec<IndexSlot>,
+    bodies: Vec<Bytes>,
     first_pending_index: u64,
     /// Where the next write goes.
     write_pos: u64,
@@ -181,7 +228,10 @@ impl FileStore {
                 .write(true)
                 .open(&path)
                 .map_err(|e| StorageError::io(&path, e))?;
-            let len = file.metadata().map_err(|e| StorageError::io(&path, e))?.len();
+            let len = file
+                .metadata()
+                .map_err(|e| StorageError::io(&path, e))?
+                .len();
             if len != seg_size {
                 // A crash while creating the last segment leaves a short file: redo the
                 // preallocation (it holds no acknowledged data: nothing is written into a
@@ -211,16 +261,21 @@ impl FileStore {
             index: VecDeque::new(),
             segments,
             end_pos: start_pos,
+            cache: VecDeque::new(),
+            cache_first: 0,
+            cache_size_bytes: 0,
         };
         let recovered = recover(&cfg, &mut store_state, start_pos)?;
         let end_pos = recovered;
         store_state.end_pos = end_pos;
-        let next_index = store_state.first_index + store_state.index.len() as u64;
+        let next_index = store_state.next_index();
+        store_state.cache_first = next_index;
         let inner = Inner {
             cfg,
             state: RwLock::new(store_state),
             writer: std::sync::Mutex::new(Pending {
                 slots: Vec::new(),
+                bodies: Vec::new(),
                 first_pending_index: next_index,
                 write_pos: end_pos,
                 dirty: Vec::new(),
@@ -327,13 +382,20 @@ impl FileStore {
                 break;
             }
             total += body_len;
-            let hdr = read_bytes(&s, &self.inner.cfg, sl.pos, HEADER_SIZE_BYTES as u64)?;
-            let kind = u32::from_be_bytes([hdr[32], hdr[33], hdr[34], hdr[35]]);
-            let data = read_bytes(&s, &self.inner.cfg, sl.pos + HEADER_SIZE_BYTES as u64, body_len)?;
+            let data = if i >= s.cache_first {
+                s.cache[(i - s.cache_first) as usize].clone()
+            } else {
+                read_bytes(
+                    &s,
+                    &self.inner.cfg,
+                    sl.pos + HEADER_SIZE_BYTES as u64,
+                    body_len,
+                )?
+            };
             out.push(StoredEntry {
                 index: i,
                 term: sl.term,
-                kind,
+                kind: sl.kind,
                 data,
             });
         }
@@ -345,7 +407,10 @@ impl FileStore {
     pub fn read_at(&self, pos: u64, len: u64) -> Result<Bytes, StorageError> {
         let s = self.read_state();
         if pos + len > s.end_pos {
-            return Err(StorageError::OutOfRange { pos, len_bytes: len });
+            return Err(StorageError::OutOfRange {
+                pos,
+                len_bytes: len,
+            });
         }
         read_bytes(&s, &self.inner.cfg, pos, len)
     }
@@ -370,7 +435,11 @@ impl FileStore {
                     max_bytes: self.inner.cfg.max_entry_size_bytes as u64,
                 });
             }
-            assert_eq!(e.index, first.index + k as u64, "entries must be consecutive");
+            assert_eq!(
+                e.index,
+                first.index + k as u64,
+                "entries must be consecutive"
+            );
         }
         let next = w.first_pending_index + w.slots.len() as u64;
         if first.index < next {
@@ -413,7 +482,8 @@ impl FileStore {
                     write_res = write_res.and_then(|_| self.pwrite(&mut w, rs, &buf));
                     buf.clear();
                 }
-                write_res = write_res.and_then(|_| self.pwrite(&mut w, blank_pos, &encode_blank(*rem)));
+                write_res =
+                    write_res.and_then(|_| self.pwrite(&mut w, blank_pos, &encode_blank(*rem)));
             }
             if run_start.is_none() {
                 run_start = Some(*epos);
@@ -426,7 +496,9 @@ impl FileStore {
                 pos: *epos,
                 term: e.term,
                 size_bytes: entry_size_bytes(e.data.len()) as u32,
+                kind: e.kind,
             });
+            w.bodies.push(e.data.clone());
         }
         if let Some(rs) = run_start {
             write_res = write_res.and_then(|_| self.pwrite(&mut w, rs, &buf));
@@ -453,7 +525,10 @@ impl FileStore {
             pos,
             len_bytes: data.len() as u64,
         })?;
-        assert!(pos + data.len() as u64 <= base + seg, "write crosses segment end");
+        assert!(
+            pos + data.len() as u64 <= base + seg,
+            "write crosses segment end"
+        );
         segment
             .file
             .write_all_at(data, pos - base)
@@ -470,7 +545,10 @@ impl FileStore {
         loop {
             let (have_last, count) = {
                 let s = self.read_state();
-                (s.segments.last().map(|x| x.base_pos), s.segments.len() as u64)
+                (
+                    s.segments.last().map(|x| x.base_pos),
+                    s.segments.len() as u64,
+                )
             };
             let next_base = match have_last {
                 Some(b) if b >= last_base => return Ok(()),
@@ -535,14 +613,26 @@ impl FileStore {
             w.dir_dirty = false;
         }
         let slots = std::mem::take(&mut w.slots);
+        let bodies = std::mem::take(&mut w.bodies);
         let n = slots.len() as u64;
         let mut s = self.write_state();
         assert_eq!(
             w.first_pending_index,
-            s.first_index + s.index.len() as u64,
+            s.next_index(),
             "pending entries follow the published log"
         );
+        assert_eq!(
+            s.cache_first + s.cache.len() as u64,
+            s.next_index(),
+            "cache is a suffix of the log"
+        );
         s.index.extend(slots);
+        for b in bodies {
+            s.cache_size_bytes += b.len() as u64;
+            s.cache.push_back(b);
+        }
+        let first = s.first_index;
+        s.cache_trim(first, self.inner.cfg.cache_bytes);
         s.end_pos = w.write_pos;
         w.first_pending_index += n;
         let last_index = s.first_index + s.index.len() as u64 - 1;
@@ -582,8 +672,10 @@ impl FileStore {
                 let k = (from - s.first_index) as usize;
                 cut_pos = s.index[k].pos;
                 s.index.truncate(k);
+                s.cache_truncate(from);
                 s.end_pos = cut_pos;
                 w.slots.clear();
+                w.bodies.clear();
                 w.first_pending_index = from;
             } else {
                 let k = (from - w.first_pending_index) as usize;
@@ -592,6 +684,7 @@ impl FileStore {
                 }
                 cut_pos = w.slots[k].pos;
                 w.slots.truncate(k);
+                w.bodies.truncate(k);
             }
             (cut_pos, w.write_pos)
         };
@@ -667,6 +760,7 @@ impl FileStore {
         s.prev_term = s.index[k - 1].term;
         s.index.drain(..k);
         s.first_index = first_index;
+        s.cache_trim(first_index, u64::MAX);
         Ok(())
     }
 
@@ -717,16 +811,24 @@ impl FileStore {
         if w.poisoned {
             return Err(StorageError::Poisoned);
         }
-        store_meta(&self.inner.cfg.dir, snapshot_index + 1, snapshot_term, next_pos)?;
+        store_meta(
+            &self.inner.cfg.dir,
+            snapshot_index + 1,
+            snapshot_term,
+            next_pos,
+        )?;
         let doomed: Vec<Arc<Segment>> = {
             let mut s = self.write_state();
             s.index.clear();
             s.first_index = snapshot_index + 1;
             s.prev_term = snapshot_term;
             s.end_pos = next_pos;
+            s.cache_truncate(0);
+            s.cache_first = snapshot_index + 1;
             std::mem::take(&mut s.segments)
         };
         w.slots.clear();
+        w.bodies.clear();
         w.first_pending_index = snapshot_index + 1;
         w.write_pos = next_pos;
         w.dirty.clear();
@@ -750,7 +852,11 @@ impl FileStore {
 
     /// Base position of every segment file (oldest first).
     pub fn segment_bases(&self) -> Vec<u64> {
-        self.read_state().segments.iter().map(|s| s.base_pos).collect()
+        self.read_state()
+            .segments
+            .iter()
+            .map(|s| s.base_pos)
+            .collect()
     }
 }
 
@@ -784,11 +890,17 @@ fn find_segment(s: &State, base: u64) -> Option<&Arc<Segment>> {
 fn read_bytes(s: &State, cfg: &FileStoreConfig, pos: u64, len: u64) -> Result<Bytes, StorageError> {
     let seg = cfg.segment_size_bytes;
     let base = pos / seg * seg;
-    let sg = find_segment(s, base).ok_or(StorageError::OutOfRange { pos, len_bytes: len })?;
+    let sg = find_segment(s, base).ok_or(StorageError::OutOfRange {
+        pos,
+        len_bytes: len,
+    })?;
     let off = (pos - base) as usize;
     let end = off + len as usize;
     if end > sg.mmap.len() {
-        return Err(StorageError::OutOfRange { pos, len_bytes: len });
+        return Err(StorageError::OutOfRange {
+            pos,
+            len_bytes: len,
+        });
     }
     Ok(Bytes::copy_from_slice(&sg.mmap[off..end]))
 }
@@ -806,7 +918,10 @@ fn preallocate(file: &File, path: &Path, len: u64) -> Result<(), StorageError> {
             // Filesystem without fallocate: fall back to setting the length (sparse file).
             file.set_len(len).map_err(|e| StorageError::io(path, e))
         }
-        other => Err(StorageError::io(path, std::io::Error::from_raw_os_error(other))),
+        other => Err(StorageError::io(
+            path,
+            std::io::Error::from_raw_os_error(other),
+        )),
     }
 }
 
@@ -837,7 +952,12 @@ fn load_meta(dir: &Path) -> Result<Option<(u64, u64, u64)>, StorageError> {
     Ok(Some((u(4), u(12), u(20))))
 }
 
-fn store_meta(dir: &Path, first_index: u64, prev_term: u64, start_pos: u64) -> Result<(), StorageError> {
+fn store_meta(
+    dir: &Path,
+    first_index: u64,
+    prev_term: u64,
+    start_pos: u64,
+) -> Result<(), StorageError> {
     let mut p = [0u8; 28];
     p[0..4].copy_from_slice(&META_VERSION.to_be_bytes());
     p[4..12].copy_from_slice(&first_index.to_be_bytes());
@@ -914,7 +1034,10 @@ fn recover(cfg: &FileStoreConfig, st: &mut State, start_pos: u64) -> Result<u64,
                         return Err(corrupt(
                             &sg,
                             off as u64,
-                            format!("log starts at {} but first index is {}", h.index, st.first_index),
+                            format!(
+                                "log starts at {} but first index is {}",
+                                h.index, st.first_index
+                            ),
                         ));
                     }
                     expected = Some(h.index + 1);
@@ -924,6 +1047,7 @@ fn recover(cfg: &FileStoreConfig, st: &mut State, start_pos: u64) -> Result<u64,
                             pos: here,
                             term: h.term,
                             size_bytes: h.size_bytes,
+                            kind: h.kind,
                         });
                     } else if h.index + 1 == st.first_index {
                         st.prev_term = h.term;
@@ -942,7 +1066,9 @@ fn recover(cfg: &FileStoreConfig, st: &mut State, start_pos: u64) -> Result<u64,
                     if k + 1 < nseg {
                         let nx = &st.segments[k + 1];
                         if let Ok(Slot::Entry(h)) = decode_slot(&nx.mmap[..]) {
-                            if Some(h.index) == expected && off + MIN_BLANK_LEN_BYTES <= sg.mmap.len() {
+                            if Some(h.index) == expected
+                                && off + MIN_BLANK_LEN_BYTES <= sg.mmap.len()
+                            {
                                 let rem = (seg_size as usize - off) as u32;
                                 sg.file
                                     .write_all_at(&encode_blank(rem), off as u64)
@@ -966,9 +1092,15 @@ fn recover(cfg: &FileStoreConfig, st: &mut State, start_pos: u64) -> Result<u64,
                         .iter()
                         .any(|x| matches!(decode_slot(&x.mmap[..]), Ok(Slot::Entry(_))));
                     if later_here.is_some() || later_seg {
-                        return Err(corrupt(&sg, off as u64, format!("{err} (valid entries follow; refusing to start)")));
+                        return Err(corrupt(
+                            &sg,
+                            off as u64,
+                            format!("{err} (valid entries follow; refusing to start)"),
+                        ));
                     }
-                    if matches!(err, DecodeError::BadBlank { .. }) && off + MIN_BLANK_LEN_BYTES > sg.mmap.len() {
+                    if matches!(err, DecodeError::BadBlank { .. })
+                        && off + MIN_BLANK_LEN_BYTES > sg.mmap.len()
+                    {
                         return Err(corrupt(&sg, off as u64, err.to_string()));
                     }
                     tracing::warn!(file = %sg.path.display(), offset = off, error = %err, "truncating torn tail");
@@ -993,7 +1125,9 @@ fn recover(cfg: &FileStoreConfig, st: &mut State, start_pos: u64) -> Result<u64,
                     .map_err(|e| StorageError::io(&sg.path, e))?;
                 p += n as u64;
             }
-            sg.file.sync_data().map_err(|e| StorageError::fsync(&sg.path, e))?;
+            sg.file
+                .sync_data()
+                .map_err(|e| StorageError::fsync(&sg.path, e))?;
         }
         let later: Vec<Arc<Segment>> = st.segments.drain(k + 1..).collect();
         for x in &later {
@@ -1009,7 +1143,11 @@ fn recover(cfg: &FileStoreConfig, st: &mut State, start_pos: u64) -> Result<u64,
             return Err(StorageError::Corrupt {
                 file: cfg.dir.join(META_FILE),
                 offset: 0,
-                reason: format!("log ends at {} before first index {}", expected - 1, st.first_index),
+                reason: format!(
+                    "log ends at {} before first index {}",
+                    expected - 1,
+                    st.first_index
+                ),
             });
         }
     }

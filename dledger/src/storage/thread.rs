@@ -180,7 +180,11 @@ fn run(
 }
 
 impl Worker {
-    fn process(&mut self, group: Vec<Job>, stalled: &mut VecDeque<Job>) -> Result<(), StorageError> {
+    fn process(
+        &mut self,
+        group: Vec<Job>,
+        stalled: &mut VecDeque<Job>,
+    ) -> Result<(), StorageError> {
         let mut done: Vec<(u64, Option<(u64, u64)>, bool)> = Vec::with_capacity(group.len());
         let mut latest_hs: Option<HardStateRecord> = None;
         let mut wrote = false;
@@ -206,7 +210,8 @@ impl Worker {
                     fsync_us += self.sync()?;
                     wrote = false;
                 }
-                self.store.reset_to_snapshot(sp.index, sp.term, sp.next_pos)?;
+                self.store
+                    .reset_to_snapshot(sp.index, sp.term, sp.next_pos)?;
                 job_last = Some((sp.index, sp.term));
             }
             match self.store.write_entries(&p.entries) {

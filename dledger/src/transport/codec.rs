@@ -74,7 +74,10 @@ pub fn encoded_len(msg: &Message) -> usize {
             MsgKind::PreVoteResp { .. } | MsgKind::VoteResp { .. } => 1,
             MsgKind::Vote { .. } => 17,
             MsgKind::Append { entries, .. } => {
-                8 + 8 + 8 + 8 + 4
+                8 + 8
+                    + 8
+                    + 8
+                    + 4
                     + entries
                         .iter()
                         .map(|e| ENTRY_HEADER_BYTES + e.data.len())
@@ -133,7 +136,10 @@ pub fn encode(msg: &Message, aux: u64, out: &mut BytesMut) {
             out.put_u64(*prev_term);
             out.put_u64(*commit);
             out.put_u64(*ctx);
-            assert!(entries.len() <= MAX_ENTRIES_PER_MSG, "core bounds entries per message");
+            assert!(
+                entries.len() <= MAX_ENTRIES_PER_MSG,
+                "core bounds entries per message"
+            );
             out.put_u32(entries.len() as u32);
             for e in entries {
                 out.put_u64(e.index);
@@ -252,8 +258,7 @@ pub fn decode(frame: Bytes) -> Result<(Message, u64), CodecError> {
                 let index = r.u64()?;
                 let eterm = r.u64()?;
                 let k = r.u8()?;
-                let kind =
-                    entry_kind_from_code(k as u32).ok_or(CodecError::UnknownEntryKind(k))?;
+                let kind = entry_kind_from_code(k as u32).ok_or(CodecError::UnknownEntryKind(k))?;
                 let len = r.u32()? as usize;
                 let data = r.bytes(len)?;
                 entries.push(Entry {

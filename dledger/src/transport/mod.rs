@@ -19,7 +19,6 @@ use tokio::task::JoinHandle;
 
 use crate::core::{Message, NodeId};
 
-
 const HANDSHAKE_MAGIC: u32 = 0x444c_4752; // "DLGR"
 const PROTOCOL_VERSION: u8 = 1;
 const MAX_GROUP_NAME_BYTES: usize = 256;
@@ -100,16 +99,19 @@ impl Transport {
                 return Err(TransportError::NotLoopback(*a));
             }
         }
-        let listener = TcpListener::bind(cfg.listen_addr)
-            .await
+        let listener =
+            TcpListener::bind(cfg.listen_addr)
+                .await
+                .map_err(|source| TransportError::Bind {
+                    addr: cfg.listen_addr,
+                    source,
+                })?;
+        let local_addr = listener
+            .local_addr()
             .map_err(|source| TransportError::Bind {
                 addr: cfg.listen_addr,
                 source,
             })?;
-        let local_addr = listener.local_addr().map_err(|source| TransportError::Bind {
-            addr: cfg.listen_addr,
-            source,
-        })?;
         let stats = Arc::new(TransportStats::default());
         let cfg = Arc::new(cfg);
         let mut tasks = Vec::new();
@@ -282,7 +284,9 @@ async fn read_frame(
         return Err("frame over max size");
     }
     let mut b = BytesMut::zeroed(len as usize);
-    r.read_exact(&mut b).await.map_err(|_| "connection closed")?;
+    r.read_exact(&mut b)
+        .await
+        .map_err(|_| "connection closed")?;
     Ok(b.freeze())
 }
 

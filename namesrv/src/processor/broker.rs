@@ -1,5 +1,5 @@
 //! Broker-facing requests: REGISTER_BROKER (103), UNREGISTER_BROKER (104),
-//! QUERY_DATA_VERSION (322). See namesrv.md §2–§3 and
+//! QUERY_DATA_VERSION (322), BROKER_HEARTBEAT (904, 5.x). See namesrv.md §2–§3 and
 //! `[A4] namesrv/.../processor/DefaultRequestProcessor.java`.
 
 use std::sync::atomic::Ordering;
@@ -9,8 +9,8 @@ use bytes::Bytes;
 use namesrv_client::body::NAMESPACE_ORDER_TOPIC_CONFIG;
 use namesrv_client::client::crc32_positive;
 use namesrv_client::headers::{
-    QueryDataVersionRequestHeader, QueryDataVersionResponseHeader, RegisterBrokerRequestHeader,
-    RegisterBrokerResponseHeader, UnRegisterBrokerRequestHeader,
+    BrokerHeartbeatRequestHeader, QueryDataVersionRequestHeader, QueryDataVersionResponseHeader,
+    RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, UnRegisterBrokerRequestHeader,
 };
 use namesrv_client::{DataVersion, RegisterBrokerBody, TopicConfigSerializeWrapper};
 use remoting::codes::response;
@@ -126,4 +126,16 @@ pub(super) fn query_data_version(
         resp = resp.with_body(Bytes::from(stored.encode()));
     }
     Ok(resp)
+}
+
+/// 5.x lightweight keep-alive: refreshes the liveness of an already registered broker.
+/// Sent oneway; the response is only written if the request asked for one.
+pub(super) fn broker_heartbeat(
+    s: &NamesrvState,
+    req: &RemotingCommand,
+) -> Result<RemotingCommand, ProcessError> {
+    let h: BrokerHeartbeatRequestHeader = req.decode_header()?;
+    s.route
+        .update_broker_timestamp(&h.broker_addr, Instant::now());
+    Ok(success(req))
 }

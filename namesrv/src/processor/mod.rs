@@ -23,6 +23,7 @@ pub const SERVED_CODES: &[i32] = &[
     request::REGISTER_BROKER,
     request::UNREGISTER_BROKER,
     request::QUERY_DATA_VERSION,
+    request::BROKER_HEARTBEAT,
     request::GET_ROUTEINFO_BY_TOPIC,
     request::GET_BROKER_CLUSTER_INFO,
     request::WIPE_WRITE_PERM_OF_BROKER,
@@ -57,6 +58,7 @@ impl NamesrvProcessor {
             request::REGISTER_BROKER => broker::register_broker(s, ctx, req),
             request::UNREGISTER_BROKER => broker::unregister_broker(s, req),
             request::QUERY_DATA_VERSION => broker::query_data_version(s, req),
+            request::BROKER_HEARTBEAT => broker::broker_heartbeat(s, req),
             request::GET_ROUTEINFO_BY_TOPIC => route::get_route_info(s, req),
             request::GET_BROKER_CLUSTER_INFO => Ok(route::get_cluster_info(s, req)),
             request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => {

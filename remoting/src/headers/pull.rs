@@ -28,7 +28,7 @@ command_header! {
         max_msg_bytes: Option<i32> => "maxMsgBytes",
         request_source: Option<i32> => "requestSource",
         /// Spelled like Java's field.
-        proxy_frowardclient_id: Option<String> => "proxyFrowardClientId",
+        proxy_froward_client_id: Option<String> => "proxyFrowardClientId",
         bname: Option<String> => "bname",
     }
 }

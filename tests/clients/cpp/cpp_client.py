@@ -75,9 +75,13 @@ def make_message(topic, prefix, mode, i, tags, delay_level):
     return msg, dict(body=body, tags=tag, keys=keys, props=props, mode=mode)
 
 
-def check_ok(res):
+def check_ok(res, info=None):
     if res.status != SendStatus.OK:
         raise RuntimeError("send status %s" % res.status)
+    if info is not None and res.msg_id:
+        # For single messages the C++ client returns its UNIQ_KEY as the message id; the
+        # consumer must see the same UNIQ_KEY property.
+        info["props"]["UNIQ_KEY"] = res.msg_id
 
 
 def cmd_produce(a):
@@ -93,7 +97,7 @@ def cmd_produce(a):
         msg, info = make_message(a.topic, a.prefix, "sync", i, tags, a.delay_level)
         born = now_ms()
         res = p.send_sync(msg)
-        check_ok(res)
+        check_ok(res, info)
         emit("sent", msg_id=res.msg_id, offset=res.offset, born_ms=born, **info)
 
     for i in range(a.oneway):
@@ -122,7 +126,7 @@ def cmd_produce(a):
         msg, info = make_message(a.topic, a.prefix, "orderly", i, tags, 0)
         born = now_ms()
         res = p.send_orderly(msg, key)
-        check_ok(res)
+        check_ok(res, info)
         emit("sent", msg_id=res.msg_id, offset=res.offset, born_ms=born, order_key=key, seq=seq,
              **info)
 
@@ -143,6 +147,8 @@ def cmd_produce(a):
             born = now_ms()
 
             def on_ok(res, info=info, born=born):
+                if res.msg_id:
+                    info["props"]["UNIQ_KEY"] = res.msg_id
                 emit("sent", msg_id=res.msg_id, offset=res.offset, born_ms=born, **info)
                 finished()
 
