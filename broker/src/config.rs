@@ -438,9 +438,7 @@ impl CommandLine {
                 _ => {
                     if let Some(kv) = arg.strip_prefix("--") {
                         match kv.split_once('=') {
-                            Some((k, v)) if k == "configFile" => {
-                                cl.config_file = Some(PathBuf::from(v))
-                            }
+                            Some(("configFile", v)) => cl.config_file = Some(PathBuf::from(v)),
                             Some((k, v)) => {
                                 cl.overrides.push((k.to_string(), v.trim().to_string()))
                             }

@@ -74,10 +74,11 @@ impl PullRequestHoldService {
     /// Installs the store's arrival listener so dispatched messages wake held pulls.
     pub fn start(self: &Arc<Self>, ctx: Arc<BrokerContext>) {
         let svc = Arc::clone(self);
-        ctx.store
-            .set_message_arrival_listener(Arc::new(move |topic: &str, queue_id: i32, _next: i64, _tags: i64| {
+        ctx.store.set_message_arrival_listener(Arc::new(
+            move |topic: &str, queue_id: i32, _next: i64, _tags: i64| {
                 svc.notify_message_arriving(topic, queue_id);
-            }));
+            },
+        ));
     }
 
     /// Subscribe to arrivals on (topic, queue_id).

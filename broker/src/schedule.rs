@@ -65,14 +65,19 @@ impl ScheduleMessageService {
         let svc = Arc::clone(self);
         tokio::spawn(async move {
             let load_path = path.clone();
-            let loaded = tokio::task::spawn_blocking(move || persist::read_if_exists(&load_path)).await;
+            let loaded =
+                tokio::task::spawn_blocking(move || persist::read_if_exists(&load_path)).await;
             match loaded {
                 Ok(Ok(Some(text))) => match decode_delay_offsets(&text) {
                     Ok(table) => svc.load(table),
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable delayOffset.json"),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable delayOffset.json")
+                    }
                 },
                 Ok(Ok(None)) => {}
-                Ok(Err(e)) => tracing::warn!(path = %path.display(), error = %e, "cannot read delayOffset.json"),
+                Ok(Err(e)) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read delayOffset.json")
+                }
                 Err(e) => tracing::warn!(error = %e, "delayOffset.json load task failed"),
             }
             let _ = svc.path.set(path);
@@ -174,7 +179,12 @@ impl ScheduleMessageService {
             if result.messages.is_empty() {
                 if result.next_begin_offset != offset && result.next_begin_offset >= 0 {
                     // Offset moved (data deleted, or progress from another store): follow it.
-                    tracing::info!(level, from = offset, to = result.next_begin_offset, "schedule offset corrected");
+                    tracing::info!(
+                        level,
+                        from = offset,
+                        to = result.next_begin_offset,
+                        "schedule offset corrected"
+                    );
                     self.set_offset(level, result.next_begin_offset);
                     continue;
                 }
@@ -198,7 +208,10 @@ impl ScheduleMessageService {
                 let now = now_ms();
                 let due = deliver_timestamp(m.store_timestamp_ms, delay_ms, now);
                 if due > now {
-                    wake_at = Some(Instant::now() + Duration::from_millis(u64::try_from(due - now).unwrap_or(0)));
+                    wake_at = Some(
+                        Instant::now()
+                            + Duration::from_millis(u64::try_from(due - now).unwrap_or(0)),
+                    );
                     break;
                 }
                 match deliver(&ctx, &m).await {
@@ -208,7 +221,8 @@ impl ScheduleMessageService {
                     }
                     Err(e) => {
                         tracing::warn!(level, offset = m.queue_offset, error = %e, "delayed delivery failed; retrying");
-                        wake_at = Some(Instant::now() + Duration::from_millis(RETRY_AFTER_ERROR_MS));
+                        wake_at =
+                            Some(Instant::now() + Duration::from_millis(RETRY_AFTER_ERROR_MS));
                         break;
                     }
                 }
@@ -255,7 +269,12 @@ pub fn restore_message(m: &MessageExt) -> Result<MessageToStore, String> {
     let mut props = m.properties.clone();
     props.remove(property::DELAY);
     props.insert(property::WAIT.to_string(), "false".to_string());
-    let mut out = MessageToStore::new(real_topic, real_qid, m.body.clone(), msg::encode_properties(&props));
+    let mut out = MessageToStore::new(
+        real_topic,
+        real_qid,
+        m.body.clone(),
+        msg::encode_properties(&props),
+    );
     out.flag = m.flag;
     out.sys_flag = m.sys_flag & !(sys_flag::BORNHOST_V6_FLAG | sys_flag::STOREHOSTADDRESS_V6_FLAG);
     out.born_timestamp_ms = m.born_timestamp_ms;
@@ -275,7 +294,11 @@ async fn deliver(ctx: &BrokerContext, m: &MessageExt) -> Result<(), String> {
             return Ok(());
         }
     };
-    ctx.store.put_message(restored).await.map(|_| ()).map_err(|e| e.to_string())
+    ctx.store
+        .put_message(restored)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn now_ms() -> i64 {
@@ -305,7 +328,8 @@ pub fn decode_delay_offsets(text: &str) -> Result<Vec<(usize, i64)>, String> {
         #[serde(rename = "offsetTable", default)]
         offset_table: BTreeMap<String, i64>,
     }
-    let w: Wrapper = serde_json::from_str(&persist::quote_bare_keys(text)).map_err(|e| e.to_string())?;
+    let w: Wrapper =
+        serde_json::from_str(&persist::quote_bare_keys(text)).map_err(|e| e.to_string())?;
     w.offset_table
         .into_iter()
         .map(|(k, v)| {

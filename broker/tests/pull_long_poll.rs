@@ -55,8 +55,14 @@ async fn held_pull_times_out_with_not_found() {
         .await;
     let elapsed = started.elapsed();
     assert_eq!(resp.code, response::PULL_NOT_FOUND, "{resp:?}");
-    assert!(elapsed >= Duration::from_millis(300), "answered after {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(10), "answered after {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "answered after {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "answered after {elapsed:?}"
+    );
     assert_eq!(ext_i64(&resp, "nextBeginOffset"), 0);
 
     // Without the SUSPEND bit the answer is immediate.

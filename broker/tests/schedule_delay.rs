@@ -17,8 +17,13 @@ async fn delay_level_one_is_delivered_after_one_second_and_not_twice_after_resta
     let resp = b.send(&send_request("Delayed", 2, &p, b"later")).await;
     assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
     let (_, phys) = decode_offset_msg_id(resp.ext("msgId").expect("msgId")).expect("id");
-    let parked = decode_message_bytes(&b.ctx.store.look_message_by_offset(phys).expect("parked record"))
-        .expect("decodes");
+    let parked = decode_message_bytes(
+        &b.ctx
+            .store
+            .look_message_by_offset(phys)
+            .expect("parked record"),
+    )
+    .expect("decodes");
     assert_eq!(parked.topic, SCHEDULE_TOPIC);
     assert_eq!(parked.queue_id, 0);
 
@@ -55,9 +60,8 @@ async fn delay_level_one_is_delivered_after_one_second_and_not_twice_after_resta
 
 #[tokio::test]
 async fn idle_levels_wait_for_arrivals() {
-    // A level with nothing parked must not spin: start, park nothing, then deliver a
-    // message on level 2 (5 s would be too slow for a test, so use level 1 again but only
-    // after the service has been idle).
+    // The level task found its queue empty at start and waits for an arrival signal; a
+    // message parked afterwards must still wake it.
     let b = TestBroker::start(true).await;
     tokio::task::yield_now().await;
     let p = props(&[("DELAY", "1")]);

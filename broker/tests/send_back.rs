@@ -27,7 +27,14 @@ fn send_back(offset: i64, delay_level: i32, max: i32) -> RemotingCommand {
 #[tokio::test]
 async fn send_back_retries_then_dead_letters() {
     let b = TestBroker::start(true).await;
-    let resp = b.send(&send_request("Orig", 0, &props(&[("TAGS", "A")]), b"payload")).await;
+    let resp = b
+        .send(&send_request(
+            "Orig",
+            0,
+            &props(&[("TAGS", "A")]),
+            b"payload",
+        ))
+        .await;
     assert_eq!(resp.code, response::SUCCESS);
     let original = pull_one(&b, "cg", "Orig", 0, 0).await;
 
@@ -38,7 +45,10 @@ async fn send_back_retries_then_dead_letters() {
     assert_eq!(retry1.body.as_ref(), b"payload");
     assert_eq!(retry1.reconsume_times, 1);
     assert_eq!(retry1.property(property::RETRY_TOPIC), Some("Orig"));
-    assert_eq!(retry1.property(property::ORIGIN_MESSAGE_ID), Some(original.msg_id().as_str()));
+    assert_eq!(
+        retry1.property(property::ORIGIN_MESSAGE_ID),
+        Some(original.msg_id().as_str())
+    );
     assert_eq!(retry1.property(property::DELAY), None);
     assert!(b.ctx.topic_config.get("%RETRY%cg").is_some());
 
@@ -47,7 +57,10 @@ async fn send_back_retries_then_dead_letters() {
     assert_eq!(resp.code, response::SUCCESS);
     let retry2 = pull_one(&b, "cg", "%RETRY%cg", 0, 1).await;
     assert_eq!(retry2.reconsume_times, 2);
-    assert_eq!(retry2.property(property::ORIGIN_MESSAGE_ID), Some(original.msg_id().as_str()));
+    assert_eq!(
+        retry2.property(property::ORIGIN_MESSAGE_ID),
+        Some(original.msg_id().as_str())
+    );
 
     // 3rd failure: reconsumeTimes 2 >= max 2 → DLQ, no delay.
     let resp = consumer_send_msg_back(&b.ctx, &send_back(retry2.commit_log_offset, 1, 2)).await;

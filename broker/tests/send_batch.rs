@@ -39,7 +39,9 @@ async fn pull_all(b: &TestBroker, topic: &str) -> Vec<store::message::MessageExt
 async fn plain_batch_is_stored_as_separate_records() {
     let b = TestBroker::start(false).await;
     let batch = items(3, 10);
-    let resp = b.send(&batch_request("Batch", encode_batch(&batch), 0)).await;
+    let resp = b
+        .send(&batch_request("Batch", encode_batch(&batch), 0))
+        .await;
     assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
     let ids: Vec<&str> = resp.ext("msgId").expect("msgId").split(',').collect();
     assert_eq!(ids.len(), 3);
@@ -70,14 +72,22 @@ async fn whole_body_compressed_batch_from_cpp_client() {
     let compressed = Bytes::from(z.finish().expect("compress"));
     assert!(compressed.len() < plain.len());
     let resp = b
-        .send(&batch_request("BatchZ", compressed, sys_flag::COMPRESSED_FLAG))
+        .send(&batch_request(
+            "BatchZ",
+            compressed,
+            sys_flag::COMPRESSED_FLAG,
+        ))
         .await;
     assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
     let msgs = pull_all(&b, "BatchZ").await;
     assert_eq!(msgs.len(), 5);
     for (i, m) in msgs.iter().enumerate() {
         assert_eq!(m.body, batch[i].body, "inner body {i} stored plain");
-        assert_eq!(m.sys_flag & sys_flag::COMPRESSED_FLAG, 0, "stored record claims compression");
+        assert_eq!(
+            m.sys_flag & sys_flag::COMPRESSED_FLAG,
+            0,
+            "stored record claims compression"
+        );
     }
     b.stop().await;
 }
@@ -91,7 +101,10 @@ async fn malformed_batches_get_message_illegal() {
         (good.slice(..7), 0),
         (Bytes::from_static(b"\xff\xff\xff\xff garbage"), 0),
         (Bytes::new(), 0),
-        (Bytes::from_static(b"definitely not zlib"), sys_flag::COMPRESSED_FLAG),
+        (
+            Bytes::from_static(b"definitely not zlib"),
+            sys_flag::COMPRESSED_FLAG,
+        ),
     ];
     let mut bad_len = good.to_vec();
     bad_len[16..20].copy_from_slice(&i32::MAX.to_be_bytes()); // inner body length

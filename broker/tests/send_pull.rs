@@ -16,8 +16,14 @@ async fn send_then_pull_round_trip_with_tag_filter() {
     let mut ids = Vec::new();
     for (i, tag) in tags.iter().enumerate() {
         let body = format!("body-{i}");
-        let p = props(&[("TAGS", tag), ("KEYS", "k1"), ("UNIQ_KEY", &format!("UNIQ{i}"))]);
-        let resp = b.send(&send_request("RoundTrip", 1, &p, body.as_bytes())).await;
+        let p = props(&[
+            ("TAGS", tag),
+            ("KEYS", "k1"),
+            ("UNIQ_KEY", &format!("UNIQ{i}")),
+        ]);
+        let resp = b
+            .send(&send_request("RoundTrip", 1, &p, body.as_bytes()))
+            .await;
         assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
         assert_eq!(ext_i64(&resp, "queueId"), 1);
         assert_eq!(ext_i64(&resp, "queueOffset"), i as i64);
@@ -35,13 +41,17 @@ async fn send_then_pull_round_trip_with_tag_filter() {
     assert_eq!(tc.write_queue_nums, 4);
 
     // Everything, held until dispatch makes the messages visible.
-    let resp = b.pull(&pull_request("g1", "RoundTrip", 1, 0, "*", Some(HOLD_MS))).await;
+    let resp = b
+        .pull(&pull_request("g1", "RoundTrip", 1, 0, "*", Some(HOLD_MS)))
+        .await;
     assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
     let mut msgs = decode(&resp.body);
     if msgs.len() < 3 {
         // Dispatch may have woken us after the first record; read the rest.
         b.wait_dispatched().await;
-        let resp = b.pull(&pull_request("g1", "RoundTrip", 1, 0, "*", None)).await;
+        let resp = b
+            .pull(&pull_request("g1", "RoundTrip", 1, 0, "*", None))
+            .await;
         msgs = decode(&resp.body);
     }
     assert_eq!(msgs.len(), 3);
@@ -56,17 +66,24 @@ async fn send_then_pull_round_trip_with_tag_filter() {
     }
 
     // Tag filter: only the A messages, but the offset moves past the B as well.
-    let resp = b.pull(&pull_request("g1", "RoundTrip", 1, 0, "A", None)).await;
+    let resp = b
+        .pull(&pull_request("g1", "RoundTrip", 1, 0, "A", None))
+        .await;
     assert_eq!(resp.code, response::SUCCESS);
     let msgs = decode(&resp.body);
-    assert_eq!(msgs.iter().map(|m| m.queue_offset).collect::<Vec<_>>(), vec![0, 2]);
+    assert_eq!(
+        msgs.iter().map(|m| m.queue_offset).collect::<Vec<_>>(),
+        vec![0, 2]
+    );
     assert_eq!(ext_i64(&resp, "nextBeginOffset"), 3);
     assert_eq!(ext_i64(&resp, "maxOffset"), 3);
     assert_eq!(ext_i64(&resp, "minOffset"), 0);
     assert_eq!(ext_i64(&resp, "suggestWhichBrokerId"), 0);
 
     // Nothing matches C: the scanned units are skipped and the client retries at once.
-    let resp = b.pull(&pull_request("g1", "RoundTrip", 1, 1, "C", None)).await;
+    let resp = b
+        .pull(&pull_request("g1", "RoundTrip", 1, 1, "C", None))
+        .await;
     assert_eq!(resp.code, response::PULL_RETRY_IMMEDIATELY, "{resp:?}");
     assert_eq!(ext_i64(&resp, "nextBeginOffset"), 3);
     b.stop().await;
@@ -75,7 +92,9 @@ async fn send_then_pull_round_trip_with_tag_filter() {
 #[tokio::test]
 async fn pull_status_mapping() {
     let b = TestBroker::start(false).await;
-    let resp = b.send(&send_request("Status", 0, &props(&[("TAGS", "A")]), b"x")).await;
+    let resp = b
+        .send(&send_request("Status", 0, &props(&[("TAGS", "A")]), b"x"))
+        .await;
     assert_eq!(resp.code, response::SUCCESS);
     b.wait_dispatched().await;
 
@@ -93,7 +112,12 @@ async fn pull_status_mapping() {
     // An empty queue of an existing topic at offset 0: not found (and all four fields).
     let resp = b.pull(&pull_request("g", "Status", 2, 0, "*", None)).await;
     assert_eq!(resp.code, response::PULL_NOT_FOUND);
-    for k in ["suggestWhichBrokerId", "nextBeginOffset", "minOffset", "maxOffset"] {
+    for k in [
+        "suggestWhichBrokerId",
+        "nextBeginOffset",
+        "minOffset",
+        "maxOffset",
+    ] {
         assert!(resp.ext(k).is_some(), "missing {k}");
     }
     // Unknown topic, bad queue id, bad expression.
@@ -117,7 +141,8 @@ async fn commit_offset_bit_commits() {
     let resp = b.send(&send_request("Commit", 0, "", b"x")).await;
     assert_eq!(resp.code, response::SUCCESS);
     let mut req = pull_request("cg", "Commit", 0, 0, "*", None);
-    req.ext_fields.insert("sysFlag".into(), (0x1 | 0x4).to_string());
+    req.ext_fields
+        .insert("sysFlag".into(), (0x1 | 0x4).to_string());
     req.ext_fields.insert("commitOffset".into(), "1".into());
     let _ = b.pull(&req).await;
     assert_eq!(b.ctx.consumer_offsets.query("cg", "Commit", 0), Some(1));
@@ -128,7 +153,9 @@ async fn commit_offset_bit_commits() {
 async fn send_validation() {
     let b = TestBroker::start(false).await;
     let p = props(&[("TAGS", "A")]);
-    let resp = b.send(&send_request("SCHEDULE_TOPIC_XXXX", 0, &p, b"x")).await;
+    let resp = b
+        .send(&send_request("SCHEDULE_TOPIC_XXXX", 0, &p, b"x"))
+        .await;
     assert_eq!(resp.code, response::NO_PERMISSION);
     let resp = b.send(&send_request("bad topic", 0, &p, b"x")).await;
     assert_eq!(resp.code, response::SYSTEM_ERROR);

@@ -34,6 +34,7 @@ const DEFAULT_SEEDS: u64 = 1_000;
 const CHAOS_STEPS: u64 = 250;
 const HEAL_BOUND_STEPS: u64 = 400;
 const MAX_DELAY_STEPS: u64 = 6;
+const MAX_LONG_DELAY_STEPS: u64 = 60;
 const ELECTION_TICKS: u32 = 10;
 
 // ---------------------------------------------------------------------------------------
@@ -388,7 +389,7 @@ impl Sim {
         cfg.heartbeat_ticks = 1 + rng.below(3) as u32;
         cfg.lease_ticks = ELECTION_TICKS - 2;
         cfg.pre_vote = rng.chance(800);
-        cfg.check_quorum = true;
+        cfg.check_quorum = rng.chance(850);
         cfg.max_size_per_msg_bytes = 40 + rng.below(200);
         cfg.max_inflight_msgs = 1 + rng.below(6) as usize;
         cfg.max_uncommitted_bytes = 300 + rng.below(3000);
@@ -503,7 +504,12 @@ impl Sim {
         if self.blocked[f][t] || self.rng.chance(self.drop_pm) {
             return;
         }
-        let delay = self.rng.below(MAX_DELAY_STEPS);
+        // Mostly short delays; now and then a message is stuck for a long time.
+        let delay = if self.rng.chance(30) {
+            self.rng.below(MAX_LONG_DELAY_STEPS)
+        } else {
+            self.rng.below(MAX_DELAY_STEPS)
+        };
         if self.rng.chance(self.dup_pm) {
             let at = self.step + self.rng.below(MAX_DELAY_STEPS);
             self.net.push(InFlight { at, msg: m.clone() });
@@ -857,7 +863,7 @@ impl Sim {
                     }
                 }
                 // Lease: no valid lease while a newer leader exists (only without clock faults).
-                if raw.lease_valid() && !self.clock_faults {
+                if raw.lease_valid() && !self.clock_faults && self.cfg.check_quorum {
                     for j in 0..self.n {
                         if let Some(o) = self.nodes[j].raw.as_ref() {
                             if o.role() == Role::Leader && o.term() > term {
@@ -967,7 +973,7 @@ impl Sim {
             if chaos {
                 self.faults()?;
             }
-            self.check(self.step % 16 == 0)?;
+            self.check(self.step & 15 == 0)?;
             self.step += 1;
             if !chaos && self.heal_acked {
                 break;

@@ -36,6 +36,8 @@ pub const DEFAULT_REGISTER_INTERVAL_MS: u64 = 30_000;
 /// periods for tests but never a busy loop).
 pub const MIN_REGISTER_INTERVAL_MS: u64 = 10;
 pub const MAX_REGISTER_INTERVAL_MS: u64 = 60_000;
+/// First retry delay after a round some NameServer rejected or missed (doubles per failure).
+pub const RETRY_BASE_MS: u64 = 1_000;
 
 /// Timeouts of the NameServer calls.
 #[derive(Debug, Clone)]
@@ -452,6 +454,7 @@ impl NamesrvClient {
         let task_inner = inner.clone();
         let task = tokio::spawn(async move {
             let client = self;
+            let mut failed_rounds: u32 = 0;
             loop {
                 if shutdown.is_triggered() {
                     break;
@@ -463,10 +466,23 @@ impl NamesrvClient {
                     r = client.register_broker_each(&registration) => r,
                     _ = shutdown.wait() => break,
                 };
-                task_inner.finish_round(results);
+                let all_ok = task_inner.finish_round(results);
+                // After a failed round retry sooner (1 s, 2 s, 4 s … up to the interval) so a
+                // NameServer that starts late or restarts learns about us quickly.
+                failed_rounds = if all_ok {
+                    0
+                } else {
+                    failed_rounds.saturating_add(1)
+                };
+                let wait_ms = if failed_rounds == 0 {
+                    interval_ms
+                } else {
+                    let backoff = RETRY_BASE_MS.saturating_mul(1 << (failed_rounds - 1).min(16));
+                    backoff.min(interval_ms)
+                };
                 tokio::select! {
                     _ = shutdown.wait() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(interval_ms)) => {}
+                    _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => {}
                     _ = task_inner.trigger.notified() => {}
                 }
             }
@@ -525,10 +541,11 @@ struct HandleInner {
 }
 
 impl HandleInner {
+    /// Record a round; returns whether every NameServer accepted it.
     fn finish_round(
         &self,
         results: Vec<(String, Result<RegisterBrokerResult, NamesrvClientError>)>,
-    ) {
+    ) -> bool {
         let mut ok = 0u64;
         let mut errors = Vec::new();
         let mut answers = Vec::new();
@@ -545,6 +562,7 @@ impl HandleInner {
             }
         }
         self.last_ok.store(ok, Ordering::Relaxed);
+        let all_ok = errors.is_empty();
         if let Ok(mut last) = self.last_errors.lock() {
             *last = errors;
         }
@@ -552,6 +570,7 @@ impl HandleInner {
             *last = answers;
         }
         self.rounds.send_modify(|n| *n += 1);
+        all_ok
     }
 }
 

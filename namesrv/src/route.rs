@@ -5,7 +5,8 @@
 //! - `brokerAddrs[brokerId] = brokerAddr` after removing any *other* id mapped to the same
 //!   address (a DLedger follower promoted to leader moves `<1,addr>` to `<0,addr>`).
 //! - Topic queue data is taken only from the master (id 0), and only when its DataVersion
-//!   changed or it is the first registration of that id.
+//!   changed, the id is newly held by this address, or (as in 5.x) the topic has no queue
+//!   data of this group yet.
 //! - Removing a broker address (unregister, connection close, expiry) deletes it from its
 //!   BrokerData; an empty BrokerData removes the brokerName from its cluster and its queue
 //!   data from every topic (topics left without queue data disappear).
@@ -172,8 +173,9 @@ impl RouteInfoManager {
             let old_addr = broker_data
                 .broker_addrs
                 .insert(reg.broker_id, reg.broker_addr.to_string());
-            register_first = register_first || old_addr.is_none();
-            // A different address took over this id: the old one no longer serves the group.
+            // A new address for this id (first registration, or a new master after a
+            // leader change) always gets its topic table read.
+            register_first = register_first || old_addr.as_deref() != Some(reg.broker_addr);
             if let Some(old) = old_addr.filter(|old| old != reg.broker_addr) {
                 tracing::info!(broker_name = reg.broker_name, id = reg.broker_id, %old, new = reg.broker_addr, "broker id moved to a new address");
             }
@@ -183,8 +185,13 @@ impl RouteInfoManager {
                     tables.broker_live_table.get(reg.broker_addr),
                     Some(live) if live.data_version == reg.topic_config_wrapper.data_version
                 );
-                if changed || register_first {
-                    for tc in reg.topic_config_wrapper.topic_config_table.values() {
+                for tc in reg.topic_config_wrapper.topic_config_table.values() {
+                    // Like 5.x: topics this group has no queue data for yet are always added.
+                    let missing = !matches!(
+                        tables.topic_queue_table.get(&tc.topic_name),
+                        Some(q) if q.contains_key(reg.broker_name)
+                    );
+                    if changed || register_first || missing {
                         create_and_update_queue_data(
                             &mut tables.topic_queue_table,
                             reg.broker_name,
@@ -688,6 +695,24 @@ mod tests {
             bd.broker_addrs,
             BTreeMap::from([(0, "n0:1".to_string()), (2, "n1:1".to_string())])
         );
+    }
+
+    #[test]
+    fn new_master_address_reads_its_table_even_with_same_data_version() {
+        let m = RouteInfoManager::new(limits());
+        let now = Instant::now();
+        let old = wrapper(5, &[("T", 4)]);
+        register(&m, "g", "n0:1", 0, &old, now);
+        // The follower already registered the replicated table (same DataVersion) ...
+        let replicated = wrapper(5, &[("T", 8), ("NEW", 2)]);
+        register(&m, "g", "n1:1", 1, &replicated, now);
+        // ... and becomes master while n0 is gone: its table must be read.
+        register(&m, "g", "n1:1", 0, &replicated, now);
+        assert_eq!(
+            m.pickup_topic_route_data("T").unwrap().queue_datas[0].write_queue_nums,
+            8
+        );
+        assert!(m.pickup_topic_route_data("NEW").is_some());
     }
 
     #[test]

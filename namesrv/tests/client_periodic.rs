@@ -222,3 +222,31 @@ async fn periodic_slave_learns_master_from_last_results() {
     s.trigger();
     ns.join().await;
 }
+
+#[tokio::test]
+async fn failed_first_round_is_retried_before_the_interval() {
+    // Reserve a port, then free it: the NameServer is not up when the broker starts.
+    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = probe.local_addr().unwrap().to_string();
+    drop(probe);
+    let client = Arc::new(NamesrvClient::new(
+        vec![addr.clone()],
+        NamesrvClientConfig::default(),
+    ));
+    let reg = registration("broker-a", "127.0.0.1:10911", 0, &[("T", 4)]);
+    let stop = Shutdown::new();
+    // Interval far beyond the test's wait bound: only the retry can register in time.
+    let handle = client.start_periodic(60_000, Arc::new(move || reg.clone()), stop.clone());
+    handle.wait_rounds(1).await;
+    assert_eq!(handle.last_ok_count(), 0);
+    assert_eq!(handle.last_errors().len(), 1);
+    let (ns, s) = start_at(&addr, NamesrvConfig::default()).await;
+    wait_route(&ns, "registered by the retry", |ns| {
+        ns.route_info().is_broker_alive("127.0.0.1:10911")
+    })
+    .await;
+    stop.trigger();
+    handle.join().await;
+    s.trigger();
+    ns.join().await;
+}

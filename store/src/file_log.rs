@@ -19,8 +19,7 @@ use crate::env::StoreEnv;
 use crate::error::StoreError;
 use crate::mapped_file::{list_offset_files, offset_to_file_name, MappedFile};
 use crate::message::{
-    parse_record_meta, sys_flag, BLANK_MAGIC_CODE, MAGIC_CODE_V1, MAGIC_CODE_V2,
-    PHYSICAL_OFFSET_POSITION, QUEUE_OFFSET_POSITION, SYS_FLAG_POSITION,
+    parse_record_meta, patch_record_fields, BLANK_MAGIC_CODE, MAGIC_CODE_V1, MAGIC_CODE_V2,
 };
 
 /// Java `END_FILE_MIN_BLANK_LENGTH`: room always kept for the end-of-file marker.
@@ -435,42 +434,23 @@ fn write_batch(s: &Shared, batch: &mut Vec<WriteReq>, results: &mut Vec<Completi
         let mut i = 0i64;
         let mut bad = false;
         while off < len {
-            let buf = &mut req.records[off..];
-            if buf.len() < 48 {
-                bad = true;
-                break;
-            }
-            let total = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-            let sf = i32::from_be_bytes([
-                buf[SYS_FLAG_POSITION],
-                buf[SYS_FLAG_POSITION + 1],
-                buf[SYS_FLAG_POSITION + 2],
-                buf[SYS_FLAG_POSITION + 3],
-            ]);
-            let born_len = if sf & sys_flag::BORNHOST_V6_FLAG != 0 {
-                20
-            } else {
-                8
-            };
-            let ts_pos = 48 + born_len;
-            if total <= 0 || total as usize > buf.len() || (total as usize) < ts_pos + 8 {
-                bad = true;
-                break;
-            }
             let qo = if req.assign_queue_offsets {
                 base_qo + i
             } else {
                 0
             };
             let phys = phys_base + off as i64;
-            buf[QUEUE_OFFSET_POSITION..QUEUE_OFFSET_POSITION + 8]
-                .copy_from_slice(&qo.to_be_bytes());
-            buf[PHYSICAL_OFFSET_POSITION..PHYSICAL_OFFSET_POSITION + 8]
-                .copy_from_slice(&phys.to_be_bytes());
-            buf[ts_pos..ts_pos + 8].copy_from_slice(&now_ms.to_be_bytes());
-            phys_offsets.push(phys);
-            off += total as usize;
-            i += 1;
+            match patch_record_fields(&mut req.records[off..], qo, phys, now_ms) {
+                Ok(total) => {
+                    phys_offsets.push(phys);
+                    off += total;
+                    i += 1;
+                }
+                Err(_) => {
+                    bad = true;
+                    break;
+                }
+            }
         }
         if bad || i != req.record_count as i64 {
             results.push((

@@ -1,5 +1,10 @@
 //! Message store: a RocketMQ-compatible commitlog (records in the exact Java layout), consume
 //! queues, the key index, dispatch, retention and recovery. See README.md.
+//!
+//! Usage: `MessageStore::open(config)` (blocking: call via `spawn_blocking`), then
+//! `put_message(..).await` / `put_messages(..).await` from async code; `get_message`,
+//! `query_message`, `look_message_by_offset` and the offset queries are cheap, non-blocking
+//! reads of mapped memory; `shutdown()` (blocking) flushes and stops the threads.
 
 pub mod commitlog;
 pub mod config;

@@ -344,6 +344,45 @@ pub fn is_valid_topic(topic: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
 }
 
+/// Writes QUEUEOFFSET, PHYSICALOFFSET and STORETIMESTAMP into the record at the start of
+/// `buf` (what the log's writer does once positions are known; a DLedger append hook does the
+/// same with `entry pos + 48`). Returns the record's TOTALSIZE.
+pub fn patch_record_fields(
+    buf: &mut [u8],
+    queue_offset: i64,
+    phys_offset: i64,
+    store_timestamp_ms: i64,
+) -> Result<usize, StoreError> {
+    if buf.len() < BORN_HOST_POSITION {
+        return Err(StoreError::corrupt(
+            0,
+            "record shorter than its fixed header",
+        ));
+    }
+    let total = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let sf = i32::from_be_bytes([
+        buf[SYS_FLAG_POSITION],
+        buf[SYS_FLAG_POSITION + 1],
+        buf[SYS_FLAG_POSITION + 2],
+        buf[SYS_FLAG_POSITION + 3],
+    ]);
+    let born_len = if sf & sys_flag::BORNHOST_V6_FLAG != 0 {
+        20
+    } else {
+        8
+    };
+    let ts_pos = BORN_HOST_POSITION + born_len;
+    if total <= 0 || total as usize > buf.len() || (total as usize) < ts_pos + 8 {
+        return Err(StoreError::corrupt(0, format!("bad record size {total}")));
+    }
+    buf[QUEUE_OFFSET_POSITION..QUEUE_OFFSET_POSITION + 8]
+        .copy_from_slice(&queue_offset.to_be_bytes());
+    buf[PHYSICAL_OFFSET_POSITION..PHYSICAL_OFFSET_POSITION + 8]
+        .copy_from_slice(&phys_offset.to_be_bytes());
+    buf[ts_pos..ts_pos + 8].copy_from_slice(&store_timestamp_ms.to_be_bytes());
+    Ok(total as usize)
+}
+
 /// BODYCRC as Java computes it: `CRC32(body) & 0x7FFFFFFF` (`UtilAll.crc32`).
 pub fn body_crc(body: &[u8]) -> i32 {
     (crc32fast::hash(body) & 0x7FFF_FFFF) as i32
@@ -848,11 +887,11 @@ mod tests {
         let (len, pp) = encode_record(&m, 1024, &mut buf).unwrap();
         assert_eq!(len, 106);
         // The writer patches these three fields in place.
-        buf[QUEUE_OFFSET_POSITION..QUEUE_OFFSET_POSITION + 8].copy_from_slice(&2i64.to_be_bytes());
-        buf[PHYSICAL_OFFSET_POSITION..PHYSICAL_OFFSET_POSITION + 8]
-            .copy_from_slice(&1234i64.to_be_bytes());
-        let p = pp.store_timestamp_position;
-        buf[p..p + 8].copy_from_slice(&0x18bcfe56801i64.to_be_bytes());
+        assert_eq!(
+            patch_record_fields(&mut buf, 2, 1234, 0x18bcfe56801).unwrap(),
+            106
+        );
+        assert_eq!(pp.store_timestamp_position, 56);
         assert_eq!(&buf[..], &expected[..]);
 
         let d = decode_message(&buf).unwrap();

@@ -394,7 +394,10 @@ fn concurrent_pulls_see_complete_records() {
             }));
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             while next < total {
-                assert!(std::time::Instant::now() < deadline, "reader stuck at {next}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "reader stuck at {next}"
+                );
                 let r = s.get_message("C", 0, next, 32, 1 << 20, &AcceptAllFilter);
                 if r.status != GetMessageStatus::Found {
                     // Event-driven wait for the next dispatch (bounded).

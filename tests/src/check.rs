@@ -43,9 +43,13 @@ pub fn assert_same_messages(
     assert!(
         missing.is_empty() && extra.is_empty(),
         "{context}: {} sent, {} distinct received; missing (first 10) {missing:?}; unexpected \
-         (first 10) {extra:?}",
+         (first 10, truncated to 80 chars) {:?}",
         sent.len(),
-        received.len()
+        received.len(),
+        extra
+            .iter()
+            .map(|b| b.chars().take(80).collect::<String>())
+            .collect::<Vec<_>>()
     );
     let mut duplicates = 0;
     for (body, s) in sent {
@@ -77,4 +81,32 @@ pub fn acked_bodies(out: &ScriptOutput) -> BTreeSet<String> {
         .filter(|e| e.str("result") == Some("ok"))
         .filter_map(|e| e.str("body").map(str::to_string))
         .collect()
+}
+
+/// The consumer script delivered exactly the `sent` messages (see [`assert_same_messages`])
+/// and exited cleanly. On a mismatch the panic shows both the difference and the script's
+/// output, so a timed-out consumer reports what was missing.
+pub fn assert_delivered(
+    sent: &BTreeMap<String, Event>,
+    out: &ScriptOutput,
+    context: &str,
+) -> usize {
+    let received = received_by_body(out);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_same_messages(sent, &received, context)
+    }));
+    match result {
+        Ok(dups) => {
+            out.assert_success();
+            dups
+        }
+        Err(e) => {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!("{msg}\n{}", out.describe());
+        }
+    }
 }

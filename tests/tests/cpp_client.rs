@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use tests::check::{acked_bodies, assert_same_messages, received_by_body, sent_by_body};
+use tests::check::{acked_bodies, assert_delivered, received_by_body, sent_by_body};
 use tests::script::{run, ScriptOutput};
 use tests::{BrokerOptions, ClientKind, Cluster};
 
@@ -92,9 +92,8 @@ fn cpp_sync_async_oneway_batch_and_compressed_batch_are_all_consumed() {
         &["consume", "--topic", topic, "--group", "cpp_cg_modes", "--expect", "34"],
         SCRIPT_TIMEOUT_MS,
     );
-    out.assert_success();
+    let dups = assert_delivered(&sent, &out, "C++ push consumer");
     let received = received_by_body(&out);
-    let dups = assert_same_messages(&sent, &received, "C++ push consumer");
     eprintln!("duplicates delivered: {dups}");
 
     // The big batch went compressed (C++ compresses batch bodies > 4 KiB): bodies intact.
@@ -131,8 +130,7 @@ fn cpp_tag_filter_delivers_only_subscribed_tags() {
         ],
         SCRIPT_TIMEOUT_MS,
     );
-    out.assert_success();
-    assert_same_messages(&want, &received_by_body(&out), "C++ consumer with tag filter");
+    assert_delivered(&want, &out, "C++ consumer with tag filter");
 }
 
 #[test]
@@ -146,8 +144,7 @@ fn cpp_consumer_resumes_from_committed_offset() {
         &["consume", "--topic", topic, "--group", group, "--expect", "12"],
         SCRIPT_TIMEOUT_MS,
     );
-    out1.assert_success();
-    assert_same_messages(&first, &received_by_body(&out1), "first consumer");
+    assert_delivered(&first, &out1, "first consumer");
     assert_eq!(committed_total(&c, group, topic), 12, "offsets committed on shutdown");
 
     let second = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "r2", "--sync", "12"]));
@@ -156,11 +153,10 @@ fn cpp_consumer_resumes_from_committed_offset() {
         &["consume", "--topic", topic, "--group", group, "--expect", "12"],
         SCRIPT_TIMEOUT_MS,
     );
-    out2.assert_success();
     let got = received_by_body(&out2);
     let old: Vec<_> = got.keys().filter(|b| first.contains_key(*b)).collect();
     assert!(old.is_empty(), "restarted consumer re-received {old:?}");
-    assert_same_messages(&second, &got, "restarted consumer");
+    assert_delivered(&second, &out2, "restarted consumer");
     assert_eq!(committed_total(&c, group, topic), 24);
 }
 
@@ -193,8 +189,7 @@ fn cpp_orderly_consumer_sees_each_key_in_send_order() {
         ],
         SCRIPT_TIMEOUT_MS,
     );
-    out.assert_success();
-    assert_same_messages(&sent_map, &received_by_body(&out), "orderly consumer");
+    assert_delivered(&sent_map, &out, "orderly consumer");
     // Per key, deliveries arrive in send order (index i = seq * keys + key).
     let mut last_seq: BTreeMap<i64, i64> = BTreeMap::new();
     for e in out.of_kind("received") {
@@ -223,9 +218,8 @@ fn cpp_reconsume_later_redelivers_with_reconsume_times() {
         &["consume", "--topic", topic, "--group", "cpp_cg_retry", "--expect", "3", "--fail-first"],
         REDELIVERY_TIMEOUT_MS,
     );
-    assert!(out.success(), "{}", out.describe());
+    assert_delivered(&sent, &out, "redelivered messages");
     let got = received_by_body(&out);
-    assert_same_messages(&sent, &got, "redelivered messages");
     for (body, deliveries) in &got {
         assert!(deliveries.len() >= 2, "{body:?} was not redelivered");
         assert_eq!(deliveries[0].str("result"), Some("fail"));
@@ -255,9 +249,8 @@ fn cpp_delay_level_1_arrives_after_one_second() {
     // The pull consumer reads every queue from offset 0: it sees a delayed message only once
     // the broker has moved it to the real topic.
     let out = cpp(&c, &["pull", "--topic", topic, "--expect", "3"], SCRIPT_TIMEOUT_MS);
-    out.assert_success();
+    assert_delivered(&sent, &out, "delayed messages");
     let got = received_by_body(&out);
-    assert_same_messages(&sent, &got, "delayed messages");
     for (body, d) in &got {
         let born = sent[body].i64("born_ms").expect("born_ms");
         let recv = d[0].i64("recv_ms").expect("recv_ms");
@@ -309,4 +302,54 @@ fn cpp_sent_messages_can_be_queried_by_key_and_viewed_by_id() {
         assert_eq!(viewed, *rec, "view by id returns the same record");
         assert_eq!(viewed.offset_msg_id().len(), 32);
     }
+}
+
+#[test]
+fn cpp_reconsume_later_ends_in_dlq_after_max_reconsume_times() {
+    let topic = "CppDlq";
+    let group = "cpp_cg_dlq";
+    let dlq = format!("%DLQ%{group}");
+    // All 18 delay levels at 1 s so the 16 retries of the default retryMaxTimes take ~16 s.
+    let opts = BrokerOptions {
+        extra: vec![("messageDelayLevel".into(), vec!["1s"; 18].join(" "))],
+        ..BrokerOptions::default()
+    };
+    let c = Cluster::start(opts).expect("start namesrv + broker");
+    c.create_topic(topic, QUEUES).expect("create topic");
+    let sent = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "dlq", "--sync", "1"]));
+    // 1 delivery + 16 redeliveries (group retryMaxTimes 16), all answered RECONSUME_LATER.
+    let out = cpp(
+        &c,
+        &[
+            "consume", "--topic", topic, "--group", group, "--fail-always",
+            "--stop-after-deliveries", "17",
+        ],
+        REDELIVERY_TIMEOUT_MS,
+    );
+    out.assert_success();
+    let got = received_by_body(&out);
+    assert_eq!(got.len(), 1, "{}", out.describe());
+    let (body, deliveries) = got.iter().next().expect("one body");
+    assert!(sent.contains_key(body));
+    let times: Vec<i64> = deliveries
+        .iter()
+        .map(|d| d.i64("reconsume_times").unwrap_or(-1))
+        .collect();
+    assert_eq!(times, (0..17).collect::<Vec<i64>>(), "reconsume times of the deliveries");
+    c.wait_for("the message in the DLQ", 30_000, || {
+        Ok(c.admin_broker()?.max_offset(&dlq, 0).unwrap_or(0) >= 1)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let key = sent[body].str("keys").expect("keys");
+    let mut admin = c.admin_broker().expect("admin");
+    let mut recs = Vec::new();
+    c.wait_for("the DLQ index entry", 10_000, || {
+        recs = admin.query_message(&dlq, key, 32, false)?;
+        Ok(!recs.is_empty())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let r = recs.iter().find(|r| r.topic == dlq).expect("DLQ record");
+    assert_eq!(r.body_str(), *body);
+    assert_eq!(r.property("RETRY_TOPIC"), Some(topic));
+    assert_eq!(admin.max_offset(&dlq, 0).expect("dlq offset"), 1, "exactly one dead letter");
 }

@@ -4,7 +4,7 @@
 //!
 //! The script lives in tests/clients/node/ons_client.js.
 
-use tests::check::{assert_same_messages, received_by_body, sent_by_body};
+use tests::check::{assert_delivered, received_by_body, sent_by_body};
 use tests::script::{run, ScriptOutput, ScriptRun};
 use tests::{BrokerOptions, ClientKind, Cluster};
 
@@ -72,9 +72,8 @@ fn ons_send_and_push_consume_with_tags_keys_and_properties() {
         &["consume", "--topic", topic, "--group", "ons_cg_basic", "--expect", "20"],
         SCRIPT_TIMEOUT_MS,
     );
-    out.assert_success();
+    assert_delivered(&sent, &out, "ali-ons push consumer");
     let got = received_by_body(&out);
-    assert_same_messages(&sent, &got, "ali-ons push consumer");
     // ali-ons reports the offset message id of the send and of the delivery: they agree.
     for (body, s) in &sent {
         assert_eq!(got[body][0].str("msg_id"), s.str("msg_id"), "msgId of {body:?}");
@@ -104,8 +103,7 @@ fn cpp_produced_messages_reach_an_ons_consumer() {
         &["consume", "--topic", topic, "--group", "ons_cg_cross", "--expect", "14"],
         SCRIPT_TIMEOUT_MS,
     );
-    got.assert_success();
-    assert_same_messages(&sent, &received_by_body(&got), "ali-ons consuming C++ messages");
+    assert_delivered(&sent, &got, "ali-ons consuming C++ messages");
 }
 
 #[test]
@@ -127,8 +125,7 @@ fn ons_tag_filter_delivers_only_subscribed_tags() {
         ],
         SCRIPT_TIMEOUT_MS,
     );
-    out.assert_success();
-    assert_same_messages(&want, &received_by_body(&out), "ali-ons with tag filter");
+    assert_delivered(&want, &out, "ali-ons with tag filter");
 }
 
 #[test]
@@ -142,8 +139,7 @@ fn ons_consumer_resumes_from_committed_offset() {
         &["consume", "--topic", topic, "--group", group, "--expect", "10"],
         SCRIPT_TIMEOUT_MS,
     );
-    out1.assert_success();
-    assert_same_messages(&first, &received_by_body(&out1), "first consumer");
+    assert_delivered(&first, &out1, "first consumer");
     assert_eq!(committed_total(&c, group, topic), 10, "offsets committed on close");
 
     let second = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "r2", "--sync", "10"]));
@@ -152,11 +148,10 @@ fn ons_consumer_resumes_from_committed_offset() {
         &["consume", "--topic", topic, "--group", group, "--expect", "10"],
         SCRIPT_TIMEOUT_MS,
     );
-    out2.assert_success();
     let got = received_by_body(&out2);
     let old: Vec<_> = got.keys().filter(|b| first.contains_key(*b)).collect();
     assert!(old.is_empty(), "restarted consumer re-received {old:?}");
-    assert_same_messages(&second, &got, "restarted consumer");
+    assert_delivered(&second, &out2, "restarted consumer");
 }
 
 #[test]
@@ -169,9 +164,8 @@ fn ons_failed_consume_is_redelivered_via_send_back() {
         &["consume", "--topic", topic, "--group", "ons_cg_retry", "--expect", "3", "--fail-first"],
         REDELIVERY_TIMEOUT_MS,
     );
-    out.assert_success();
+    assert_delivered(&sent, &out, "redelivered messages");
     let got = received_by_body(&out);
-    assert_same_messages(&sent, &got, "redelivered messages");
     for (body, d) in &got {
         assert!(d.len() >= 2, "{body:?} not redelivered: {d:?}");
         assert_eq!(d[0].i64("reconsume_times"), Some(0));
@@ -252,9 +246,8 @@ fn ons_delay_level_1_arrives_after_one_second() {
     let out = consumer
         .finish(SCRIPT_TIMEOUT_MS + HARNESS_MARGIN_MS)
         .expect("consumer output");
-    out.assert_success();
+    assert_delivered(&sent, &out, "delayed messages");
     let got = received_by_body(&out);
-    assert_same_messages(&sent, &got, "delayed messages");
     for (body, d) in &got {
         let born = sent[body].i64("born_ms").expect("born_ms");
         let recv = d[0].i64("recv_ms").expect("recv_ms");

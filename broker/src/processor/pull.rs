@@ -80,7 +80,9 @@ impl TagFilter {
     /// Parse `"A || B"` / `"*"` as `FilterAPI.buildSubscriptionData` does.
     pub fn parse(expression: &str) -> Result<TagFilter, String> {
         if expression.len() > MAX_EXPRESSION_LEN {
-            return Err(format!("subscription expression longer than {MAX_EXPRESSION_LEN}"));
+            return Err(format!(
+                "subscription expression longer than {MAX_EXPRESSION_LEN}"
+            ));
         }
         let expr = expression.trim();
         if expr.is_empty() || expr == "*" {
@@ -152,7 +154,10 @@ pub async fn process_pull(ctx: &Arc<BrokerContext>, request: &RemotingCommand) -
 
     // Commit offset carried by the pull (bit 0), only on a master (Java: brokerAllowSuspend
     // && hasCommitOffsetFlag && role != SLAVE).
-    if header.sys_flag & FLAG_COMMIT_OFFSET != 0 && ctx.config.broker_id == 0 && header.commit_offset >= 0 {
+    if header.sys_flag & FLAG_COMMIT_OFFSET != 0
+        && ctx.config.broker_id == 0
+        && header.commit_offset >= 0
+    {
         if let Err(e) = ctx.consumer_offsets.commit(
             &header.consumer_group,
             &header.topic,
@@ -168,12 +173,18 @@ pub async fn process_pull(ctx: &Arc<BrokerContext>, request: &RemotingCommand) -
     let hold_ms = if !suspend {
         0
     } else if ctx.config.long_polling_enable {
-        u64::try_from(header.suspend_timeout_millis).unwrap_or(0).min(MAX_SUSPEND_MS)
+        u64::try_from(header.suspend_timeout_millis)
+            .unwrap_or(0)
+            .min(MAX_SUSPEND_MS)
     } else {
         ctx.config.short_polling_time_mills.min(MAX_SUSPEND_MS)
     };
     let deadline = Instant::now() + Duration::from_millis(hold_ms);
-    let _permit = if hold_ms > 0 { ctx.pull_hold.try_hold() } else { None };
+    let _permit = if hold_ms > 0 {
+        ctx.pull_hold.try_hold()
+    } else {
+        None
+    };
     let may_hold = _permit.is_some();
 
     loop {
@@ -312,7 +323,10 @@ fn check_and_build_filter(
     if ctx.config.broker_permission & PERM_READ == 0 {
         return Err(err(
             response::NO_PERMISSION,
-            format!("the broker[{}] pulling message is forbidden", ctx.config.broker_name),
+            format!(
+                "the broker[{}] pulling message is forbidden",
+                ctx.config.broker_name
+            ),
         ));
     }
     let group = ctx
@@ -321,13 +335,19 @@ fn check_and_build_filter(
         .ok_or_else(|| {
             err(
                 response::SUBSCRIPTION_GROUP_NOT_EXIST,
-                format!("subscription group [{}] does not exist", header.consumer_group),
+                format!(
+                    "subscription group [{}] does not exist",
+                    header.consumer_group
+                ),
             )
         })?;
     if !group.consume_enable {
         return Err(err(
             response::NO_PERMISSION,
-            format!("subscription group no permission, {}", header.consumer_group),
+            format!(
+                "subscription group no permission, {}",
+                header.consumer_group
+            ),
         ));
     }
     let topic = ctx.topic_config.get(&header.topic).ok_or_else(|| {
@@ -411,12 +431,30 @@ mod tests {
     #[test]
     fn status_table() {
         assert_eq!(status_code(GetMessageStatus::Found, 3), response::SUCCESS);
-        assert_eq!(status_code(GetMessageStatus::NoMessageInQueue, 0), response::PULL_NOT_FOUND);
-        assert_eq!(status_code(GetMessageStatus::NoMessageInQueue, 5), response::PULL_OFFSET_MOVED);
-        assert_eq!(status_code(GetMessageStatus::OffsetOverflowOne, 5), response::PULL_NOT_FOUND);
-        assert_eq!(status_code(GetMessageStatus::OffsetOverflowBadly, 5), response::PULL_OFFSET_MOVED);
-        assert_eq!(status_code(GetMessageStatus::OffsetTooSmall, 5), response::PULL_OFFSET_MOVED);
-        assert_eq!(status_code(GetMessageStatus::NoMatchedMessage, 5), response::PULL_RETRY_IMMEDIATELY);
+        assert_eq!(
+            status_code(GetMessageStatus::NoMessageInQueue, 0),
+            response::PULL_NOT_FOUND
+        );
+        assert_eq!(
+            status_code(GetMessageStatus::NoMessageInQueue, 5),
+            response::PULL_OFFSET_MOVED
+        );
+        assert_eq!(
+            status_code(GetMessageStatus::OffsetOverflowOne, 5),
+            response::PULL_NOT_FOUND
+        );
+        assert_eq!(
+            status_code(GetMessageStatus::OffsetOverflowBadly, 5),
+            response::PULL_OFFSET_MOVED
+        );
+        assert_eq!(
+            status_code(GetMessageStatus::OffsetTooSmall, 5),
+            response::PULL_OFFSET_MOVED
+        );
+        assert_eq!(
+            status_code(GetMessageStatus::NoMatchedMessage, 5),
+            response::PULL_RETRY_IMMEDIATELY
+        );
     }
 
     #[test]
@@ -424,6 +462,9 @@ mod tests {
         let a = Bytes::from_static(b"abc");
         let body = concat_records(std::slice::from_ref(&a));
         assert_eq!(body.as_ptr(), a.as_ptr());
-        assert_eq!(&concat_records(&[a.clone(), Bytes::from_static(b"de")])[..], b"abcde");
+        assert_eq!(
+            &concat_records(&[a.clone(), Bytes::from_static(b"de")])[..],
+            b"abcde"
+        );
     }
 }

@@ -103,7 +103,10 @@ impl RequestProcessor for QueryMessageProcessor {
     }
 }
 
-pub async fn handle(ctx: &BrokerContext, request: &RemotingCommand) -> Result<RemotingCommand, String> {
+pub async fn handle(
+    ctx: &BrokerContext,
+    request: &RemotingCommand,
+) -> Result<RemotingCommand, String> {
     let ok = || RemotingCommand::response_to(request, response::SUCCESS);
     match request.code {
         request::GET_MAX_OFFSET => {
@@ -117,7 +120,8 @@ pub async fn handle(ctx: &BrokerContext, request: &RemotingCommand) -> Result<Re
             Ok(ok().with_header(&OffsetResponseHeader { offset }))
         }
         request::SEARCH_OFFSET_BY_TIMESTAMP => {
-            let h: SearchOffsetRequestHeader = request.decode_header().map_err(|e| e.to_string())?;
+            let h: SearchOffsetRequestHeader =
+                request.decode_header().map_err(|e| e.to_string())?;
             let offset = ctx
                 .store
                 .offset_in_queue_by_time(&h.topic, h.queue_id, h.timestamp);
@@ -140,26 +144,33 @@ pub async fn handle(ctx: &BrokerContext, request: &RemotingCommand) -> Result<Re
             }
         }
         request::QUERY_MESSAGE => {
-            let h: QueryMessageRequestHeader = request.decode_header().map_err(|e| e.to_string())?;
+            let h: QueryMessageRequestHeader =
+                request.decode_header().map_err(|e| e.to_string())?;
             let unique = request.ext(UNIQUE_MSG_QUERY_FLAG) == Some("true");
             let max = if unique {
                 ctx.config.default_query_max_num
             } else {
-                usize::try_from(h.max_num).unwrap_or(0).min(ctx.config.max_msgs_num_batch)
+                usize::try_from(h.max_num)
+                    .unwrap_or(0)
+                    .min(ctx.config.max_msgs_num_batch)
             };
-            let result = ctx
-                .store
-                .query_message(&h.topic, &h.key, max, h.begin_timestamp, h.end_timestamp);
+            let result =
+                ctx.store
+                    .query_message(&h.topic, &h.key, max, h.begin_timestamp, h.end_timestamp);
             let header = QueryMessageResponseHeader {
                 index_last_update_timestamp: result.index_last_update_timestamp,
                 index_last_update_phyoffset: result.index_last_update_phy_offset,
             };
             if result.messages.is_empty() {
-                return Ok(RemotingCommand::response_to(request, response::QUERY_NOT_FOUND)
-                    .with_remark("can not find message, maybe time range not correct")
-                    .with_header(&header));
+                return Ok(
+                    RemotingCommand::response_to(request, response::QUERY_NOT_FOUND)
+                        .with_remark("can not find message, maybe time range not correct")
+                        .with_header(&header),
+                );
             }
-            Ok(ok().with_header(&header).with_body(concat_records(&result.messages)))
+            Ok(ok()
+                .with_header(&header)
+                .with_body(concat_records(&result.messages)))
         }
         other => Ok(RemotingCommand::error_response(
             request,

@@ -46,7 +46,6 @@ pub const BATCH_MAX_INFLATED_BYTES: usize = 8 * 1024 * 1024;
 /// Highest delay level when the configured level list cannot be read (Java default: 18 = 2 h).
 pub const MAX_RETRY_DELAY_LEVEL: i32 = 18;
 
-
 command_header! {
     /// `SendMessageRequestHeader` (V1 field names).
     pub struct SendMessageRequestHeader {
@@ -159,7 +158,11 @@ pub fn decode_send_header(request: &RemotingCommand) -> Result<SendMessageReques
             .or_else(|_| request.decode_header::<SendMessageRequestHeader>()),
         _ => request
             .decode_header::<SendMessageRequestHeader>()
-            .or_else(|_| request.decode_header::<SendMessageRequestHeaderV2>().map(Into::into)),
+            .or_else(|_| {
+                request
+                    .decode_header::<SendMessageRequestHeaderV2>()
+                    .map(Into::into)
+            }),
     };
     r.map_err(|e| e.to_string())
 }
@@ -183,7 +186,8 @@ async fn send_message_inner(
 ) -> Result<RemotingCommand, Reject> {
     let header = decode_send_header(request).map_err(|e| reject(response::SYSTEM_ERROR, e))?;
     let is_batch = request.code == request::SEND_BATCH_MESSAGE;
-    if ctx.config.broker_id != 0 {
+    // In DLedger mode the role follows leadership and the store refuses writes itself.
+    if ctx.config.broker_id != 0 && !ctx.config.enable_dleger_commit_log {
         return Err(reject(
             response::SERVICE_NOT_AVAILABLE,
             "the broker is a slave, sending messages is forbidden",
@@ -192,7 +196,9 @@ async fn send_message_inner(
     let topic_config = check_topic(ctx, &header, born_host)?;
 
     // Queue selection (Java: random write queue when < 0).
-    let queue_nums = topic_config.write_queue_nums.max(topic_config.read_queue_nums);
+    let queue_nums = topic_config
+        .write_queue_nums
+        .max(topic_config.read_queue_nums);
     let mut queue_id = header.queue_id;
     if queue_id < 0 {
         queue_id = random_queue(topic_config.write_queue_nums);
@@ -209,7 +215,10 @@ async fn send_message_inner(
     if ctx.config.broker_permission & perm::WRITE == 0 && topic_config.order {
         return Err(reject(
             response::NO_PERMISSION,
-            format!("the broker[{}] sending message is forbidden", ctx.config.broker_name),
+            format!(
+                "the broker[{}] sending message is forbidden",
+                ctx.config.broker_name
+            ),
         ));
     }
 
@@ -219,12 +228,15 @@ async fn send_message_inner(
         // Direct sends to a retry topic (client fallback, orderly consumer): after
         // maxReconsumeTimes the message goes to the group's DLQ.
         let group = &topic[RETRY_PREFIX.len()..];
-        let group_config = ctx.subscription_groups.find_or_auto_create(group).ok_or_else(|| {
-            reject(
-                response::SUBSCRIPTION_GROUP_NOT_EXIST,
-                format!("subscription group not exist, {group}"),
-            )
-        })?;
+        let group_config = ctx
+            .subscription_groups
+            .find_or_auto_create(group)
+            .ok_or_else(|| {
+                reject(
+                    response::SUBSCRIPTION_GROUP_NOT_EXIST,
+                    format!("subscription group not exist, {group}"),
+                )
+            })?;
         let max = header
             .max_reconsume_times
             .unwrap_or(group_config.retry_max_times);
@@ -237,7 +249,16 @@ async fn send_message_inner(
 
     let header_props = header.properties.clone().unwrap_or_default();
     if is_batch {
-        return send_batch(ctx, request, &header, topic, queue_id, born_host, &header_props).await;
+        return send_batch(
+            ctx,
+            request,
+            &header,
+            topic,
+            queue_id,
+            born_host,
+            &header_props,
+        )
+        .await;
     }
 
     if request.body.len() > ctx.config.max_message_size {
@@ -254,19 +275,17 @@ async fn send_message_inner(
     if topic_config.topic_filter_type == "MULTI_TAG" {
         sys_flag |= sys_flag::MULTI_TAGS_FLAG;
     }
-    let mut props = header_props;
-    // 4.9.7 strips WAIT from the stored copy and adds CLUSTER to every message.
-    if msg::property_value(&props, property::WAIT).is_some() {
-        let mut map = msg::decode_properties(&props);
-        map.remove(property::WAIT);
-        props = msg::encode_properties(&map);
-    }
-    props = msg::set_property(&props, property::CLUSTER, &ctx.config.broker_cluster_name);
-    if msg::property_value(&props, property::TRAN_MSG).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+    let mut props = stored_properties(&header_props, &ctx.config.broker_cluster_name);
+    if msg::property_value(&props, property::TRAN_MSG)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
         if ctx.config.reject_transaction_message {
             return Err(reject(
                 response::NO_PERMISSION,
-                format!("the broker[{}] sending transaction message is forbidden", ctx.config.broker_name),
+                format!(
+                    "the broker[{}] sending transaction message is forbidden",
+                    ctx.config.broker_name
+                ),
             ));
         }
         // Half message: parked in the half topic until END_TRANSACTION (special-topics.md §4).
@@ -279,7 +298,10 @@ async fn send_message_inner(
     if props.len() > PROPERTIES_MAX_LEN {
         return Err(reject(
             response::MESSAGE_ILLEGAL,
-            format!("message properties length {} exceeds {PROPERTIES_MAX_LEN}", props.len()),
+            format!(
+                "message properties length {} exceeds {PROPERTIES_MAX_LEN}",
+                props.len()
+            ),
         ));
     }
     let uniq_key = msg::property_value(&props, property::UNIQ_KEY).map(str::to_string);
@@ -292,7 +314,14 @@ async fn send_message_inner(
     m.reconsume_times = reconsume_times;
 
     let put = ctx.store.put_message(m).await.map_err(store_reject)?;
-    Ok(send_ok(ctx, request, &put.msg_id, queue_id, put.queue_offset, uniq_key))
+    Ok(send_ok(
+        ctx,
+        request,
+        &put.msg_id,
+        queue_id,
+        put.queue_offset,
+        uniq_key,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -314,7 +343,11 @@ async fn send_batch(
     if request.body.len() > ctx.config.max_message_size {
         return Err(reject(
             response::MESSAGE_ILLEGAL,
-            format!("batch body size {} exceeds the limit {}", request.body.len(), ctx.config.max_message_size),
+            format!(
+                "batch body size {} exceeds the limit {}",
+                request.body.len(),
+                ctx.config.max_message_size
+            ),
         ));
     }
     let (items, inflated) = decode_batch(&request.body, header.sys_flag)
@@ -330,7 +363,10 @@ async fn send_batch(
         header.sys_flag
     };
     if sys_flag::transaction_value(sys_flag) != sys_flag::TRANSACTION_NOT_TYPE {
-        return Err(reject(response::MESSAGE_ILLEGAL, "batch messages cannot be transactional"));
+        return Err(reject(
+            response::MESSAGE_ILLEGAL,
+            "batch messages cannot be transactional",
+        ));
     }
     // Batch-level properties (normally only WAIT) are appended to every inner message,
     // plus CLUSTER, as the Java encoder does.
@@ -338,17 +374,26 @@ async fn send_batch(
     msg::for_each_property(header_props, |k, v| {
         extra.insert(k.to_string(), v.to_string());
     });
-    extra.insert(property::CLUSTER.to_string(), ctx.config.broker_cluster_name.clone());
+    extra.insert(
+        property::CLUSTER.to_string(),
+        ctx.config.broker_cluster_name.clone(),
+    );
     let extra = msg::encode_properties(&extra);
     let reconsume_times = header.reconsume_times.unwrap_or(0);
     let mut messages = Vec::with_capacity(items.len());
     let mut uniq_keys = Vec::with_capacity(items.len());
     for item in items {
         if item.body.len() > ctx.config.max_message_size {
-            return Err(reject(response::MESSAGE_ILLEGAL, "inner message body too large"));
+            return Err(reject(
+                response::MESSAGE_ILLEGAL,
+                "inner message body too large",
+            ));
         }
         if msg::property_value(&item.properties, property::DELAY).is_some_and(|d| d != "0") {
-            return Err(reject(response::MESSAGE_ILLEGAL, "batch messages cannot be delayed"));
+            return Err(reject(
+                response::MESSAGE_ILLEGAL,
+                "batch messages cannot be delayed",
+            ));
         }
         let mut props = item.properties;
         if !props.is_empty() && !props.ends_with(msg::PROPERTY_SEPARATOR) {
@@ -356,7 +401,10 @@ async fn send_batch(
         }
         props.push_str(&extra);
         if props.len() > PROPERTIES_MAX_LEN {
-            return Err(reject(response::MESSAGE_ILLEGAL, "inner message properties too long"));
+            return Err(reject(
+                response::MESSAGE_ILLEGAL,
+                "inner message properties too long",
+            ));
         }
         if let Some(u) = msg::property_value(&props, property::UNIQ_KEY) {
             uniq_keys.push(u.to_string());
@@ -370,10 +418,44 @@ async fn send_batch(
         m.reconsume_times = reconsume_times;
         messages.push(m);
     }
-    let put = ctx.store.put_messages(messages).await.map_err(store_reject)?;
+    let put = ctx
+        .store
+        .put_messages(messages)
+        .await
+        .map_err(store_reject)?;
     let uniq = (!uniq_keys.is_empty()).then(|| uniq_keys.join(","));
     // `put.msg_id` holds the comma-joined offset ids of the whole batch.
-    Ok(send_ok(ctx, request, &put.msg_id, queue_id, put.queue_offset, uniq))
+    Ok(send_ok(
+        ctx,
+        request,
+        &put.msg_id,
+        queue_id,
+        put.queue_offset,
+        uniq,
+    ))
+}
+
+/// The stored properties of a single send: the client's string without `WAIT` (4.9.7
+/// strips it from the stored copy) plus `CLUSTER`. One allocation and no map: this runs for
+/// every message.
+pub fn stored_properties(client: &str, cluster: &str) -> String {
+    let sep_len = 2;
+    let mut out =
+        String::with_capacity(client.len() + property::CLUSTER.len() + cluster.len() + sep_len);
+    msg::for_each_property(client, |k, v| {
+        if k == property::WAIT || k == property::CLUSTER {
+            return;
+        }
+        out.push_str(k);
+        out.push(msg::NAME_VALUE_SEPARATOR);
+        out.push_str(v);
+        out.push(msg::PROPERTY_SEPARATOR);
+    });
+    out.push_str(property::CLUSTER);
+    out.push(msg::NAME_VALUE_SEPARATOR);
+    out.push_str(cluster);
+    out.push(msg::PROPERTY_SEPARATOR);
+    out
 }
 
 fn send_ok(
@@ -394,7 +476,10 @@ fn send_ok(
         ext.insert("transactionId".into(), u);
     }
     ext.insert(property::MSG_REGION.into(), ctx.config.region_id.clone());
-    ext.insert(property::TRACE_SWITCH.into(), ctx.config.trace_on.to_string());
+    ext.insert(
+        property::TRACE_SWITCH.into(),
+        ctx.config.trace_on.to_string(),
+    );
     resp
 }
 
@@ -430,7 +515,11 @@ fn check_topic(
     if let Some(tc) = ctx.topic_config.get(&header.topic) {
         return Ok(tc);
     }
-    let unit_flag = if header.unit_mode.unwrap_or(false) { 1 } else { 0 };
+    let unit_flag = if header.unit_mode.unwrap_or(false) {
+        1
+    } else {
+        0
+    };
     let created = if header.topic.starts_with(RETRY_PREFIX) {
         ctx.topic_config.create_topic_in_send_message_back_method(
             &header.topic,
@@ -460,9 +549,12 @@ fn check_topic(
 }
 
 fn ensure_dlq_topic(ctx: &BrokerContext, group: &str) -> Result<Arc<TopicConfig>, Reject> {
-    ctx.topic_config
-        .create_dlq_topic(group)
-        .ok_or_else(|| reject(response::SYSTEM_ERROR, format!("topic[{DLQ_PREFIX}{group}] not exist")))
+    ctx.topic_config.create_dlq_topic(group).ok_or_else(|| {
+        reject(
+            response::SYSTEM_ERROR,
+            format!("topic[{DLQ_PREFIX}{group}] not exist"),
+        )
+    })
 }
 
 fn random_queue(write_queue_nums: i32) -> i32 {
@@ -474,27 +566,39 @@ fn random_queue(write_queue_nums: i32) -> i32 {
 }
 
 /// CONSUMER_SEND_MSG_BACK (special-topics.md §1).
-pub async fn consumer_send_msg_back(ctx: &Arc<BrokerContext>, request: &RemotingCommand) -> RemotingCommand {
+pub async fn consumer_send_msg_back(
+    ctx: &Arc<BrokerContext>,
+    request: &RemotingCommand,
+) -> RemotingCommand {
     match send_back_inner(ctx, request).await {
         Ok(()) => RemotingCommand::response_to(request, response::SUCCESS),
         Err((code, remark)) => RemotingCommand::error_response(request, code, remark),
     }
 }
 
-async fn send_back_inner(ctx: &Arc<BrokerContext>, request: &RemotingCommand) -> Result<(), Reject> {
+async fn send_back_inner(
+    ctx: &Arc<BrokerContext>,
+    request: &RemotingCommand,
+) -> Result<(), Reject> {
     let header: ConsumerSendMsgBackRequestHeader = request
         .decode_header()
         .map_err(|e| reject(response::SYSTEM_ERROR, e.to_string()))?;
-    let group_config = ctx.subscription_groups.find_or_auto_create(&header.group).ok_or_else(|| {
-        reject(
-            response::SUBSCRIPTION_GROUP_NOT_EXIST,
-            format!("subscription group not exist, {}", header.group),
-        )
-    })?;
+    let group_config = ctx
+        .subscription_groups
+        .find_or_auto_create(&header.group)
+        .ok_or_else(|| {
+            reject(
+                response::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!("subscription group not exist, {}", header.group),
+            )
+        })?;
     if ctx.config.broker_permission & perm::WRITE == 0 {
         return Err(reject(
             response::NO_PERMISSION,
-            format!("the broker[{}] sending message is forbidden", ctx.config.broker_name),
+            format!(
+                "the broker[{}] sending message is forbidden",
+                ctx.config.broker_name
+            ),
         ));
     }
     if group_config.retry_queue_nums <= 0 {
@@ -509,7 +613,8 @@ async fn send_back_inner(ctx: &Arc<BrokerContext>, request: &RemotingCommand) ->
                 format!("look message by offset failed, {}", header.offset),
             )
         })?;
-    let old = msg::decode_message_bytes(&record).map_err(|e| reject(response::SYSTEM_ERROR, e.to_string()))?;
+    let old = msg::decode_message_bytes(&record)
+        .map_err(|e| reject(response::SYSTEM_ERROR, e.to_string()))?;
 
     let mut props = old.properties_string.clone();
     if msg::property_value(&props, property::RETRY_TOPIC).is_none() {
@@ -520,30 +625,31 @@ async fn send_back_inner(ctx: &Arc<BrokerContext>, request: &RemotingCommand) ->
         Some(m) if request.version >= 121 => m,
         _ => group_config.retry_max_times,
     };
-    let (topic, queue_id, delay) =
-        if old.reconsume_times >= max_reconsume || header.delay_level < 0 {
-            ensure_dlq_topic(ctx, &header.group)?;
-            (topics::dlq_topic(&header.group), 0, 0)
+    let (topic, queue_id, delay) = if old.reconsume_times >= max_reconsume || header.delay_level < 0
+    {
+        ensure_dlq_topic(ctx, &header.group)?;
+        (topics::dlq_topic(&header.group), 0, 0)
+    } else {
+        let retry = topics::retry_topic(&header.group);
+        let tc = ctx
+            .topic_config
+            .create_retry_topic(
+                &header.group,
+                group_config.retry_queue_nums,
+                header.unit_mode.unwrap_or(false),
+            )
+            .ok_or_else(|| reject(response::SYSTEM_ERROR, format!("topic[{retry}] not exist")))?;
+        let delay = if header.delay_level == 0 {
+            3 + old.reconsume_times
         } else {
-            let retry = topics::retry_topic(&header.group);
-            let tc = ctx
-                .topic_config
-                .create_retry_topic(
-                    &header.group,
-                    group_config.retry_queue_nums,
-                    header.unit_mode.unwrap_or(false),
-                )
-                .ok_or_else(|| reject(response::SYSTEM_ERROR, format!("topic[{retry}] not exist")))?;
-            let delay = if header.delay_level == 0 {
-                3 + old.reconsume_times
-            } else {
-                header.delay_level
-            };
-            // The store caps at the highest level too; capping here keeps the property sane.
-            let max_level = i32::try_from(ctx.config.delay_levels_ms().len()).unwrap_or(MAX_RETRY_DELAY_LEVEL);
-            let delay = delay.min(max_level.max(1));
-            (retry, random_queue(tc.write_queue_nums), delay)
+            header.delay_level
         };
+        // The store caps at the highest level too; capping here keeps the property sane.
+        let max_level =
+            i32::try_from(ctx.config.delay_levels_ms().len()).unwrap_or(MAX_RETRY_DELAY_LEVEL);
+        let delay = delay.min(max_level.max(1));
+        (retry, random_queue(tc.write_queue_nums), delay)
+    };
     if delay > 0 {
         props = msg::set_property(&props, property::DELAY, &delay.to_string());
     } else if msg::property_value(&props, property::DELAY).is_some() {
@@ -631,7 +737,10 @@ mod tests {
         let items = vec![item(b"one", "K\u{1}V")];
         let plain = msg::encode_batch(&items);
         for cut in 1..plain.len() {
-            assert!(decode_batch(&plain.slice(..cut), 0).is_err(), "cut at {cut}");
+            assert!(
+                decode_batch(&plain.slice(..cut), 0).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut bad = plain.to_vec();
         bad[0..4].copy_from_slice(&(-5i32).to_be_bytes());
@@ -640,9 +749,30 @@ mod tests {
     }
 
     #[test]
+    fn stored_properties_drop_wait_and_add_cluster() {
+        let p = stored_properties("TAGS\u{1}A\u{2}WAIT\u{1}true\u{2}KEYS\u{1}k", "C1");
+        assert_eq!(msg::property_value(&p, "TAGS"), Some("A"));
+        assert_eq!(msg::property_value(&p, "KEYS"), Some("k"));
+        assert_eq!(msg::property_value(&p, "WAIT"), None);
+        assert_eq!(msg::property_value(&p, "CLUSTER"), Some("C1"));
+        assert_eq!(stored_properties("", "C"), "CLUSTER\u{1}C\u{2}");
+    }
+
+    #[test]
     fn v2_header_maps_to_v1() {
         let mut ext = std::collections::HashMap::new();
-        for (k, v) in [("a", "pg"), ("b", "T"), ("c", "TBW102"), ("d", "4"), ("e", "1"), ("f", "0"), ("g", "5"), ("h", "0"), ("j", "2"), ("m", "1")] {
+        for (k, v) in [
+            ("a", "pg"),
+            ("b", "T"),
+            ("c", "TBW102"),
+            ("d", "4"),
+            ("e", "1"),
+            ("f", "0"),
+            ("g", "5"),
+            ("h", "0"),
+            ("j", "2"),
+            ("m", "1"),
+        ] {
             ext.insert(k.to_string(), v.to_string());
         }
         let mut cmd = RemotingCommand::request(request::SEND_MESSAGE_V2);

@@ -87,10 +87,15 @@ async fn store_time_at(ctx: &BrokerContext, topic: &str, queue_id: i32, offset: 
     if offset < 0 {
         return 0;
     }
-    ctx.store.message_store_timestamp(topic, queue_id, offset).max(0)
+    ctx.store
+        .message_store_timestamp(topic, queue_id, offset)
+        .max(0)
 }
 
-pub async fn topic_stats(ctx: &BrokerContext, request: &RemotingCommand) -> Result<RemotingCommand, String> {
+pub async fn topic_stats(
+    ctx: &BrokerContext,
+    request: &RemotingCommand,
+) -> Result<RemotingCommand, String> {
     let h: GetTopicStatsInfoRequestHeader = request.decode_header().map_err(|e| e.to_string())?;
     let Some(tc) = ctx.topic_config.get(&h.topic) else {
         return Ok(RemotingCommand::error_response(
@@ -121,7 +126,10 @@ pub async fn topic_stats(ctx: &BrokerContext, request: &RemotingCommand) -> Resu
     Ok(RemotingCommand::response_to(request, response::SUCCESS).with_body(body.into_bytes()))
 }
 
-pub async fn consume_stats(ctx: &BrokerContext, request: &RemotingCommand) -> Result<RemotingCommand, String> {
+pub async fn consume_stats(
+    ctx: &BrokerContext,
+    request: &RemotingCommand,
+) -> Result<RemotingCommand, String> {
     let h: GetConsumeStatsRequestHeader = request.decode_header().map_err(|e| e.to_string())?;
     let topics: Vec<String> = match h.topic.as_deref().map(str::trim) {
         Some(t) if !t.is_empty() => vec![t.to_string()],

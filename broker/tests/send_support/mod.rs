@@ -168,7 +168,12 @@ pub fn pull_request(
         queue_id,
         queue_offset: offset,
         max_msg_nums: 32,
-        sys_flag: FLAG_SUBSCRIPTION | if suspend_ms.is_some() { FLAG_SUSPEND } else { 0 },
+        sys_flag: FLAG_SUBSCRIPTION
+            | if suspend_ms.is_some() {
+                FLAG_SUSPEND
+            } else {
+                0
+            },
         commit_offset: 0,
         suspend_timeout_millis: suspend_ms.unwrap_or(0),
         subscription: Some(expression.into()),
@@ -192,8 +197,27 @@ pub fn decode(body: &Bytes) -> Vec<MessageExt> {
 }
 
 /// Long-poll one queue from `offset` until at least one message is there.
-pub async fn pull_one(b: &TestBroker, group: &str, topic: &str, queue_id: i32, offset: i64) -> MessageExt {
-    let resp = b.pull(&pull_request(group, topic, queue_id, offset, "*", Some(15_000))).await;
-    assert_eq!(resp.code, remoting::codes::response::SUCCESS, "pull {topic}:{queue_id}@{offset}: {resp:?}");
+pub async fn pull_one(
+    b: &TestBroker,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+    offset: i64,
+) -> MessageExt {
+    let resp = b
+        .pull(&pull_request(
+            group,
+            topic,
+            queue_id,
+            offset,
+            "*",
+            Some(15_000),
+        ))
+        .await;
+    assert_eq!(
+        resp.code,
+        remoting::codes::response::SUCCESS,
+        "pull {topic}:{queue_id}@{offset}: {resp:?}"
+    );
     decode(&resp.body).into_iter().next().expect("one message")
 }

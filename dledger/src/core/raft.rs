@@ -377,8 +377,11 @@ impl<S: Storage> Raft<S> {
         ctx.checked_sub(1).filter(|_| ctx > 0)
     }
 
+    /// Only meaningful with `check_quorum`: that is what makes followers refuse votes while
+    /// they recently heard from the leader.
     pub fn lease_valid(&self) -> bool {
         self.role == Role::Leader
+            && self.cfg.check_quorum
             && self
                 .lease_start()
                 .is_some_and(|s| self.now < s + u64::from(self.cfg.lease_ticks))

@@ -155,7 +155,7 @@ impl<S: Storage> RawNode<S> {
 
     fn committed_allowed(&self) -> bool {
         // A leader only reports commits while its lease is valid; a deposed one stays quiet.
-        self.raft.role != Role::Leader || self.raft.lease_valid()
+        self.raft.role != Role::Leader || !self.raft.cfg.check_quorum || self.raft.lease_valid()
     }
 
     pub fn has_ready(&self) -> bool {

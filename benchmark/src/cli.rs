@@ -1,0 +1,178 @@
+//! Command-line arguments (clap derive), modelled on RocketMQ's `producer.sh` / `consumer.sh`.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Upper bounds that keep a typo from exhausting the machine.
+pub const MAX_THREADS: usize = 4096;
+pub const MAX_SIZE_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_BATCH: usize = 1024;
+pub const MAX_INFLIGHT_PER_SENDER: usize = 1024;
+
+#[derive(Debug, Parser)]
+#[command(name = "benchmark", version, about = "Producer/consumer load generator for the broker")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send messages as fast as possible (or at --rate) and report TPS and latency.
+    Producer(ProducerArgs),
+    /// Pull every queue of a topic and report receive TPS and end-to-end latency.
+    Consumer(ConsumerArgs),
+    // TODO(issue 4): `Failover(FailoverArgs)` — kill the leader mid-run, measure unavailability.
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("stop").required(true).args(["count", "duration"])))]
+pub struct ProducerArgs {
+    /// NameServer address (host:port).
+    #[arg(short = 'n', long = "namesrv")]
+    pub namesrv: String,
+    #[arg(long, default_value = "BenchmarkTest")]
+    pub topic: String,
+    /// Number of concurrent senders (tokio tasks).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Message body size in bytes.
+    #[arg(long = "size", default_value_t = 128)]
+    pub size_bytes: usize,
+    /// Total messages to send.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Run time in seconds.
+    #[arg(long = "duration")]
+    pub duration_s: Option<u64>,
+    /// Fixed rate: total send requests per second over all senders (a batch is one request).
+    #[arg(long = "rate")]
+    pub rate_per_s: Option<u64>,
+    /// Messages per SEND_BATCH_MESSAGE request (1 = SEND_MESSAGE_V2).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Pipeline several requests per sender instead of waiting for each response.
+    #[arg(long = "async")]
+    pub async_mode: bool,
+    /// In-flight requests per sender with --async.
+    #[arg(long, default_value_t = 16)]
+    pub inflight: usize,
+    /// Retries after a failed attempt (Java `retryTimesWhenSendFailed`).
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+    /// Timeout of one send attempt.
+    #[arg(long = "timeout-ms", default_value_t = 3000)]
+    pub timeout_ms: u64,
+    #[arg(long, default_value = "benchmark_producer")]
+    pub group: String,
+    /// Print the summary as one JSON object on the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ProducerArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.threads == 0 || self.threads > MAX_THREADS {
+            return Err(format!("--threads must be in 1..={MAX_THREADS}"));
+        }
+        if self.size_bytes > MAX_SIZE_BYTES {
+            return Err(format!("--size must be at most {MAX_SIZE_BYTES}"));
+        }
+        if self.batch == 0 || self.batch > MAX_BATCH {
+            return Err(format!("--batch must be in 1..={MAX_BATCH}"));
+        }
+        if self.batch * (self.size_bytes + 64) > crate::batch::MAX_BATCH_BODY_BYTES {
+            return Err("--batch × --size exceeds the batch body limit".into());
+        }
+        if self.inflight == 0 || self.inflight > MAX_INFLIGHT_PER_SENDER {
+            return Err(format!("--inflight must be in 1..={MAX_INFLIGHT_PER_SENDER}"));
+        }
+        if self.rate_per_s == Some(0) || self.rate_per_s > Some(crate::rate::MAX_RATE_PER_S) {
+            return Err("--rate must be positive".into());
+        }
+        if self.duration_s == Some(0) {
+            return Err("--duration must be positive".into());
+        }
+        if self.timeout_ms == 0 {
+            return Err("--timeout-ms must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConsumerArgs {
+    /// NameServer address (host:port).
+    #[arg(short = 'n', long = "namesrv")]
+    pub namesrv: String,
+    #[arg(long, default_value = "BenchmarkTest")]
+    pub topic: String,
+    #[arg(long, default_value = "benchmark_consumer")]
+    pub group: String,
+    /// Run time in seconds (default 60 if --count is not given).
+    #[arg(long = "duration", conflicts_with = "count")]
+    pub duration_s: Option<u64>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Messages per pull.
+    #[arg(long = "pull-batch", default_value_t = 32)]
+    pub pull_batch: i32,
+    /// Long-poll hold requested from the broker.
+    #[arg(long = "suspend-ms", default_value_t = 15_000)]
+    pub suspend_ms: u64,
+    /// Start from offset 0 instead of the group's committed offset.
+    #[arg(long = "from-start")]
+    pub from_start: bool,
+    /// Print the summary as one JSON object on the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub const DEFAULT_CONSUMER_DURATION_S: u64 = 60;
+
+impl ConsumerArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=1024).contains(&self.pull_batch) {
+            return Err("--pull-batch must be in 1..=1024".into());
+        }
+        if self.duration_s == Some(0) || self.count == Some(0) {
+            return Err("--duration / --count must be positive".into());
+        }
+        if self.suspend_ms > 60_000 {
+            return Err("--suspend-ms must be at most 60000".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_requires_count_or_duration() {
+        assert!(Cli::try_parse_from(["benchmark", "producer", "-n", "x:1"]).is_err());
+        assert!(Cli::try_parse_from(["benchmark", "producer", "-n", "x:1", "--count", "1", "--duration", "1"]).is_err());
+        let cli = Cli::try_parse_from([
+            "benchmark", "producer", "-n", "127.0.0.1:9876", "--topic", "T", "--threads", "16",
+            "--size", "1024", "--duration", "5", "--rate", "1000", "--batch", "4", "--async", "--json",
+        ])
+        .expect("parses");
+        let Command::Producer(p) = cli.command else { panic!("producer") };
+        assert_eq!((p.threads, p.size_bytes, p.batch), (16, 1024, 4));
+        assert_eq!((p.duration_s, p.rate_per_s, p.count), (Some(5), Some(1000), None));
+        assert!(p.async_mode && p.json);
+        assert!(p.validate().is_ok());
+    }
+
+    #[test]
+    fn consumer_parses() {
+        let cli = Cli::try_parse_from([
+            "benchmark", "consumer", "-n", "127.0.0.1:9876", "--topic", "T", "--group", "G", "--count", "10", "--json",
+        ])
+        .expect("parses");
+        let Command::Consumer(c) = cli.command else { panic!("consumer") };
+        assert_eq!((c.group.as_str(), c.count, c.duration_s), ("G", Some(10), None));
+        assert!(c.validate().is_ok());
+    }
+}

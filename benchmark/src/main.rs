@@ -1,0 +1,47 @@
+//! `benchmark` binary: parse arguments, run a sub-command, print the summary table and
+//! (with `--json`) one JSON object as the last line of stdout.
+
+use std::process::ExitCode;
+
+use benchmark::cli::{Cli, Command};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Producer(args) => {
+                let json = args.json;
+                benchmark::producer::run(args)
+                    .await
+                    .map(|s| (s.table(), json.then(|| s.to_json())))
+            }
+            Command::Consumer(args) => {
+                let json = args.json;
+                benchmark::consumer::run(args)
+                    .await
+                    .map(|s| (s.table(), json.then(|| s.to_json())))
+            }
+        }
+    });
+    match result {
+        Ok((table, json)) => {
+            println!("{table}");
+            if let Some(v) = json {
+                println!("{v}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("benchmark failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
