@@ -3,7 +3,7 @@
 # then runs every test of the workspace. Exits non-zero on any failure.
 #
 #   scripts/test.sh                 # everything
-#   scripts/test.sh -p tests        # extra args go to `cargo test` (e.g. one crate)
+#   scripts/test.sh -p tests        # with args: `cargo test <args>` instead (e.g. one crate)
 #
 # Installs (idempotent, skipped when present):
 #   .venv/                          python venv with PyPI rocketmq==0.4.4 (C++ client 1.x)
@@ -56,5 +56,10 @@ install_node_client
 log "building all binaries (cargo build --workspace --bins)"
 cargo build --workspace --bins
 
-log "running every test (cargo test --workspace)"
-cargo test --workspace "$@"
+if [ "$#" -gt 0 ]; then
+  log "running cargo test $*"
+  cargo test "$@"
+else
+  log "running every test (cargo test --workspace)"
+  cargo test --workspace
+fi

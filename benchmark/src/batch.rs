@@ -22,7 +22,10 @@ pub fn block_len(body_bytes: usize, properties_bytes: usize) -> usize {
 
 /// Append one inner message block to `dst`.
 pub fn encode_block(dst: &mut BytesMut, flag: i32, body: &[u8], properties: &str) {
-    assert!(body.len() <= MAX_BODY_BYTES, "body exceeds {MAX_BODY_BYTES} bytes");
+    assert!(
+        body.len() <= MAX_BODY_BYTES,
+        "body exceeds {MAX_BODY_BYTES} bytes"
+    );
     assert!(
         properties.len() <= MAX_PROPERTIES_BYTES,
         "properties exceed {MAX_PROPERTIES_BYTES} bytes"
@@ -78,9 +81,10 @@ pub fn decode_batch(mut buf: &[u8]) -> Option<Vec<(i32, &[u8], &[u8])>> {
             return None;
         }
         let body = &buf[20..props_at];
-        let props_len =
-            usize::try_from(i16::from_be_bytes(buf[props_at..props_at + 2].try_into().ok()?))
-                .ok()?;
+        let props_len = usize::try_from(i16::from_be_bytes(
+            buf[props_at..props_at + 2].try_into().ok()?,
+        ))
+        .ok()?;
         if props_at + 2 + props_len != total {
             return None;
         }
@@ -109,7 +113,8 @@ mod tests {
         }
         let body = encode_batch([(0, &b"x"[..], props.as_str())]);
         assert_eq!(body.len(), 0x70);
-        let expected_prefix = "00000070000000000000000000000000000000017800594b455953016b02554e49515f4b455901";
+        let expected_prefix =
+            "00000070000000000000000000000000000000017800594b455953016b02554e49515f4b455901";
         assert_eq!(&hex(&body)[..expected_prefix.len()], expected_prefix);
     }
 
@@ -142,7 +147,9 @@ mod tests {
         for k in 1..=5 {
             let part = decode_batch(&all[..k * one]).expect("prefix decodes");
             assert_eq!(part.len(), k);
-            assert!(part.iter().all(|(f, b, p)| *f == 0 && *b == &payload[..] && *p == b"WAIT\x01true"));
+            assert!(part
+                .iter()
+                .all(|(f, b, p)| *f == 0 && *b == &payload[..] && *p == b"WAIT\x01true"));
         }
         assert!(decode_batch(&all[..one + 3]).is_none());
     }

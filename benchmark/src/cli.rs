@@ -9,7 +9,11 @@ pub const MAX_BATCH: usize = 1024;
 pub const MAX_INFLIGHT_PER_SENDER: usize = 1024;
 
 #[derive(Debug, Parser)]
-#[command(name = "benchmark", version, about = "Producer/consumer load generator for the broker")]
+#[command(
+    name = "benchmark",
+    version,
+    about = "Producer/consumer load generator for the broker"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -25,7 +29,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("stop").required(true).args(["count", "duration"])))]
+#[command(group(clap::ArgGroup::new("stop").required(true).args(["count", "duration_s"])))]
 pub struct ProducerArgs {
     /// NameServer address (host:port).
     #[arg(short = 'n', long = "namesrv")]
@@ -84,7 +88,9 @@ impl ProducerArgs {
             return Err("--batch × --size exceeds the batch body limit".into());
         }
         if self.inflight == 0 || self.inflight > MAX_INFLIGHT_PER_SENDER {
-            return Err(format!("--inflight must be in 1..={MAX_INFLIGHT_PER_SENDER}"));
+            return Err(format!(
+                "--inflight must be in 1..={MAX_INFLIGHT_PER_SENDER}"
+            ));
         }
         if self.rate_per_s == Some(0) || self.rate_per_s > Some(crate::rate::MAX_RATE_PER_S) {
             return Err("--rate must be positive".into());
@@ -152,15 +158,46 @@ mod tests {
     #[test]
     fn producer_requires_count_or_duration() {
         assert!(Cli::try_parse_from(["benchmark", "producer", "-n", "x:1"]).is_err());
-        assert!(Cli::try_parse_from(["benchmark", "producer", "-n", "x:1", "--count", "1", "--duration", "1"]).is_err());
+        assert!(Cli::try_parse_from([
+            "benchmark",
+            "producer",
+            "-n",
+            "x:1",
+            "--count",
+            "1",
+            "--duration",
+            "1"
+        ])
+        .is_err());
         let cli = Cli::try_parse_from([
-            "benchmark", "producer", "-n", "127.0.0.1:9876", "--topic", "T", "--threads", "16",
-            "--size", "1024", "--duration", "5", "--rate", "1000", "--batch", "4", "--async", "--json",
+            "benchmark",
+            "producer",
+            "-n",
+            "127.0.0.1:9876",
+            "--topic",
+            "T",
+            "--threads",
+            "16",
+            "--size",
+            "1024",
+            "--duration",
+            "5",
+            "--rate",
+            "1000",
+            "--batch",
+            "4",
+            "--async",
+            "--json",
         ])
         .expect("parses");
-        let Command::Producer(p) = cli.command else { panic!("producer") };
+        let Command::Producer(p) = cli.command else {
+            panic!("producer")
+        };
         assert_eq!((p.threads, p.size_bytes, p.batch), (16, 1024, 4));
-        assert_eq!((p.duration_s, p.rate_per_s, p.count), (Some(5), Some(1000), None));
+        assert_eq!(
+            (p.duration_s, p.rate_per_s, p.count),
+            (Some(5), Some(1000), None)
+        );
         assert!(p.async_mode && p.json);
         assert!(p.validate().is_ok());
     }
@@ -168,11 +205,26 @@ mod tests {
     #[test]
     fn consumer_parses() {
         let cli = Cli::try_parse_from([
-            "benchmark", "consumer", "-n", "127.0.0.1:9876", "--topic", "T", "--group", "G", "--count", "10", "--json",
+            "benchmark",
+            "consumer",
+            "-n",
+            "127.0.0.1:9876",
+            "--topic",
+            "T",
+            "--group",
+            "G",
+            "--count",
+            "10",
+            "--json",
         ])
         .expect("parses");
-        let Command::Consumer(c) = cli.command else { panic!("consumer") };
-        assert_eq!((c.group.as_str(), c.count, c.duration_s), ("G", Some(10), None));
+        let Command::Consumer(c) = cli.command else {
+            panic!("consumer")
+        };
+        assert_eq!(
+            (c.group.as_str(), c.count, c.duration_s),
+            ("G", Some(10), None)
+        );
         assert!(c.validate().is_ok());
     }
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use remoting::codes::{request, response};
-use remoting::headers::offset::{QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader};
+use remoting::headers::offset::{
+    QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
+};
 use remoting::headers::pull::{sys_flag, PullMessageRequestHeader, PullMessageResponseHeader};
 use remoting::{RemotingClient, RemotingCommand};
 use tokio::sync::{watch, Notify};
@@ -56,10 +58,12 @@ impl Shared {
     }
 
     async fn client(&self, broker: &str, queue_id: i32) -> Result<RemotingClient, BenchError> {
-        let addr = self.addr_of(broker, queue_id).ok_or_else(|| BenchError::NoRoute {
-            topic: self.args.topic.clone(),
-            reason: format!("queue {broker}/{queue_id} has no master"),
-        })?;
+        let addr = self
+            .addr_of(broker, queue_id)
+            .ok_or_else(|| BenchError::NoRoute {
+                topic: self.args.topic.clone(),
+                reason: format!("queue {broker}/{queue_id} has no master"),
+            })?;
         self.conns.get(&addr).await
     }
 
@@ -150,7 +154,12 @@ async fn backoff(stop: &mut watch::Receiver<bool>, ms: u64) -> bool {
     }
 }
 
-async fn puller(shared: Arc<Shared>, broker: Arc<str>, queue_id: i32, mut stop: watch::Receiver<bool>) {
+async fn puller(
+    shared: Arc<Shared>,
+    broker: Arc<str>,
+    queue_id: i32,
+    mut stop: watch::Receiver<bool>,
+) {
     let start_offset = if shared.args.from_start {
         0
     } else {
@@ -192,7 +201,9 @@ async fn puller(shared: Arc<Shared>, broker: Arc<str>, queue_id: i32, mut stop: 
                 offset = h.next_begin_offset;
             }
             (
-                response::PULL_NOT_FOUND | response::PULL_RETRY_IMMEDIATELY | response::PULL_OFFSET_MOVED,
+                response::PULL_NOT_FOUND
+                | response::PULL_RETRY_IMMEDIATELY
+                | response::PULL_OFFSET_MOVED,
                 Ok(h),
             ) => offset = h.next_begin_offset,
             _ => {
@@ -246,7 +257,12 @@ pub async fn run(args: ConsumerArgs) -> Result<ConsumerSummary, BenchError> {
     let start = Instant::now();
     let mut pullers = JoinSet::new();
     for q in &queues {
-        pullers.spawn(puller(shared.clone(), q.broker_name.clone(), q.queue_id, stop_rx.clone()));
+        pullers.spawn(puller(
+            shared.clone(),
+            q.broker_name.clone(),
+            q.queue_id,
+            stop_rx.clone(),
+        ));
     }
     let reporter = tokio::spawn(report_loop(shared.clone(), start));
     let deadline = async {
@@ -296,7 +312,14 @@ async fn report_loop(shared: Arc<Shared>, start: Instant) {
         let progress = shared.args.count.map(|c| (received, c));
         println!(
             "{}",
-            live_line("recv", now.duration_since(start).as_secs(), tps, &lat, failures, progress)
+            live_line(
+                "recv",
+                now.duration_since(start).as_secs(),
+                tps,
+                &lat,
+                failures,
+                progress
+            )
         );
         last = received;
         last_at = now;

@@ -11,5 +11,8 @@ pub enum BenchError {
     #[error("invalid arguments: {0}")]
     InvalidArgs(String),
     #[error("malformed record at byte {at_byte}: {reason}")]
-    MalformedRecord { at_byte: usize, reason: &'static str },
+    MalformedRecord {
+        at_byte: usize,
+        reason: &'static str,
+    },
 }

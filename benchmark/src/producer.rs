@@ -16,7 +16,9 @@ use crate::batch;
 use crate::cli::ProducerArgs;
 use crate::error::BenchError;
 use crate::rate::RateSchedule;
-use crate::route::{self, Connections, QueueTarget, RouteCache, AUTO_CREATE_TOPIC, DEFAULT_TOPIC_QUEUE_NUMS};
+use crate::route::{
+    self, Connections, QueueTarget, RouteCache, AUTO_CREATE_TOPIC, DEFAULT_TOPIC_QUEUE_NUMS,
+};
 use crate::stats::{live_line, Counters, Latencies, ProducerSummary};
 
 /// Properties of every message (4.9.7 form: no trailing separator). `WAIT=true` asks the
@@ -125,7 +127,10 @@ impl Shared {
         };
         let (code, body) = if is_batch {
             assert!(messages <= self.args.batch);
-            (request::SEND_BATCH_MESSAGE, self.batch_body.slice(0..messages * self.block_len))
+            (
+                request::SEND_BATCH_MESSAGE,
+                self.batch_body.slice(0..messages * self.block_len),
+            )
         } else {
             (request::SEND_MESSAGE_V2, self.body.clone())
         };
@@ -165,7 +170,10 @@ impl Shared {
             let q = Self::pick(&queues, &mut index, last_broker.as_deref());
             let req = self.build_request(&q, work.messages);
             let result = match self.conns.get(&q.addr).await {
-                Ok(client) => client.invoke(req, self.args.timeout_ms).await.map_err(BenchError::from),
+                Ok(client) => client
+                    .invoke(req, self.args.timeout_ms)
+                    .await
+                    .map_err(BenchError::from),
                 Err(e) => Err(e),
             };
             match result {
@@ -316,7 +324,14 @@ async fn report_loop(shared: Arc<Shared>, start: Instant) {
         let progress = shared.args.count.map(|c| (sent, c));
         println!(
             "{}",
-            live_line("send", now.duration_since(start).as_secs(), tps, &lat, failures, progress)
+            live_line(
+                "send",
+                now.duration_since(start).as_secs(),
+                tps,
+                &lat,
+                failures,
+                progress
+            )
         );
         last_sent = sent;
         last_at = now;
@@ -339,8 +354,13 @@ mod tests {
     fn pick_round_robins_and_avoids_failed_broker() {
         let queues = vec![q("a", 0), q("a", 1), q("b", 0), q("b", 1)];
         let mut i = 0;
-        let picked: Vec<_> = (0..5).map(|_| Shared::pick(&queues, &mut i, None)).collect();
-        assert_eq!(picked.iter().map(|t| t.queue_id).collect::<Vec<_>>(), vec![0, 1, 0, 1, 0]);
+        let picked: Vec<_> = (0..5)
+            .map(|_| Shared::pick(&queues, &mut i, None))
+            .collect();
+        assert_eq!(
+            picked.iter().map(|t| t.queue_id).collect::<Vec<_>>(),
+            vec![0, 1, 0, 1, 0]
+        );
         let mut i = 1; // next would be a/1
         let r = Shared::pick(&queues, &mut i, Some("a"));
         assert_eq!((&*r.broker_name, r.queue_id), ("b", 0));
@@ -356,7 +376,9 @@ mod tests {
             assert!(is_retryable_code(c));
         }
         assert!(!is_retryable_code(13));
-        assert!(is_stored_code(0) && is_stored_code(10) && is_stored_code(11) && is_stored_code(12));
+        assert!(
+            is_stored_code(0) && is_stored_code(10) && is_stored_code(11) && is_stored_code(12)
+        );
         assert!(!is_stored_code(1));
     }
 }

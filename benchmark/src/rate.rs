@@ -19,7 +19,10 @@ pub struct RateSchedule {
 
 impl RateSchedule {
     pub fn new(start: Instant, rate_per_s: u64) -> RateSchedule {
-        assert!(rate_per_s > 0 && rate_per_s <= MAX_RATE_PER_S, "rate out of range");
+        assert!(
+            rate_per_s > 0 && rate_per_s <= MAX_RATE_PER_S,
+            "rate out of range"
+        );
         RateSchedule {
             start,
             rate_per_s,

@@ -35,27 +35,36 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
 /// Walk the concatenated records, calling `f` for each. Stops at the first malformed record
 /// (like the Java client, which delivers the records before it) and reports it as an error
 /// together with the count delivered so far via `f`.
-pub fn for_each_record(
-    body: &[u8],
-    mut f: impl FnMut(RecordInfo),
-) -> Result<usize, BenchError> {
+pub fn for_each_record(body: &[u8], mut f: impl FnMut(RecordInfo)) -> Result<usize, BenchError> {
     let mut at = 0usize;
     let mut count = 0usize;
     while at < body.len() {
         let rest = &body[at..];
         if rest.len() < MIN_RECORD_BYTES {
-            return Err(BenchError::MalformedRecord { at_byte: at, reason: "truncated record" });
+            return Err(BenchError::MalformedRecord {
+                at_byte: at,
+                reason: "truncated record",
+            });
         }
         let total = be_i32(rest, 0);
         let Ok(total) = usize::try_from(total) else {
-            return Err(BenchError::MalformedRecord { at_byte: at, reason: "negative size" });
+            return Err(BenchError::MalformedRecord {
+                at_byte: at,
+                reason: "negative size",
+            });
         };
         if !(MIN_RECORD_BYTES..=MAX_RECORD_BYTES).contains(&total) || total > rest.len() {
-            return Err(BenchError::MalformedRecord { at_byte: at, reason: "bad total size" });
+            return Err(BenchError::MalformedRecord {
+                at_byte: at,
+                reason: "bad total size",
+            });
         }
         let magic = be_i32(rest, 4);
         if magic != MAGIC_V1 && magic != MAGIC_V2 {
-            return Err(BenchError::MalformedRecord { at_byte: at, reason: "bad magic" });
+            return Err(BenchError::MalformedRecord {
+                at_byte: at,
+                reason: "bad magic",
+            });
         }
         f(RecordInfo {
             queue_offset: be_i64(rest, QUEUE_OFFSET_AT),
@@ -72,7 +81,8 @@ pub(crate) mod tests {
     use super::*;
 
     /// The record from message-format.md §1 (body "hello", topic T, queue 1, offset 2).
-    pub const DOC_RECORD_HEX: &str = "0000006a daa320a7 3610a686 00000001 00000000 0000000000000002 \
+    pub const DOC_RECORD_HEX: &str =
+        "0000006a daa320a7 3610a686 00000001 00000000 0000000000000002 \
         00000000000004d2 00000000 0000018bcfe56800 0a000001 0000c350 0000018bcfe56801 0a000002 \
         00002a9f 00000000 0000000000000000 00000005 68656c6c6f 01 54 0009 54414753 01 54616741";
 
@@ -104,7 +114,10 @@ pub(crate) mod tests {
         let mut seen = 0;
         let err = for_each_record(&body, |_| seen += 1).expect_err("second record is zeros");
         assert_eq!(seen, 1);
-        assert!(matches!(err, BenchError::MalformedRecord { at_byte: 106, .. }));
+        assert!(matches!(
+            err,
+            BenchError::MalformedRecord { at_byte: 106, .. }
+        ));
         assert!(for_each_record(&body[..50], |_| {}).is_err());
     }
 }

@@ -118,7 +118,11 @@ fn queues(
     perm: i32,
     nums: impl Fn(&remoting::body::QueueData) -> i32,
 ) -> Vec<QueueTarget> {
-    let mut datas: Vec<_> = route.queue_datas.iter().filter(|q| q.perm & perm != 0).collect();
+    let mut datas: Vec<_> = route
+        .queue_datas
+        .iter()
+        .filter(|q| q.perm & perm != 0)
+        .collect();
     datas.sort_by(|a, b| a.broker_name.cmp(&b.broker_name));
     let mut out = Vec::new();
     for q in datas {
@@ -155,7 +159,10 @@ impl RouteCache {
     }
 
     pub fn get(&self) -> Arc<Vec<QueueTarget>> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Replace the list; an empty answer (e.g. mid-failover, no master) keeps the old one so
@@ -206,7 +213,9 @@ pub async fn refresh_loop(
         let fresh = if for_producer {
             producer_queues(&conns, &namesrv, &topic).await
         } else {
-            fetch_route(&conns, &namesrv, &topic).await.map(|r| subscribe_queues(&r))
+            fetch_route(&conns, &namesrv, &topic)
+                .await
+                .map(|r| subscribe_queues(&r))
         };
         if let Ok(q) = fresh {
             cache.set(q);
@@ -239,7 +248,12 @@ mod tests {
                 bd("a", &[(0, "127.0.0.1:1")]),
                 bd("slaveonly", &[(1, "127.0.0.1:9")]),
             ],
-            queue_datas: vec![qd("b", 6, 2, 3), qd("a", 6, 1, 2), qd("slaveonly", 6, 4, 4), qd("ro", 4, 1, 1)],
+            queue_datas: vec![
+                qd("b", 6, 2, 3),
+                qd("a", 6, 1, 2),
+                qd("slaveonly", 6, 4, 4),
+                qd("ro", 4, 1, 1),
+            ],
             ..Default::default()
         }
     }
@@ -247,7 +261,10 @@ mod tests {
     #[test]
     fn publish_queues_masters_sorted() {
         let q = publish_queues(&route(), None);
-        let got: Vec<(&str, &str, i32)> = q.iter().map(|t| (&*t.broker_name, &*t.addr, t.queue_id)).collect();
+        let got: Vec<(&str, &str, i32)> = q
+            .iter()
+            .map(|t| (&*t.broker_name, &*t.addr, t.queue_id))
+            .collect();
         assert_eq!(
             got,
             vec![

@@ -62,7 +62,9 @@ impl Default for Latencies {
 
 impl Latencies {
     pub fn record(&self, latency: Duration) {
-        let us = u64::try_from(latency.as_micros()).unwrap_or(MAX_LATENCY_US).max(1);
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(MAX_LATENCY_US)
+            .max(1);
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.0.saturating_record(us);
         g.1.saturating_record(us);
@@ -121,7 +123,11 @@ pub fn live_line(
         lat.mean_ms, lat.p50_ms, lat.p99_ms, lat.p999_ms, lat.max_ms
     );
     if let Some((done, total)) = progress {
-        let pct = if total == 0 { 100.0 } else { done as f64 * 100.0 / total as f64 };
+        let pct = if total == 0 {
+            100.0
+        } else {
+            done as f64 * 100.0 / total as f64
+        };
         line.push_str(&format!(" progress={done}/{total} ({pct:.1}%)"));
     }
     line
@@ -180,10 +186,14 @@ impl ProducerSummary {
             ("senders", self.threads.to_string()),
             ("message size", format!("{} B", self.size_bytes)),
             ("batch", self.batch.to_string()),
-            ("mode", if self.async_mode { "async" } else { "sync" }.to_string()),
+            (
+                "mode",
+                if self.async_mode { "async" } else { "sync" }.to_string(),
+            ),
             (
                 "rate limit",
-                self.rate_per_s.map_or("none".to_string(), |r| format!("{r} sends/s")),
+                self.rate_per_s
+                    .map_or("none".to_string(), |r| format!("{r} sends/s")),
             ),
             ("sent", self.sent.to_string()),
             ("failures", self.failures.to_string()),
@@ -310,7 +320,16 @@ mod tests {
     #[test]
     fn producer_json_shape() {
         let v = producer_summary().to_json();
-        for key in ["send_tps", "p50_ms", "p99_ms", "p999_ms", "max_ms", "failures", "sent", "duration_s"] {
+        for key in [
+            "send_tps",
+            "p50_ms",
+            "p99_ms",
+            "p999_ms",
+            "max_ms",
+            "failures",
+            "sent",
+            "duration_s",
+        ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["sent"], 1000);
@@ -336,7 +355,13 @@ mod tests {
             e2e: LatencySnapshot::default(),
         };
         let v = s.to_json();
-        for key in ["recv_tps", "received", "duration_s", "e2e_p50_ms", "e2e_p99_ms"] {
+        for key in [
+            "recv_tps",
+            "received",
+            "duration_s",
+            "e2e_p50_ms",
+            "e2e_p99_ms",
+        ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["recv_tps"], 200.0);
@@ -361,7 +386,14 @@ mod tests {
         let w = lines[1].len();
         assert!(lines[1..].iter().all(|l| l.len() == w));
         assert!(t.contains("| send TPS"));
-        let l = live_line("send", 3, 1234.4, &producer_summary().latency, 2, Some((50, 200)));
+        let l = live_line(
+            "send",
+            3,
+            1234.4,
+            &producer_summary().latency,
+            2,
+            Some((50, 200)),
+        );
         assert!(l.starts_with("[   3s] send_tps=1234 "), "{l}");
         assert!(l.ends_with("failures=2 progress=50/200 (25.0%)"), "{l}");
     }

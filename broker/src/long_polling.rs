@@ -24,6 +24,8 @@ use crate::context::BrokerContext;
 
 /// Upper bound on pulls parked at the same time (each holds one connection slot).
 pub const MAX_HELD_PULLS: usize = 65_536;
+/// How often signals without waiters are dropped.
+pub const PRUNE_INTERVAL_MS: u64 = 60_000;
 
 /// Per-topic map queue id → arrival counter. A `Mutex<HashMap>` per topic keeps the hot
 /// notify path allocation-free (lookup by `&str`, then by `i32`).
@@ -71,8 +73,22 @@ impl PullRequestHoldService {
         Self::default()
     }
 
-    /// Installs the store's arrival listener so dispatched messages wake held pulls.
+    /// Installs the store's arrival listener so dispatched messages wake held pulls, and a
+    /// task that prunes unused signals every [`PRUNE_INTERVAL_MS`].
     pub fn start(self: &Arc<Self>, ctx: Arc<BrokerContext>) {
+        let pruner = Arc::clone(self);
+        let shutdown = ctx.shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval(std::time::Duration::from_millis(PRUNE_INTERVAL_MS));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => pruner.prune(),
+                    _ = shutdown.wait() => return,
+                }
+            }
+        });
         let svc = Arc::clone(self);
         ctx.store.set_message_arrival_listener(Arc::new(
             move |topic: &str, queue_id: i32, _next: i64, _tags: i64| {
@@ -83,15 +99,19 @@ impl PullRequestHoldService {
 
     /// Subscribe to arrivals on (topic, queue_id).
     pub fn subscribe(&self, topic: &str, queue_id: i32) -> ArrivalWaiter {
-        let signals = match self.topics.get(topic) {
-            Some(s) => Arc::clone(s.value()),
-            None => Arc::clone(
-                self.topics
-                    .entry(topic.to_string())
-                    .or_insert_with(|| Arc::new(Mutex::new(HashMap::new())))
-                    .value(),
-            ),
-        };
+        // The map guard stays alive while the receiver is created, so `prune` (which needs
+        // the shard's write lock) cannot drop the topic's signals in between.
+        if let Some(signals) = self.topics.get(topic) {
+            return Self::subscribe_in(signals.value(), queue_id);
+        }
+        let signals = self
+            .topics
+            .entry(topic.to_string())
+            .or_insert_with(|| Arc::new(Mutex::new(HashMap::new())));
+        Self::subscribe_in(signals.value(), queue_id)
+    }
+
+    fn subscribe_in(signals: &TopicSignals, queue_id: i32) -> ArrivalWaiter {
         let mut map = signals.lock().unwrap_or_else(|p| p.into_inner());
         let sender = map
             .entry(queue_id)

@@ -377,6 +377,7 @@ impl DLedgerNode {
             retain_segments: cfg.retain_segments,
             max_batch_entries: cfg.max_batch_entries,
             ticks: 0,
+            next_retention_tick: RETENTION_CHECK_TICKS,
         };
         let tick = Duration::from_millis(cfg.tick_ms);
         let task = tokio::spawn(lp.run(tick, in_rx, cmd_rx, ev_rx));
@@ -612,6 +613,7 @@ struct NodeLoop {
     retain_segments: usize,
     max_batch_entries: usize,
     ticks: u64,
+    next_retention_tick: u64,
 }
 
 /// Bound on peer messages / commands handled per loop iteration before building a Ready.
@@ -670,7 +672,8 @@ impl NodeLoop {
                 _ = ticker.tick() => {
                     self.raw.tick();
                     self.ticks += 1;
-                    if self.retain_segments > 0 && self.ticks % RETENTION_CHECK_TICKS == 0 {
+                    if self.retain_segments > 0 && self.ticks >= self.next_retention_tick {
+                        self.next_retention_tick = self.ticks + RETENTION_CHECK_TICKS;
                         self.apply_retention();
                     }
                 }

@@ -365,6 +365,7 @@ struct Sim {
     /// window between writing and durability).
     fsync_pm: u64,
     crash_pm: u64,
+    hs_first: bool,
     step: u64,
     next_payload: u64,
     leaders: HashMap<u64, NodeId>,
@@ -404,6 +405,8 @@ impl Sim {
         let clock_faults = rng.chance(400);
         let fsync_pm = [900, 500, 150, 40][rng.below(4) as usize];
         let crash_pm = [5, 15, 40][rng.below(3) as usize];
+        // Drawn from a side stream so adding this knob did not reshuffle existing seeds.
+        let hs_first = std::env::var("DST_HS_FIRST").map(|v| v == "1").unwrap_or_else(|_| Rng::new(!seed).chance(500));
         let mut sim = Sim {
             seed,
             rng,
@@ -417,6 +420,7 @@ impl Sim {
             clock_faults,
             fsync_pm,
             crash_pm,
+            hs_first,
             step: 0,
             next_payload: 1,
             leaders: HashMap::new(),
@@ -537,15 +541,24 @@ impl Sim {
                 self.send(m);
             }
             {
+                // The contract allows the hard state before or after the entries; a crash may
+                // keep any prefix of these writes.
                 let mut d = self.nodes[i].disk.borrow_mut();
-                if let Some(hs) = rd.hard_state {
-                    d.write(Op::Hs(hs));
+                if self.hs_first {
+                    if let Some(hs) = rd.hard_state {
+                        d.write(Op::Hs(hs));
+                    }
                 }
                 if let Some(s) = rd.snapshot {
                     d.write(Op::Snap(s));
                 }
                 if !rd.entries.is_empty() {
                     d.write(Op::Append(rd.entries));
+                }
+                if !self.hs_first {
+                    if let Some(hs) = rd.hard_state {
+                        d.write(Op::Hs(hs));
+                    }
                 }
             }
             self.nodes[i].unsynced_msgs.extend(rd.persisted_messages);

@@ -101,7 +101,10 @@ async fn disk_full_stalls_without_reporting_durable() {
     )
     .unwrap();
     assert!(st.submit(job(1, 1, 40, None)));
-    assert!(matches!(rx.recv().await.unwrap(), Event::Persisted { seq: 1, .. }));
+    assert!(matches!(
+        rx.recv().await.unwrap(),
+        Event::Persisted { seq: 1, .. }
+    ));
     // 40 more KiB do not fit in the one-segment quota.
     assert!(st.submit(job(2, 41, 40, None)));
     match rx.recv().await.unwrap() {

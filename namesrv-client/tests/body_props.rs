@@ -34,21 +34,23 @@ fn route() -> impl Strategy<Value = TopicRouteData> {
         proptest::option::of(name()),
         proptest::collection::btree_map(name(), proptest::collection::vec(name(), 0..3), 0..2),
     )
-        .prop_map(|(broker_datas, qds, order_topic_conf, filter_server_table)| TopicRouteData {
-            broker_datas,
-            filter_server_table,
-            order_topic_conf,
-            queue_datas: qds
-                .into_iter()
-                .map(|(broker_name, perm, r, w, f)| QueueData {
-                    broker_name,
-                    perm,
-                    read_queue_nums: r,
-                    topic_sys_flag: f,
-                    write_queue_nums: w,
-                })
-                .collect(),
-        })
+        .prop_map(
+            |(broker_datas, qds, order_topic_conf, filter_server_table)| TopicRouteData {
+                broker_datas,
+                filter_server_table,
+                order_topic_conf,
+                queue_datas: qds
+                    .into_iter()
+                    .map(|(broker_name, perm, r, w, f)| QueueData {
+                        broker_name,
+                        perm,
+                        read_queue_nums: r,
+                        topic_sys_flag: f,
+                        write_queue_nums: w,
+                    })
+                    .collect(),
+            },
+        )
 }
 
 proptest! {

@@ -166,7 +166,10 @@ impl AdminClient {
     pub fn max_offset(&mut self, topic: &str, queue_id: i32) -> Result<i64> {
         let cmd = Self::request(
             request::GET_MAX_OFFSET,
-            &[("topic", topic.to_string()), ("queueId", queue_id.to_string())],
+            &[
+                ("topic", topic.to_string()),
+                ("queueId", queue_id.to_string()),
+            ],
         );
         let resp = self.invoke(cmd)?;
         Self::expect_success(&format!("max offset {topic}/{queue_id}"), &resp)?;
@@ -183,7 +186,12 @@ impl AdminClient {
     }
 
     /// QUERY_CONSUMER_OFFSET (14): `None` for QUERY_NOT_FOUND.
-    pub fn consumer_offset(&mut self, group: &str, topic: &str, queue_id: i32) -> Result<Option<i64>> {
+    pub fn consumer_offset(
+        &mut self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+    ) -> Result<Option<i64>> {
         let cmd = Self::request(
             request::QUERY_CONSUMER_OFFSET,
             &[
@@ -196,7 +204,10 @@ impl AdminClient {
         if resp.code == response::QUERY_NOT_FOUND {
             return Ok(None);
         }
-        Self::expect_success(&format!("consumer offset {group} {topic}/{queue_id}"), &resp)?;
+        Self::expect_success(
+            &format!("consumer offset {group} {topic}/{queue_id}"),
+            &resp,
+        )?;
         Self::ext_i64("consumer offset", &resp, "offset").map(Some)
     }
 
@@ -250,7 +261,10 @@ impl AdminClient {
 
     /// GET_ROUTEINFO_BY_TOPIC (105) on a namesrv: the raw route JSON, `None` if TOPIC_NOT_EXIST.
     pub fn route(&mut self, topic: &str) -> Result<Option<String>> {
-        let cmd = Self::request(request::GET_ROUTEINFO_BY_TOPIC, &[("topic", topic.to_string())]);
+        let cmd = Self::request(
+            request::GET_ROUTEINFO_BY_TOPIC,
+            &[("topic", topic.to_string())],
+        );
         let resp = self.invoke(cmd)?;
         if resp.code == response::TOPIC_NOT_EXIST {
             return Ok(None);

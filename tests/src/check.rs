@@ -67,7 +67,11 @@ pub fn assert_same_messages(
             }
             // A client-assigned UNIQ_KEY (C++ sets one, ali-ons does not) survives the trip.
             if let Some(uniq) = s.prop("UNIQ_KEY") {
-                assert_eq!(r.prop("UNIQ_KEY"), Some(uniq), "{context}: UNIQ_KEY of {body:?}");
+                assert_eq!(
+                    r.prop("UNIQ_KEY"),
+                    Some(uniq),
+                    "{context}: UNIQ_KEY of {body:?}"
+                );
             }
         }
     }

@@ -69,7 +69,7 @@ pub fn free_port() -> Result<u16> {
     for _ in 0..PORT_ATTEMPTS {
         let l = TcpListener::bind("127.0.0.1:0")?;
         let p = l.local_addr()?.port();
-        if p < 1026 || p > 65_000 {
+        if !(1026..=65_000).contains(&p) {
             continue;
         }
         let others_free = [p - 2, p + 1]
@@ -170,7 +170,13 @@ impl Cluster {
                 "namesrv to answer",
                 READY_TIMEOUT_MS,
                 || p.check_alive(),
-                || Ok(answers(&addr, request::GET_ROUTEINFO_BY_TOPIC, &[("topic", "TBW102")])),
+                || {
+                    Ok(answers(
+                        &addr,
+                        request::GET_ROUTEINFO_BY_TOPIC,
+                        &[("topic", "TBW102")],
+                    ))
+                },
             );
             match r {
                 Ok(()) => return Ok((p, port)),

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{HarnessError, Result};
 
 /// How to install the client environments; quoted in every "missing" error.
-pub const INSTALL_HINT: &str = "run `scripts/test.sh` from the workspace root (it creates .venv with \
+pub const INSTALL_HINT: &str =
+    "run `scripts/test.sh` from the workspace root (it creates .venv with \
      `python3 -m venv .venv && .venv/bin/pip install rocketmq==0.4.4`, runs `npm ci` in \
      tests/clients/node and builds the binaries with `cargo build --workspace --bins`)";
 

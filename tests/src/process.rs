@@ -125,7 +125,10 @@ impl ChildProc {
     pub fn wait_exit(&mut self, timeout_ms: u64) -> Result<ExitStatus> {
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         let Some(child) = self.child.as_mut() else {
-            return Err(HarnessError::Unexpected(format!("{} already reaped", self.name)));
+            return Err(HarnessError::Unexpected(format!(
+                "{} already reaped",
+                self.name
+            )));
         };
         loop {
             if let Some(status) = child.try_wait()? {

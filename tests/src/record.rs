@@ -139,7 +139,9 @@ pub fn decode_record(buf: &[u8]) -> Result<Record> {
     let total_size = c.i32()?;
     let magic = c.i32()?;
     if magic != MAGIC_V1 && magic != MAGIC_V2 {
-        return Err(HarnessError::MalformedRecord(format!("bad magic {magic:#x}")));
+        return Err(HarnessError::MalformedRecord(format!(
+            "bad magic {magic:#x}"
+        )));
     }
     let body_crc = c.i32()?;
     let queue_id = c.i32()?;
@@ -241,7 +243,8 @@ mod tests {
     use super::*;
 
     /// The verified example of message-format.md §1 (produced by Java's MessageDecoder.encode).
-    const EXAMPLE_HEX: &str = "0000006adaa320a73610a6860000000100000000000000000000000200000000000004d200000000\
+    const EXAMPLE_HEX: &str =
+        "0000006adaa320a73610a6860000000100000000000000000000000200000000000004d200000000\
         0000018bcfe568000a0000010000c3500000018bcfe568010a00000200002a9f000000000000000000000000\
         0000000568656c6c6f015400095441475301546167 41";
 

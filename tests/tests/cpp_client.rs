@@ -31,8 +31,14 @@ fn cpp(c: &Cluster, args: &[&str], timeout_ms: u64) -> ScriptOutput {
     let t = timeout_ms.to_string();
     let mut all: Vec<&str> = args.to_vec();
     all.extend_from_slice(&["--timeout-ms", &t]);
-    run(ClientKind::Cpp, SCRIPT, &all, c, timeout_ms + HARNESS_MARGIN_MS)
-        .unwrap_or_else(|e| panic!("run {SCRIPT} {args:?}: {e}"))
+    run(
+        ClientKind::Cpp,
+        SCRIPT,
+        &all,
+        c,
+        timeout_ms + HARNESS_MARGIN_MS,
+    )
+    .unwrap_or_else(|e| panic!("run {SCRIPT} {args:?}: {e}"))
 }
 
 fn produce(c: &Cluster, args: &[&str]) -> ScriptOutput {
@@ -67,8 +73,22 @@ fn cpp_sync_async_oneway_batch_and_compressed_batch_are_all_consumed() {
     let sent = produce(
         &c,
         &[
-            "--topic", topic, "--prefix", "modes", "--tags", "TagA,TagB", "--sync", "10",
-            "--async", "10", "--oneway", "5", "--batch", "5", "--big-batch", "4",
+            "--topic",
+            topic,
+            "--prefix",
+            "modes",
+            "--tags",
+            "TagA,TagB",
+            "--sync",
+            "10",
+            "--async",
+            "10",
+            "--oneway",
+            "5",
+            "--batch",
+            "5",
+            "--big-batch",
+            "4",
         ],
     );
     let sent = sent_by_body(&sent);
@@ -89,7 +109,15 @@ fn cpp_sync_async_oneway_batch_and_compressed_batch_are_all_consumed() {
 
     let out = cpp(
         &c,
-        &["consume", "--topic", topic, "--group", "cpp_cg_modes", "--expect", "34"],
+        &[
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            "cpp_cg_modes",
+            "--expect",
+            "34",
+        ],
         SCRIPT_TIMEOUT_MS,
     );
     let dups = assert_delivered(&sent, &out, "C++ push consumer");
@@ -97,7 +125,10 @@ fn cpp_sync_async_oneway_batch_and_compressed_batch_are_all_consumed() {
     eprintln!("duplicates delivered: {dups}");
 
     // The big batch went compressed (C++ compresses batch bodies > 4 KiB): bodies intact.
-    let big: Vec<_> = received.keys().filter(|b| b.contains("|bigbatch|")).collect();
+    let big: Vec<_> = received
+        .keys()
+        .filter(|b| b.contains("|bigbatch|"))
+        .collect();
     assert_eq!(big.len(), 4);
     assert!(big.iter().all(|b| b.len() > 1500));
 
@@ -115,7 +146,16 @@ fn cpp_tag_filter_delivers_only_subscribed_tags() {
     let c = cluster_with_topic(topic);
     let sent = produce(
         &c,
-        &["--topic", topic, "--prefix", "tags", "--tags", "TagA,TagB,TagC", "--sync", "30"],
+        &[
+            "--topic",
+            topic,
+            "--prefix",
+            "tags",
+            "--tags",
+            "TagA,TagB,TagC",
+            "--sync",
+            "30",
+        ],
     );
     let want: BTreeMap<String, _> = sent_by_body(&sent)
         .into_iter()
@@ -125,8 +165,15 @@ fn cpp_tag_filter_delivers_only_subscribed_tags() {
     let out = cpp(
         &c,
         &[
-            "consume", "--topic", topic, "--group", "cpp_cg_tags", "--expr", "TagA || TagC",
-            "--expect", "20",
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            "cpp_cg_tags",
+            "--expr",
+            "TagA || TagC",
+            "--expect",
+            "20",
         ],
         SCRIPT_TIMEOUT_MS,
     );
@@ -138,19 +185,33 @@ fn cpp_consumer_resumes_from_committed_offset() {
     let topic = "CppResume";
     let group = "cpp_cg_resume";
     let c = cluster_with_topic(topic);
-    let first = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "r1", "--sync", "12"]));
+    let first = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "r1", "--sync", "12"],
+    ));
     let out1 = cpp(
         &c,
-        &["consume", "--topic", topic, "--group", group, "--expect", "12"],
+        &[
+            "consume", "--topic", topic, "--group", group, "--expect", "12",
+        ],
         SCRIPT_TIMEOUT_MS,
     );
     assert_delivered(&first, &out1, "first consumer");
-    assert_eq!(committed_total(&c, group, topic), 12, "offsets committed on shutdown");
+    assert_eq!(
+        committed_total(&c, group, topic),
+        12,
+        "offsets committed on shutdown"
+    );
 
-    let second = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "r2", "--sync", "12"]));
+    let second = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "r2", "--sync", "12"],
+    ));
     let out2 = cpp(
         &c,
-        &["consume", "--topic", topic, "--group", group, "--expect", "12"],
+        &[
+            "consume", "--topic", topic, "--group", group, "--expect", "12",
+        ],
         SCRIPT_TIMEOUT_MS,
     );
     let got = received_by_body(&out2);
@@ -169,8 +230,14 @@ fn cpp_orderly_consumer_sees_each_key_in_send_order() {
     let sent = produce(
         &c,
         &[
-            "--topic", topic, "--prefix", "ord", "--orderly", &count.to_string(),
-            "--order-keys", &keys.to_string(),
+            "--topic",
+            topic,
+            "--prefix",
+            "ord",
+            "--orderly",
+            &count.to_string(),
+            "--order-keys",
+            &keys.to_string(),
         ],
     );
     let sent_map = sent_by_body(&sent);
@@ -184,7 +251,13 @@ fn cpp_orderly_consumer_sees_each_key_in_send_order() {
     let out = cpp(
         &c,
         &[
-            "consume", "--topic", topic, "--group", "cpp_cg_orderly", "--orderly", "--expect",
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            "cpp_cg_orderly",
+            "--orderly",
+            "--expect",
             &count.to_string(),
         ],
         SCRIPT_TIMEOUT_MS,
@@ -194,7 +267,11 @@ fn cpp_orderly_consumer_sees_each_key_in_send_order() {
     let mut last_seq: BTreeMap<i64, i64> = BTreeMap::new();
     for e in out.of_kind("received") {
         let body = e.str("body").expect("body");
-        let i: i64 = body.rsplit('|').next().and_then(|s| s.parse().ok()).expect("index");
+        let i: i64 = body
+            .rsplit('|')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .expect("index");
         let (key, seq) = (i % keys, i / keys);
         assert_eq!(
             e.i64("queue_id"),
@@ -212,10 +289,22 @@ fn cpp_orderly_consumer_sees_each_key_in_send_order() {
 fn cpp_reconsume_later_redelivers_with_reconsume_times() {
     let topic = "CppRetry";
     let c = cluster_with_topic(topic);
-    let sent = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "retry", "--sync", "3"]));
+    let sent = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "retry", "--sync", "3"],
+    ));
     let out = cpp(
         &c,
-        &["consume", "--topic", topic, "--group", "cpp_cg_retry", "--expect", "3", "--fail-first"],
+        &[
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            "cpp_cg_retry",
+            "--expect",
+            "3",
+            "--fail-first",
+        ],
         REDELIVERY_TIMEOUT_MS,
     );
     assert_delivered(&sent, &out, "redelivered messages");
@@ -244,18 +333,35 @@ fn cpp_delay_level_1_arrives_after_one_second() {
     let c = cluster_with_topic(topic);
     let sent = sent_by_body(&produce(
         &c,
-        &["--topic", topic, "--prefix", "delay", "--sync", "3", "--delay-level", "1"],
+        &[
+            "--topic",
+            topic,
+            "--prefix",
+            "delay",
+            "--sync",
+            "3",
+            "--delay-level",
+            "1",
+        ],
     ));
     // The pull consumer reads every queue from offset 0: it sees a delayed message only once
     // the broker has moved it to the real topic.
-    let out = cpp(&c, &["pull", "--topic", topic, "--expect", "3"], SCRIPT_TIMEOUT_MS);
+    let out = cpp(
+        &c,
+        &["pull", "--topic", topic, "--expect", "3"],
+        SCRIPT_TIMEOUT_MS,
+    );
     assert_delivered(&sent, &out, "delayed messages");
     let got = received_by_body(&out);
     for (body, d) in &got {
         let born = sent[body].i64("born_ms").expect("born_ms");
         let recv = d[0].i64("recv_ms").expect("recv_ms");
         let stored = d[0].i64("store_ms").expect("store_ms");
-        assert!(recv - born >= 1000, "{body:?} received {} ms after send", recv - born);
+        assert!(
+            recv - born >= 1000,
+            "{body:?} received {} ms after send",
+            recv - born
+        );
         assert!(
             stored - born >= 1000,
             "{body:?} stored in the real topic {} ms after send",
@@ -268,7 +374,10 @@ fn cpp_delay_level_1_arrives_after_one_second() {
 fn cpp_sent_messages_can_be_queried_by_key_and_viewed_by_id() {
     let topic = "CppQuery";
     let c = cluster_with_topic(topic);
-    let sent = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "q", "--sync", "5"]));
+    let sent = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "q", "--sync", "5"],
+    ));
     let mut admin = c.admin_broker().expect("admin");
     for (body, s) in &sent {
         let key = s.str("keys").expect("keys");
@@ -290,7 +399,9 @@ fn cpp_sent_messages_can_be_queried_by_key_and_viewed_by_id() {
 
         // By unique key (the id the producer got back).
         let uniq = s.str("msg_id").expect("msg_id");
-        let by_uniq = admin.query_message(topic, uniq, 32, true).expect("query uniq");
+        let by_uniq = admin
+            .query_message(topic, uniq, 32, true)
+            .expect("query uniq");
         assert!(
             by_uniq.iter().any(|r| r.body_str() == *body),
             "query by UNIQ_KEY {uniq} returned {by_uniq:?}"
@@ -316,13 +427,22 @@ fn cpp_reconsume_later_ends_in_dlq_after_max_reconsume_times() {
     };
     let c = Cluster::start(opts).expect("start namesrv + broker");
     c.create_topic(topic, QUEUES).expect("create topic");
-    let sent = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "dlq", "--sync", "1"]));
+    let sent = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "dlq", "--sync", "1"],
+    ));
     // 1 delivery + 16 redeliveries (group retryMaxTimes 16), all answered RECONSUME_LATER.
     let out = cpp(
         &c,
         &[
-            "consume", "--topic", topic, "--group", group, "--fail-always",
-            "--stop-after-deliveries", "17",
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--fail-always",
+            "--stop-after-deliveries",
+            "17",
         ],
         REDELIVERY_TIMEOUT_MS,
     );
@@ -335,7 +455,11 @@ fn cpp_reconsume_later_ends_in_dlq_after_max_reconsume_times() {
         .iter()
         .map(|d| d.i64("reconsume_times").unwrap_or(-1))
         .collect();
-    assert_eq!(times, (0..17).collect::<Vec<i64>>(), "reconsume times of the deliveries");
+    assert_eq!(
+        times,
+        (0..17).collect::<Vec<i64>>(),
+        "reconsume times of the deliveries"
+    );
     c.wait_for("the message in the DLQ", 30_000, || {
         Ok(c.admin_broker()?.max_offset(&dlq, 0).unwrap_or(0) >= 1)
     })
@@ -351,5 +475,9 @@ fn cpp_reconsume_later_ends_in_dlq_after_max_reconsume_times() {
     let r = recs.iter().find(|r| r.topic == dlq).expect("DLQ record");
     assert_eq!(r.body_str(), *body);
     assert_eq!(r.property("RETRY_TOPIC"), Some(topic));
-    assert_eq!(admin.max_offset(&dlq, 0).expect("dlq offset"), 1, "exactly one dead letter");
+    assert_eq!(
+        admin.max_offset(&dlq, 0).expect("dlq offset"),
+        1,
+        "exactly one dead letter"
+    );
 }

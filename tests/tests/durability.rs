@@ -26,8 +26,17 @@ fn sigkilled_sync_flush_broker_loses_no_acknowledged_message() {
         ClientKind::Cpp,
         "cpp_client.py",
         &[
-            "produce", "--topic", topic, "--prefix", "before", "--sync", "30", "--async", "8",
-            "--timeout-ms", "60000",
+            "produce",
+            "--topic",
+            topic,
+            "--prefix",
+            "before",
+            "--sync",
+            "30",
+            "--async",
+            "8",
+            "--timeout-ms",
+            "60000",
         ],
         &c,
         80_000,
@@ -37,7 +46,17 @@ fn sigkilled_sync_flush_broker_loses_no_acknowledged_message() {
     let ons = run(
         ClientKind::Node,
         "ons_client.js",
-        &["produce", "--topic", topic, "--prefix", "ons-before", "--sync", "10", "--timeout-ms", "60000"],
+        &[
+            "produce",
+            "--topic",
+            topic,
+            "--prefix",
+            "ons-before",
+            "--sync",
+            "10",
+            "--timeout-ms",
+            "60000",
+        ],
         &c,
         80_000,
     )
@@ -47,7 +66,11 @@ fn sigkilled_sync_flush_broker_loses_no_acknowledged_message() {
     sent.extend(sent_by_body(&ons));
     assert_eq!(sent.len(), 48);
     let before = max_offsets(&c, topic);
-    assert_eq!(before.iter().sum::<i64>(), 48, "offsets before the crash: {before:?}");
+    assert_eq!(
+        before.iter().sum::<i64>(),
+        48,
+        "offsets before the crash: {before:?}"
+    );
 
     c.kill_broker().expect("SIGKILL broker");
     c.start_broker()
@@ -59,7 +82,17 @@ fn sigkilled_sync_flush_broker_loses_no_acknowledged_message() {
     let more = run(
         ClientKind::Cpp,
         "cpp_client.py",
-        &["produce", "--topic", topic, "--prefix", "after", "--sync", "8", "--timeout-ms", "60000"],
+        &[
+            "produce",
+            "--topic",
+            topic,
+            "--prefix",
+            "after",
+            "--sync",
+            "8",
+            "--timeout-ms",
+            "60000",
+        ],
         &c,
         80_000,
     )
@@ -72,7 +105,15 @@ fn sigkilled_sync_flush_broker_loses_no_acknowledged_message() {
     let pulled = run(
         ClientKind::Cpp,
         "cpp_client.py",
-        &["pull", "--topic", topic, "--expect", "56", "--timeout-ms", "60000"],
+        &[
+            "pull",
+            "--topic",
+            topic,
+            "--expect",
+            "56",
+            "--timeout-ms",
+            "60000",
+        ],
         &c,
         80_000,
     )
@@ -103,7 +144,17 @@ fn sigterm_restart_keeps_committed_consumer_offsets() {
     let sent = run(
         ClientKind::Node,
         "ons_client.js",
-        &["produce", "--topic", topic, "--prefix", "o", "--sync", "8", "--timeout-ms", "60000"],
+        &[
+            "produce",
+            "--topic",
+            topic,
+            "--prefix",
+            "o",
+            "--sync",
+            "8",
+            "--timeout-ms",
+            "60000",
+        ],
         &c,
         80_000,
     )
@@ -112,7 +163,17 @@ fn sigterm_restart_keeps_committed_consumer_offsets() {
     let consumed = run(
         ClientKind::Node,
         "ons_client.js",
-        &["consume", "--topic", topic, "--group", group, "--expect", "8", "--timeout-ms", "60000"],
+        &[
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--expect",
+            "8",
+            "--timeout-ms",
+            "60000",
+        ],
         &c,
         80_000,
     )
@@ -121,7 +182,11 @@ fn sigterm_restart_keeps_committed_consumer_offsets() {
     let committed = |c: &Cluster| -> i64 {
         let mut a = c.admin_broker().expect("admin");
         (0..QUEUES)
-            .map(|q| a.consumer_offset(group, topic, q).expect("offset").unwrap_or(0))
+            .map(|q| {
+                a.consumer_offset(group, topic, q)
+                    .expect("offset")
+                    .unwrap_or(0)
+            })
             .sum()
     };
     assert_eq!(committed(&c), 8);

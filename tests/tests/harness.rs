@@ -13,8 +13,14 @@ fn cluster_starts_and_routes_a_created_topic() {
         .and_then(|mut ns| ns.route("HarnessTopic"))
         .expect("route query")
         .expect("route exists");
-    assert!(route.contains(&c.broker_addr()), "route names the broker: {route}");
-    assert!(route.contains("broker-a"), "route names the broker: {route}");
+    assert!(
+        route.contains(&c.broker_addr()),
+        "route names the broker: {route}"
+    );
+    assert!(
+        route.contains("broker-a"),
+        "route names the broker: {route}"
+    );
     let mut admin = c.admin_broker().expect("admin");
     for q in 0..4 {
         assert_eq!(admin.max_offset("HarnessTopic", q).expect("max offset"), 0);
@@ -35,13 +41,19 @@ fn broker_restarts_on_the_same_store_dir_and_keeps_an_acknowledged_topic() {
     // acknowledged topic survives a SIGKILL.
     c.kill_broker().expect("kill");
     // Closing the broker's connection drops it from every route (namesrv.md §1–2).
-    c.wait_for("the namesrv to drop the dead broker's route", 15_000, || {
-        Ok(c.admin_namesrv()?.route("RestartTopic")?.is_none())
-    })
+    c.wait_for(
+        "the namesrv to drop the dead broker's route",
+        15_000,
+        || Ok(c.admin_namesrv()?.route("RestartTopic")?.is_none()),
+    )
     .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
     c.start_broker()
         .unwrap_or_else(|e| panic!("restart: {e}\n{}", c.logs()));
-    c.wait_for_route("RestartTopic").unwrap_or_else(|e| {
+    // The restarted broker registers its whole topic table at start-up.
+    c.wait_for("the restarted broker to route RestartTopic", 20_000, || {
+        Ok(c.admin_namesrv()?.route("RestartTopic")?.is_some())
+    })
+    .unwrap_or_else(|e| {
         panic!(
             "topic acknowledged before the crash is gone after restart ({e}); topics.json:\n{}",
             std::fs::read_to_string(c.dir().join("store/config/topics.json")).unwrap_or_default()

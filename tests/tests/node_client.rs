@@ -32,8 +32,14 @@ fn with_timeout(args: &[&str], timeout_ms: u64) -> Vec<String> {
 fn ons(c: &Cluster, args: &[&str], timeout_ms: u64) -> ScriptOutput {
     let all = with_timeout(args, timeout_ms);
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    run(ClientKind::Node, SCRIPT, &refs, c, timeout_ms + HARNESS_MARGIN_MS)
-        .unwrap_or_else(|e| panic!("run {SCRIPT} {args:?}: {e}"))
+    run(
+        ClientKind::Node,
+        SCRIPT,
+        &refs,
+        c,
+        timeout_ms + HARNESS_MARGIN_MS,
+    )
+    .unwrap_or_else(|e| panic!("run {SCRIPT} {args:?}: {e}"))
 }
 
 fn produce(c: &Cluster, args: &[&str]) -> ScriptOutput {
@@ -61,22 +67,46 @@ fn ons_send_and_push_consume_with_tags_keys_and_properties() {
     let c = cluster_with_topic(topic);
     let sent = sent_by_body(&produce(
         &c,
-        &["--topic", topic, "--prefix", "basic", "--tags", "TagA,TagB", "--sync", "20"],
+        &[
+            "--topic",
+            topic,
+            "--prefix",
+            "basic",
+            "--tags",
+            "TagA,TagB",
+            "--sync",
+            "20",
+        ],
     ));
     assert_eq!(sent.len(), 20);
     for s in sent.values() {
-        assert!(s.str("msg_id").is_some_and(|id| id.len() == 32), "send result msgId {s:?}");
+        assert!(
+            s.str("msg_id").is_some_and(|id| id.len() == 32),
+            "send result msgId {s:?}"
+        );
     }
     let out = ons(
         &c,
-        &["consume", "--topic", topic, "--group", "ons_cg_basic", "--expect", "20"],
+        &[
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            "ons_cg_basic",
+            "--expect",
+            "20",
+        ],
         SCRIPT_TIMEOUT_MS,
     );
     assert_delivered(&sent, &out, "ali-ons push consumer");
     let got = received_by_body(&out);
     // ali-ons reports the offset message id of the send and of the delivery: they agree.
     for (body, s) in &sent {
-        assert_eq!(got[body][0].str("msg_id"), s.str("msg_id"), "msgId of {body:?}");
+        assert_eq!(
+            got[body][0].str("msg_id"),
+            s.str("msg_id"),
+            "msgId of {body:?}"
+        );
     }
     assert_eq!(committed_total(&c, "ons_cg_basic", topic), 20);
 }
@@ -89,8 +119,19 @@ fn cpp_produced_messages_reach_an_ons_consumer() {
         ClientKind::Cpp,
         "cpp_client.py",
         &[
-            "produce", "--topic", topic, "--prefix", "cross", "--sync", "5", "--batch", "5",
-            "--big-batch", "4", "--timeout-ms", "60000",
+            "produce",
+            "--topic",
+            topic,
+            "--prefix",
+            "cross",
+            "--sync",
+            "5",
+            "--batch",
+            "5",
+            "--big-batch",
+            "4",
+            "--timeout-ms",
+            "60000",
         ],
         &c,
         80_000,
@@ -100,7 +141,15 @@ fn cpp_produced_messages_reach_an_ons_consumer() {
     let sent = sent_by_body(&out);
     let got = ons(
         &c,
-        &["consume", "--topic", topic, "--group", "ons_cg_cross", "--expect", "14"],
+        &[
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            "ons_cg_cross",
+            "--expect",
+            "14",
+        ],
         SCRIPT_TIMEOUT_MS,
     );
     assert_delivered(&sent, &got, "ali-ons consuming C++ messages");
@@ -112,7 +161,16 @@ fn ons_tag_filter_delivers_only_subscribed_tags() {
     let c = cluster_with_topic(topic);
     let want: std::collections::BTreeMap<_, _> = sent_by_body(&produce(
         &c,
-        &["--topic", topic, "--prefix", "tags", "--tags", "TagA,TagB,TagC", "--sync", "30"],
+        &[
+            "--topic",
+            topic,
+            "--prefix",
+            "tags",
+            "--tags",
+            "TagA,TagB,TagC",
+            "--sync",
+            "30",
+        ],
     ))
     .into_iter()
     .filter(|(_, e)| matches!(e.str("tags"), Some("TagA") | Some("TagB")))
@@ -120,8 +178,15 @@ fn ons_tag_filter_delivers_only_subscribed_tags() {
     let out = ons(
         &c,
         &[
-            "consume", "--topic", topic, "--group", "ons_cg_tags", "--expr", "TagA || TagB",
-            "--expect", "20",
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            "ons_cg_tags",
+            "--expr",
+            "TagA || TagB",
+            "--expect",
+            "20",
         ],
         SCRIPT_TIMEOUT_MS,
     );
@@ -133,19 +198,33 @@ fn ons_consumer_resumes_from_committed_offset() {
     let topic = "OnsResume";
     let group = "ons_cg_resume";
     let c = cluster_with_topic(topic);
-    let first = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "r1", "--sync", "10"]));
+    let first = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "r1", "--sync", "10"],
+    ));
     let out1 = ons(
         &c,
-        &["consume", "--topic", topic, "--group", group, "--expect", "10"],
+        &[
+            "consume", "--topic", topic, "--group", group, "--expect", "10",
+        ],
         SCRIPT_TIMEOUT_MS,
     );
     assert_delivered(&first, &out1, "first consumer");
-    assert_eq!(committed_total(&c, group, topic), 10, "offsets committed on close");
+    assert_eq!(
+        committed_total(&c, group, topic),
+        10,
+        "offsets committed on close"
+    );
 
-    let second = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "r2", "--sync", "10"]));
+    let second = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "r2", "--sync", "10"],
+    ));
     let out2 = ons(
         &c,
-        &["consume", "--topic", topic, "--group", group, "--expect", "10"],
+        &[
+            "consume", "--topic", topic, "--group", group, "--expect", "10",
+        ],
         SCRIPT_TIMEOUT_MS,
     );
     let got = received_by_body(&out2);
@@ -158,10 +237,22 @@ fn ons_consumer_resumes_from_committed_offset() {
 fn ons_failed_consume_is_redelivered_via_send_back() {
     let topic = "OnsRetry";
     let c = cluster_with_topic(topic);
-    let sent = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "retry", "--sync", "3"]));
+    let sent = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "retry", "--sync", "3"],
+    ));
     let out = ons(
         &c,
-        &["consume", "--topic", topic, "--group", "ons_cg_retry", "--expect", "3", "--fail-first"],
+        &[
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            "ons_cg_retry",
+            "--expect",
+            "3",
+            "--fail-first",
+        ],
         REDELIVERY_TIMEOUT_MS,
     );
     assert_delivered(&sent, &out, "redelivered messages");
@@ -169,10 +260,20 @@ fn ons_failed_consume_is_redelivered_via_send_back() {
     for (body, d) in &got {
         assert!(d.len() >= 2, "{body:?} not redelivered: {d:?}");
         assert_eq!(d[0].i64("reconsume_times"), Some(0));
-        let ok = d.iter().find(|e| e.str("result") == Some("ok")).expect("acked delivery");
+        let ok = d
+            .iter()
+            .find(|e| e.str("result") == Some("ok"))
+            .expect("acked delivery");
         assert!(ok.i64("reconsume_times").unwrap_or(0) >= 1, "{ok:?}");
-        assert_eq!(ok.str("topic"), Some(topic), "retry copy presented under the original topic");
-        assert!(ok.prop("ORIGIN_MESSAGE_ID").is_some(), "retry copy lacks ORIGIN_MESSAGE_ID");
+        assert_eq!(
+            ok.str("topic"),
+            Some(topic),
+            "retry copy presented under the original topic"
+        );
+        assert!(
+            ok.prop("ORIGIN_MESSAGE_ID").is_some(),
+            "retry copy lacks ORIGIN_MESSAGE_ID"
+        );
     }
 }
 
@@ -182,13 +283,24 @@ fn ons_message_goes_to_dlq_after_max_reconsume_times() {
     let group = "ons_cg_dlq";
     let dlq = format!("%DLQ%{group}");
     let c = cluster_with_topic(topic);
-    let sent = sent_by_body(&produce(&c, &["--topic", topic, "--prefix", "dlq", "--sync", "2"]));
+    let sent = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "dlq", "--sync", "2"],
+    ));
     // maxReconsumeTimes=1: first delivery fails -> retry (reconsumeTimes 1) fails -> DLQ.
     let out = ons(
         &c,
         &[
-            "consume", "--topic", topic, "--group", group, "--fail-always", "--max-reconsume", "1",
-            "--stop-after-deliveries", "4",
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--fail-always",
+            "--max-reconsume",
+            "1",
+            "--stop-after-deliveries",
+            "4",
         ],
         REDELIVERY_TIMEOUT_MS,
     );
@@ -223,7 +335,11 @@ fn ons_message_goes_to_dlq_after_max_reconsume_times() {
             .unwrap_or_else(|| panic!("no DLQ record for {key}: {recs:?}"));
         assert_eq!(r.body_str(), *body);
         assert_eq!(r.property("RETRY_TOPIC"), Some(topic));
-        assert!(r.reconsume_times >= 1, "DLQ record reconsume_times {}", r.reconsume_times);
+        assert!(
+            r.reconsume_times >= 1,
+            "DLQ record reconsume_times {}",
+            r.reconsume_times
+        );
     }
 }
 
@@ -233,15 +349,34 @@ fn ons_delay_level_1_arrives_after_one_second() {
     let c = cluster_with_topic(topic);
     // Start the consumer first so arrival time is measured, not the consumer start-up.
     let args = with_timeout(
-        &["consume", "--topic", topic, "--group", "ons_cg_delay", "--expect", "3"],
+        &[
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            "ons_cg_delay",
+            "--expect",
+            "3",
+        ],
         SCRIPT_TIMEOUT_MS,
     );
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut consumer = ScriptRun::start(ClientKind::Node, SCRIPT, &refs, &c).expect("consumer");
-    consumer.wait_event("started", 60_000).expect("consumer started");
+    consumer
+        .wait_event("started", 60_000)
+        .expect("consumer started");
     let sent = sent_by_body(&produce(
         &c,
-        &["--topic", topic, "--prefix", "delay", "--sync", "3", "--delay-level", "1"],
+        &[
+            "--topic",
+            topic,
+            "--prefix",
+            "delay",
+            "--sync",
+            "3",
+            "--delay-level",
+            "1",
+        ],
     ));
     let out = consumer
         .finish(SCRIPT_TIMEOUT_MS + HARNESS_MARGIN_MS)
@@ -251,6 +386,10 @@ fn ons_delay_level_1_arrives_after_one_second() {
     for (body, d) in &got {
         let born = sent[body].i64("born_ms").expect("born_ms");
         let recv = d[0].i64("recv_ms").expect("recv_ms");
-        assert!(recv - born >= 1000, "{body:?} arrived {} ms after send", recv - born);
+        assert!(
+            recv - born >= 1000,
+            "{body:?} arrived {} ms after send",
+            recv - born
+        );
     }
 }

@@ -36,6 +36,7 @@ pub(crate) fn ready(resp: RemotingCommand) -> ProcessFuture {
 /// SYSTEM_ERROR naming what was wrong with the request (bad header or body); Java's
 /// broker answers undecodable requests the same way.
 pub(crate) fn bad_request(req: &RemotingCommand, what: impl std::fmt::Display) -> RemotingCommand {
+    tracing::debug!(code = req.code, ext = ?req.ext_fields, error = %what, "bad request");
     RemotingCommand::error_response(req, response::SYSTEM_ERROR, what.to_string())
 }
 

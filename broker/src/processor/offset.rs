@@ -8,6 +8,7 @@
 //! gets QUERY_NOT_FOUND.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use remoting::codes::{request, response};
 use remoting::connection::ConnectionContext;
@@ -28,6 +29,8 @@ pub const CODES: &[i32] = &[
 
 /// Java `accessMessageInMemoryMaxRatio` (40 % of physical memory).
 const ACCESS_MESSAGE_IN_MEMORY_MAX_RATIO_PERCENT: u64 = 40;
+/// Longest wait for the consume-queue dispatcher before judging a queue young.
+const DISPATCH_WAIT_MS: u64 = 500;
 /// Used when the physical memory size cannot be read.
 const FALLBACK_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
@@ -60,45 +63,40 @@ impl OffsetProcessor {
         OffsetProcessor { ctx }
     }
 
-    fn query(&self, req: &RemotingCommand) -> RemotingCommand {
+    async fn query(ctx: Arc<BrokerContext>, req: RemotingCommand) -> RemotingCommand {
         let h: QueryConsumerOffsetRequestHeader = match req.decode_header() {
             Ok(h) => h,
-            Err(e) => return bad_request(req, e),
+            Err(e) => return bad_request(&req, e),
         };
-        let found = self
-            .ctx
+        let found = ctx
             .consumer_offsets
             .query(&h.consumer_group, &h.topic, h.queue_id);
         let offset = match found {
             Some(o) => Some(o),
-            None if h.set_zero_if_not_found != Some(false)
-                && self.is_young_queue(&h.topic, h.queue_id) =>
-            {
-                Some(0)
+            None if h.set_zero_if_not_found != Some(false) => {
+                let store = ctx.store.clone();
+                let (topic, queue_id) = (h.topic.clone(), h.queue_id);
+                // Waits on the dispatcher (a blocking condition wait): off the executor.
+                let young =
+                    tokio::task::spawn_blocking(move || is_young_queue(&store, &topic, queue_id))
+                        .await
+                        .unwrap_or(false);
+                young.then_some(0)
             }
             None => None,
         };
+        tracing::debug!(group = %h.consumer_group, topic = %h.topic, queue = h.queue_id,
+            committed = ?found, answer = ?offset, "query consumer offset");
         match offset {
-            Some(offset) => success(req).with_header(&QueryConsumerOffsetResponseHeader { offset }),
+            Some(offset) => {
+                success(&req).with_header(&QueryConsumerOffsetResponseHeader { offset })
+            }
             None => RemotingCommand::error_response(
-                req,
+                &req,
                 response::QUERY_NOT_FOUND,
                 "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
             ),
         }
-    }
-
-    /// Java: `minOffset <= 0 && !checkInDiskByConsumeOffset(topic, queueId, 0)`. We have no
-    /// per-unit physical offset here, so "in memory" is approximated by the whole commitlog
-    /// span fitting in the memory window (then every message, including the queue's first,
-    /// is in it). Empty queues answer QUERY_NOT_FOUND: the client's fallback lands on 0
-    /// anyway.
-    fn is_young_queue(&self, topic: &str, queue_id: i32) -> bool {
-        let store = &self.ctx.store;
-        store.min_offset_in_queue(topic, queue_id) <= 0
-            && store.max_offset_in_queue(topic, queue_id) > 0
-            && store.commit_log_max_offset() - store.commit_log_min_offset()
-                <= in_memory_window_bytes()
     }
 
     fn update(&self, req: &RemotingCommand) -> RemotingCommand {
@@ -106,6 +104,8 @@ impl OffsetProcessor {
             Ok(h) => h,
             Err(e) => return bad_request(req, e),
         };
+        tracing::debug!(group = %h.consumer_group, topic = %h.topic, queue = h.queue_id,
+            offset = h.commit_offset, "update consumer offset");
         match self.ctx.consumer_offsets.commit(
             &h.consumer_group,
             &h.topic,
@@ -118,13 +118,31 @@ impl OffsetProcessor {
     }
 }
 
+/// Java: `minOffset <= 0 && !checkInDiskByConsumeOffset(topic, queueId, 0)`. We have no
+/// per-unit physical offset here, so "in memory" is approximated by the whole commitlog
+/// span fitting in the memory window (then every message, including the queue's first,
+/// is in it). Empty queues answer QUERY_NOT_FOUND: the client's fallback lands on 0
+/// anyway. Consume queues are built asynchronously after a send is acknowledged, so the
+/// dispatcher first gets a bounded chance to catch up with the commitlog: otherwise a
+/// consumer started right after its producer could start behind the last sends (seen
+/// with the C++ client: NOT_FOUND here, then GET_MAX_OFFSET already counting them).
+fn is_young_queue(store: &store::MessageStore, topic: &str, queue_id: i32) -> bool {
+    let end = store.commit_log_max_offset();
+    if !store.wait_dispatched(end, Duration::from_millis(DISPATCH_WAIT_MS)) {
+        tracing::debug!(end, "dispatch behind while answering QUERY_CONSUMER_OFFSET");
+    }
+    store.min_offset_in_queue(topic, queue_id) <= 0
+        && store.max_offset_in_queue(topic, queue_id) > 0
+        && store.commit_log_max_offset() - store.commit_log_min_offset() <= in_memory_window_bytes()
+}
+
 impl RequestProcessor for OffsetProcessor {
     fn process(&self, _conn: ConnectionContext, req: RemotingCommand) -> ProcessFuture {
-        let resp = if req.code == request::QUERY_CONSUMER_OFFSET {
-            self.query(&req)
+        if req.code == request::QUERY_CONSUMER_OFFSET {
+            let ctx = self.ctx.clone();
+            Box::pin(async move { Ok(Some(Self::query(ctx, req).await)) })
         } else {
-            self.update(&req)
-        };
-        ready(resp)
+            ready(self.update(&req))
+        }
     }
 }

@@ -139,14 +139,7 @@ pub async fn consume_stats(
     let mut first = true;
     for topic in topics.iter().take(MAX_TOPICS_PER_GROUP) {
         let Some(tc) = ctx.topic_config.get(topic) else {
-            // Java answers TOPIC_NOT_EXIST for an explicitly named unknown topic.
-            if topics.len() == 1 {
-                return Ok(RemotingCommand::error_response(
-                    request,
-                    response::TOPIC_NOT_EXIST,
-                    format!("topic[{topic}] not exist"),
-                ));
-            }
+            // Java skips unknown topics (an empty table makes mqadmin report "not found").
             continue;
         };
         for queue_id in 0..tc.read_queue_nums.max(0) {

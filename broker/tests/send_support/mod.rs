@@ -42,12 +42,13 @@ impl TestBroker {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, with_schedule: bool) -> TestBroker {
-        let mut cfg = BrokerConfig::default();
-        cfg.store_path_root_dir = dir.path().to_string_lossy().into_owned();
-        cfg.mapped_file_size_commit_log = 8 * 1024 * 1024;
-        cfg.mapped_file_size_consume_queue = 1000 * 20;
-        cfg.max_message_size = 64 * 1024;
-        let cfg = Arc::new(cfg);
+        let cfg = Arc::new(BrokerConfig {
+            store_path_root_dir: dir.path().to_string_lossy().into_owned(),
+            mapped_file_size_commit_log: 8 * 1024 * 1024,
+            mapped_file_size_consume_queue: 1000 * 20,
+            max_message_size: 64 * 1024,
+            ..BrokerConfig::default()
+        });
         let store_host: SocketAddr = STORE_HOST.parse().expect("literal address");
         let sc = broker::controller::store_config(&cfg, store_host);
         let c = cfg.clone();

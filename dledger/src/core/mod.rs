@@ -9,9 +9,9 @@
 //! Runtime contract for each `Ready`, processed strictly in the order they are returned:
 //! 1. send `messages` now (a leader's appends go out in parallel with its own fsync);
 //! 2. if `snapshot` is set, discard the log and restart it after `snapshot.index`;
-//! 3. append `entries` (truncating any existing tail from `entries[0].index`), then write
-//!    `hard_state` (entries must not become durable after a hard state whose term they need;
-//!    writing the hard state first and fsyncing both is fine);
+//! 3. append `entries` (truncating any existing tail from `entries[0].index`) and write
+//!    `hard_state`, in either order (if entries of a newer term survive a crash without the
+//!    hard state, the core adopts that term with its vote set to itself);
 //! 4. once durable, call `on_entries_persisted(last.index, last.term)` (for a snapshot-only
 //!    Ready: the snapshot's index/term) and send `persisted_messages`;
 //! 5. hand `committed_entries` to the state machine.

@@ -115,6 +115,9 @@ impl Drop for StorageThread {
     }
 }
 
+/// (seq, last entry (index, term), had hard state) of a job written in the current group.
+type DoneJob = (u64, Option<(u64, u64)>, bool);
+
 struct Worker {
     store: FileStore,
     hs_file: HardStateFile,
@@ -151,7 +154,7 @@ fn run(
             match rx.recv_timeout(retry) {
                 Ok(j) => stalled.push_back(j),
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
             }
             group.extend(stalled.drain(..));
         }
@@ -173,7 +176,14 @@ fn run(
                 return;
             }
         }
-        if disconnected && stalled.is_empty() {
+        if disconnected {
+            // The node is gone: nobody waits for stalled jobs any more.
+            if !stalled.is_empty() {
+                tracing::warn!(
+                    jobs = stalled.len(),
+                    "dropping jobs stalled on a full disk at shutdown"
+                );
+            }
             return;
         }
     }
@@ -185,7 +195,7 @@ impl Worker {
         group: Vec<Job>,
         stalled: &mut VecDeque<Job>,
     ) -> Result<(), StorageError> {
-        let mut done: Vec<(u64, Option<(u64, u64)>, bool)> = Vec::with_capacity(group.len());
+        let mut done: Vec<DoneJob> = Vec::with_capacity(group.len());
         let mut latest_hs: Option<HardStateRecord> = None;
         let mut wrote = false;
         let mut group_entries = 0usize;

@@ -40,7 +40,9 @@ fn show(r: &Record) {
 
 fn run(args: &[String]) -> Result<(), String> {
     let arg = |i: usize| -> Result<&str, String> {
-        args.get(i).map(String::as_str).ok_or_else(|| USAGE.to_string())
+        args.get(i)
+            .map(String::as_str)
+            .ok_or_else(|| USAGE.to_string())
     };
     let queues = |i: usize| -> Result<i32, String> {
         args.get(i)
@@ -50,7 +52,8 @@ fn run(args: &[String]) -> Result<(), String> {
     let mut c = AdminClient::connect(arg(1)?, DEFAULT_TIMEOUT_MS).map_err(|e| e.to_string())?;
     match arg(0)? {
         "create-topic" => {
-            c.create_topic(arg(2)?, queues(3)?).map_err(|e| e.to_string())?;
+            c.create_topic(arg(2)?, queues(3)?)
+                .map_err(|e| e.to_string())?;
             println!("created {}", arg(2)?);
         }
         "max-offset" => {
