@@ -33,8 +33,11 @@ BROKER_ARGS=(-c "$ROOT/conf/broker.conf" -n "$NAMESRV_ADDR"
 pids=()
 cleanup() {
   trap - INT TERM EXIT
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Broker first (it unregisters from the namesrv on the way out), then the namesrv.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
 }
 trap cleanup INT TERM EXIT
 

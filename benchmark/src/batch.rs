@@ -62,9 +62,12 @@ pub fn repeated_batch(body: &[u8], properties: &str, count: usize) -> Bytes {
     encode_batch((0..count).map(|_| (0, body, properties)))
 }
 
+/// One decoded block: `(flag, body, properties)`.
+pub type Block<'a> = (i32, &'a [u8], &'a [u8]);
+
 /// Decode a batch body back into `(flag, body, properties)` slices (used by tests and the
 /// fake broker). Returns `None` on any inconsistency.
-pub fn decode_batch(mut buf: &[u8]) -> Option<Vec<(i32, &[u8], &[u8])>> {
+pub fn decode_batch(mut buf: &[u8]) -> Option<Vec<Block<'_>>> {
     let mut out = Vec::new();
     while !buf.is_empty() {
         if buf.len() < BLOCK_FIXED_BYTES {

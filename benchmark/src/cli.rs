@@ -126,9 +126,17 @@ pub struct ConsumerArgs {
     /// Long-poll hold requested from the broker.
     #[arg(long = "suspend-ms", default_value_t = 15_000)]
     pub suspend_ms: u64,
+    /// Keep retrying the route lookup this long (a just auto-created topic may not be
+    /// registered with the NameServer yet).
+    #[arg(long = "route-wait-s", default_value_t = 30)]
+    pub route_wait_s: u64,
     /// Start from offset 0 instead of the group's committed offset.
-    #[arg(long = "from-start")]
+    #[arg(long = "from-start", conflicts_with = "from_end")]
     pub from_start: bool,
+    /// Without a committed offset, start at the queue's end (GET_MAX_OFFSET) instead of 0,
+    /// like Java's CONSUME_FROM_LAST_OFFSET: measures live end-to-end latency only.
+    #[arg(long = "from-end")]
+    pub from_end: bool,
     /// Print the summary as one JSON object on the last line of stdout.
     #[arg(long)]
     pub json: bool,
@@ -143,6 +151,9 @@ impl ConsumerArgs {
         }
         if self.duration_s == Some(0) || self.count == Some(0) {
             return Err("--duration / --count must be positive".into());
+        }
+        if self.route_wait_s > 3600 {
+            return Err("--route-wait-s must be at most 3600".into());
         }
         if self.suspend_ms > 60_000 {
             return Err("--suspend-ms must be at most 60000".into());

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use remoting::codes::{request, response};
 use remoting::headers::offset::{
-    QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
+    GetMaxOffsetRequestHeader, QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use remoting::headers::pull::{sys_flag, PullMessageRequestHeader, PullMessageResponseHeader};
 use remoting::{RemotingClient, RemotingCommand};
@@ -67,7 +67,44 @@ impl Shared {
         self.conns.get(&addr).await
     }
 
-    async fn query_offset(&self, broker: &str, queue_id: i32) -> i64 {
+    /// Where a queue's pull starts: 0 with `--from-start`; else the committed offset; else
+    /// the queue end with `--from-end`, or 0.
+    async fn start_offset(&self, broker: &str, queue_id: i32) -> i64 {
+        if self.args.from_start {
+            return 0;
+        }
+        if let Some(o) = self.query_offset(broker, queue_id).await {
+            return o;
+        }
+        if self.args.from_end {
+            return self.max_offset(broker, queue_id).await.unwrap_or(0);
+        }
+        0
+    }
+
+    async fn offset_call(&self, broker: &str, queue_id: i32, req: RemotingCommand) -> Option<i64> {
+        let client = self.client(broker, queue_id).await.ok()?;
+        match client.invoke(req, OFFSET_CALL_TIMEOUT_MS).await {
+            Ok(resp) if resp.code == response::SUCCESS => resp
+                .ext("offset")
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|o| *o >= 0),
+            // QUERY_NOT_FOUND or anything else: no offset.
+            _ => None,
+        }
+    }
+
+    async fn max_offset(&self, broker: &str, queue_id: i32) -> Option<i64> {
+        let header = GetMaxOffsetRequestHeader {
+            topic: self.args.topic.clone(),
+            queue_id,
+            committed: None,
+        };
+        let req = RemotingCommand::request_with_header(request::GET_MAX_OFFSET, &header);
+        self.offset_call(broker, queue_id, req).await
+    }
+
+    async fn query_offset(&self, broker: &str, queue_id: i32) -> Option<i64> {
         let header = QueryConsumerOffsetRequestHeader {
             consumer_group: self.args.group.clone(),
             topic: self.args.topic.clone(),
@@ -75,18 +112,7 @@ impl Shared {
             set_zero_if_not_found: Some(false),
         };
         let req = RemotingCommand::request_with_header(request::QUERY_CONSUMER_OFFSET, &header);
-        let Ok(client) = self.client(broker, queue_id).await else {
-            return 0;
-        };
-        match client.invoke(req, OFFSET_CALL_TIMEOUT_MS).await {
-            Ok(resp) if resp.code == response::SUCCESS => resp
-                .ext("offset")
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .filter(|o| *o >= 0)
-                .unwrap_or(0),
-            // QUERY_NOT_FOUND or anything else: no committed offset, start at 0.
-            _ => 0,
-        }
+        self.offset_call(broker, queue_id, req).await
     }
 
     async fn commit_offset(&self, broker: &str, queue_id: i32, offset: i64) {
@@ -160,11 +186,7 @@ async fn puller(
     queue_id: i32,
     mut stop: watch::Receiver<bool>,
 ) {
-    let start_offset = if shared.args.from_start {
-        0
-    } else {
-        shared.query_offset(&broker, queue_id).await
-    };
+    let start_offset = shared.start_offset(&broker, queue_id).await;
     let mut offset = start_offset;
     let timeout_ms = shared.args.suspend_ms + PULL_TIMEOUT_MARGIN_MS;
     while !*stop.borrow() {
@@ -219,18 +241,36 @@ async fn puller(
     }
 }
 
+/// Look the route up, retrying once a second for up to `--route-wait-s`.
+async fn wait_for_queues(
+    conns: &Connections,
+    args: &ConsumerArgs,
+) -> Result<Vec<route::QueueTarget>, BenchError> {
+    let give_up = Instant::now() + Duration::from_secs(args.route_wait_s);
+    loop {
+        let result = route::fetch_route(conns, &args.namesrv, &args.topic)
+            .await
+            .map(|r| route::subscribe_queues(&r));
+        let err = match result {
+            Ok(q) if !q.is_empty() => return Ok(q),
+            Ok(_) => BenchError::NoRoute {
+                topic: args.topic.clone(),
+                reason: "no readable queue on a master".into(),
+            },
+            Err(e) => e,
+        };
+        if Instant::now() >= give_up {
+            return Err(err);
+        }
+        tokio::time::sleep(Duration::from_millis(route::ROUTE_REFRESH_INTERVAL_MS)).await;
+    }
+}
+
 /// Run the consumer benchmark, printing a live line per second to stdout.
 pub async fn run(args: ConsumerArgs) -> Result<ConsumerSummary, BenchError> {
     args.validate().map_err(BenchError::InvalidArgs)?;
     let conns = Arc::new(Connections::default());
-    let route_data = route::fetch_route(&conns, &args.namesrv, &args.topic).await?;
-    let queues = route::subscribe_queues(&route_data);
-    if queues.is_empty() {
-        return Err(BenchError::NoRoute {
-            topic: args.topic.clone(),
-            reason: "no readable queue on a master".into(),
-        });
-    }
+    let queues = wait_for_queues(&conns, &args).await?;
     let routes = RouteCache::new(queues.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let refresher = tokio::spawn(route::refresh_loop(

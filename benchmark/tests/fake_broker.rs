@@ -15,7 +15,7 @@ use remoting::body::{fastjson, BrokerData, QueueData, TopicRouteData};
 use remoting::codes::{request, response};
 use remoting::headers::namesrv::GetRouteInfoRequestHeader;
 use remoting::headers::offset::{
-    QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
+    GetMaxOffsetRequestHeader, QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use remoting::headers::pull::{PullMessageRequestHeader, PullMessageResponseHeader};
 use remoting::headers::send::{SendMessageRequestHeader, SendMessageResponseHeader};
@@ -34,6 +34,12 @@ const EMPTY_PULL_HOLD_MS: u64 = 20;
 #[derive(Default)]
 struct Fake {
     addr: OnceLock<String>,
+    /// Master address advertised in routes; defaults to our own address.
+    route_master: Mutex<Option<String>>,
+    /// A demoted master answers sends with SERVICE_NOT_AVAILABLE (retryable).
+    demoted: std::sync::atomic::AtomicBool,
+    /// Total stored messages, for tests to await progress.
+    stored_tx: OnceLock<tokio::sync::watch::Sender<usize>>,
     queues: Mutex<Vec<Vec<Bytes>>>,
     send_requests: AtomicU64,
     batch_requests: AtomicU64,
@@ -44,8 +50,11 @@ struct Fake {
     pulls_with_commit_bit: AtomicU64,
 }
 
+/// (flag, body, properties).
+type Message = (i32, Vec<u8>, Vec<u8>);
+
 /// Independent parse of a batch body (message-format.md §4) into (flag, body, properties).
-fn parse_batch(mut b: &[u8]) -> Option<Vec<(i32, Vec<u8>, Vec<u8>)>> {
+fn parse_batch(mut b: &[u8]) -> Option<Vec<Message>> {
     let mut out = Vec::new();
     while !b.is_empty() {
         let rd = |b: &[u8], at: usize| -> Option<i32> {
@@ -115,7 +124,13 @@ impl Fake {
                 "no route",
             )));
         }
-        let addr = self.addr.get().cloned().unwrap_or_default();
+        let addr = self
+            .route_master
+            .lock()
+            .unwrap()
+            .clone()
+            .or_else(|| self.addr.get().cloned())
+            .unwrap_or_default();
         let route = TopicRouteData {
             broker_datas: vec![BrokerData {
                 broker_addrs: [(0i64, addr)].into_iter().collect(),
@@ -142,12 +157,19 @@ impl Fake {
     fn send(&self, req: &RemotingCommand) -> ProcessResult {
         let n = self.send_requests.fetch_add(1, Ordering::Relaxed) + 1;
         let every = self.fail_every.load(Ordering::Relaxed);
-        if every > 0 && n % every == 0 {
+        if every > 0 && n.is_multiple_of(every) {
             self.failed_sends.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(RemotingCommand::error_response(
                 req,
                 response::SYSTEM_ERROR,
                 "injected",
+            )));
+        }
+        if self.demoted.load(Ordering::Relaxed) {
+            return Ok(Some(RemotingCommand::error_response(
+                req,
+                response::SERVICE_NOT_AVAILABLE,
+                "not master",
             )));
         }
         let h = SendMessageRequestHeader::decode_any(req)?;
@@ -156,7 +178,7 @@ impl Fake {
         assert!(h.born_timestamp > 0);
         let qid = h.queue_id;
         assert!((0..QUEUES as i32).contains(&qid), "queue {qid}");
-        let messages: Vec<(i32, Vec<u8>, Vec<u8>)> = if req.code == request::SEND_BATCH_MESSAGE {
+        let messages: Vec<Message> = if req.code == request::SEND_BATCH_MESSAGE {
             assert_eq!(h.batch, Some(true));
             self.batch_requests.fetch_add(1, Ordering::Relaxed);
             parse_batch(&req.body).ok_or("bad batch body")?
@@ -177,6 +199,11 @@ impl Fake {
                 body,
                 props,
             ));
+        }
+        let total: usize = queues.iter().map(Vec::len).sum();
+        drop(queues);
+        if let Some(tx) = self.stored_tx.get() {
+            tx.send_replace(total);
         }
         let resp = SendMessageResponseHeader {
             msg_id: "7F0000010000000200000000000000000".into(),
@@ -241,6 +268,14 @@ impl Fake {
                 .with_ext("offset", o.to_string()),
             None => RemotingCommand::error_response(req, response::QUERY_NOT_FOUND, "none"),
         }))
+    }
+
+    fn max_offset(&self, req: &RemotingCommand) -> ProcessResult {
+        let h: GetMaxOffsetRequestHeader = req.decode_header()?;
+        let n = self.queues.lock().unwrap()[h.queue_id as usize].len();
+        Ok(Some(
+            RemotingCommand::response_to(req, response::SUCCESS).with_ext("offset", n.to_string()),
+        ))
     }
 
     fn update_offset(&self, req: &RemotingCommand) -> ProcessResult {
@@ -310,6 +345,14 @@ async fn start_fake() -> Harness {
     );
     let f = fake.clone();
     d.register(
+        request::GET_MAX_OFFSET,
+        processor_fn(move |_c, r| {
+            let out = f.max_offset(&r);
+            async move { out }
+        }),
+    );
+    let f = fake.clone();
+    d.register(
         request::UPDATE_CONSUMER_OFFSET,
         processor_fn(move |_c, r| {
             let out = f.update_offset(&r);
@@ -321,6 +364,7 @@ async fn start_fake() -> Harness {
         .expect("bind");
     let addr = server.local_addr();
     fake.addr.set(addr.to_string()).expect("set once");
+    let _ = fake.stored_tx.set(tokio::sync::watch::channel(0).0);
     let shutdown = Shutdown::new();
     tokio::spawn(server.run(shutdown.clone()));
     Harness {
@@ -432,6 +476,14 @@ async fn producer_then_consumer_round_trip() {
     assert!(ok, "{lines:#?}");
     let v = last_json(&lines);
     assert_eq!(v["received"], 0, "{v}");
+    // A new group with --from-end skips the 200 existing messages.
+    let (lines, ok) = run_tool(args(
+        "consumer -n ADDR --topic BenchT --group G2 --from-end --duration 1 --json",
+        h.addr,
+    ))
+    .await;
+    assert!(ok, "{lines:#?}");
+    assert_eq!(last_json(&lines)["received"], 0);
     // Resumed pulls carry the commit bit with the committed offset.
     assert!(h.fake.pulls_with_commit_bit.load(Ordering::Relaxed) > 0);
     h.shutdown.trigger();
@@ -493,4 +545,38 @@ async fn unknown_topic_fails_cleanly() {
     let (_, ok) = run_tool(args("producer -n ADDR --topic Nope --count 1", h.addr)).await;
     assert!(!ok);
     h.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_follows_a_new_master_after_route_change() {
+    // `a` is NameServer and first master; `b` becomes master mid-run.
+    let a = start_fake().await;
+    let b = start_fake().await;
+    let mut stored_on_a = a.fake.stored_tx.get().expect("watch").subscribe();
+    let tool = tokio::spawn(run_tool(args(
+        "producer -n ADDR --topic BenchT --threads 2 --size 32 --duration 4 --rate 200 --json",
+        a.addr,
+    )));
+    // Fail over once `a` has taken some traffic.
+    tokio::time::timeout(Duration::from_secs(30), stored_on_a.wait_for(|n| *n >= 50))
+        .await
+        .expect("a receives traffic")
+        .expect("watch open");
+    *a.fake.route_master.lock().unwrap() = Some(b.addr.to_string());
+    a.fake.demoted.store(true, Ordering::Relaxed);
+    let (lines, ok) = tool.await.expect("join");
+    assert!(ok, "{lines:#?}");
+    let v = last_json(&lines);
+    let sent = v["sent"].as_u64().unwrap();
+    let failures = v["failures"].as_u64().unwrap();
+    // Every one of the 800 scheduled sends either landed somewhere or was counted as failed.
+    assert_eq!(sent + failures, 800, "{v}");
+    let on_a: usize = a.fake.stored().iter().sum();
+    let on_b: usize = b.fake.stored().iter().sum();
+    assert_eq!((on_a + on_b) as u64, sent, "{v}");
+    assert!(on_a >= 50 && on_b > 0, "a={on_a} b={on_b}");
+    // Sends refused by the demoted master were retried.
+    assert!(v["retries"].as_u64().unwrap() > 0, "{v}");
+    a.shutdown.trigger();
+    b.shutdown.trigger();
 }

@@ -403,13 +403,16 @@ pub struct CommandLine {
     /// `--key=value` (or `--key value`) pairs in order; `-n X` becomes `namesrvAddr=X`.
     pub overrides: Vec<(String, String)>,
     pub help: bool,
+    /// `-p`: print the effective configuration and exit (like Java `mqbroker -p`).
+    pub print_config: bool,
 }
 
 pub const USAGE: &str = "usage: broker -c FILE [-n NAMESRV_ADDR] [--key=value ...]\n\
   -c, --configFile FILE   RocketMQ broker.conf (Java properties)\n\
   -n, --namesrvAddr ADDR  NameServer address(es), ';'-separated\n\
   --withNamesrv=ADDR      also start an embedded NameServer on ADDR (e.g. 127.0.0.1:9876)\n\
-  --KEY=VALUE             override any broker.conf key\n";
+  --KEY=VALUE             override any broker.conf key\n\
+  -p, --printConfigItem   print the effective configuration and exit\n";
 
 /// Most command-line arguments we accept; a guard against runaway scripts.
 const ARGS_MAX: usize = 1024;
@@ -431,6 +434,7 @@ impl CommandLine {
             };
             match arg.as_str() {
                 "-h" | "--help" => cl.help = true,
+                "-p" | "--printConfigItem" => cl.print_config = true,
                 "-c" | "--configFile" => cl.config_file = Some(PathBuf::from(value_of(&arg)?)),
                 "-n" | "--namesrvAddr" => cl
                     .overrides
@@ -620,7 +624,8 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// NameServer addresses from `namesrvAddr` (';'-separated), or the embedded one.
+    /// NameServer addresses from `namesrvAddr` (';'-separated), plus the embedded one
+    /// (`withNamesrv`) when it is not already listed.
     pub fn namesrv_addrs(&self) -> Vec<String> {
         let mut addrs: Vec<String> = self
             .namesrv_addr
@@ -631,12 +636,25 @@ impl BrokerConfig {
             .filter(|a| !a.is_empty())
             .map(str::to_string)
             .collect();
-        if addrs.is_empty() {
-            if let Some(embedded) = &self.with_namesrv {
-                addrs.push(embedded.trim().to_string());
+        if let Some(embedded) = &self.with_namesrv {
+            let embedded = embedded.trim().to_string();
+            if !addrs.contains(&embedded) {
+                addrs.push(embedded);
             }
         }
         addrs
+    }
+
+    /// A throwaway local broker for tests: data under `dir`, a free port, small commitlog
+    /// segments, no NameServer.
+    pub fn for_test(dir: &Path) -> BrokerConfig {
+        BrokerConfig {
+            store_path_root_dir: dir.display().to_string(),
+            listen_port: 0,
+            mapped_file_size_commit_log: 8 * 1024 * 1024,
+            mapped_file_size_consume_queue: 10_000 * 20,
+            ..BrokerConfig::default()
+        }
     }
 
     /// `brokerIP1:listenPort`, the address clients connect to.
@@ -772,6 +790,12 @@ mod tests {
         assert_eq!(c.broker_permission, 6);
         assert_eq!(c.max_message_size, 4 * 1024 * 1024);
         assert!(c.namesrv_addrs().is_empty());
+        let c = BrokerConfig {
+            namesrv_addr: Some("127.0.0.1:9876".into()),
+            with_namesrv: Some("127.0.0.1:9877".into()),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(c.namesrv_addrs(), vec!["127.0.0.1:9876", "127.0.0.1:9877"]);
     }
 
     #[test]

@@ -180,6 +180,27 @@ impl Broker {
             embedded_namesrv = Some((handle, ns_shutdown));
         }
 
+        match Self::start_services(config, listen_addr).await {
+            Ok(mut broker) => {
+                broker.embedded_namesrv = embedded_namesrv;
+                Ok(broker)
+            }
+            Err(e) => {
+                // Do not leave an embedded NameServer running behind a failed start.
+                if let Some((handle, ns_shutdown)) = embedded_namesrv {
+                    ns_shutdown.trigger();
+                    handle.join().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Everything after the listen address is known and the embedded NameServer runs.
+    async fn start_services(
+        config: BrokerConfig,
+        listen_addr: SocketAddr,
+    ) -> Result<Broker, BrokerError> {
         let config = Arc::new(config);
         let (topic_config, subscription_groups, consumer_offsets) = {
             let c = config.clone();
@@ -276,7 +297,7 @@ impl Broker {
             ctx,
             local_addr,
             namesrv,
-            embedded_namesrv,
+            embedded_namesrv: None,
             tasks,
         })
     }
@@ -423,5 +444,53 @@ async fn topic_change_loop(ctx: Arc<BrokerContext>) {
             _ = ctx.shutdown.wait() => break,
             _ = ctx.topic_config.changes().notified() => ctx.register.register_now(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_advertises_broker_permission_when_not_rw() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::for_test(dir.path());
+        config.listen_port = 10999;
+        let topics = TopicConfigManager::open(Arc::new(config.clone()), false).unwrap();
+        let reg = registration(&config, &topics);
+        assert_eq!(reg.broker_addr, "127.0.0.1:10999");
+        assert_eq!(
+            reg.topic_config_wrapper.topic_config_table["TBW102"].perm,
+            7
+        );
+        assert_eq!(
+            reg.topic_config_wrapper.data_version.counter,
+            topics.data_version().counter
+        );
+
+        config.broker_permission = perm::READ; // draining: read-only
+        let reg = registration(&config, &topics);
+        assert!(reg
+            .topic_config_wrapper
+            .topic_config_table
+            .values()
+            .all(|t| t.perm == perm::READ));
+    }
+
+    #[test]
+    fn store_config_follows_broker_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::for_test(dir.path());
+        config.flush_disk_type = FlushDiskType::SyncFlush;
+        config.mapped_file_size_consume_queue = 300_000 * 20;
+        let addr: SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        let sc = store_config(&config, addr);
+        assert_eq!(sc.flush_disk_type, store::FlushDiskType::SyncFlush);
+        assert_eq!(sc.mapped_file_size_consume_queue_units, 300_000);
+        assert_eq!(sc.store_host, addr);
+        assert_eq!(
+            sc.mapped_file_size_commit_log,
+            config.mapped_file_size_commit_log
+        );
     }
 }

@@ -123,6 +123,23 @@ impl RebalanceLockManager {
         }
     }
 
+    /// Release every lock `client_id` holds in `group` (the client unregistered, i.e. shut
+    /// down: Java keeps such locks until they expire, which stalls a restarted orderly
+    /// consumer for up to 60 s when the old one forgot to unlock a queue). Returns how many.
+    pub fn unlock_all_of_client(&self, group: &str, client_id: &str) -> usize {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(locks) = table.get_mut(group) else {
+            return 0;
+        };
+        let before = locks.len();
+        locks.retain(|_, e| e.client_id != client_id);
+        let released = before - locks.len();
+        if locks.is_empty() {
+            table.remove(group);
+        }
+        released
+    }
+
     /// Whether `client_id` holds a live lock on `mq` (pull of orderly consumers).
     pub fn is_locked_by(&self, group: &str, mq: &MessageQueue, client_id: &str) -> bool {
         self.is_locked_by_at(group, mq, client_id, now_ms())

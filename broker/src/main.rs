@@ -32,6 +32,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if cl.print_config {
+        for (k, v) in loaded.config.to_properties() {
+            println!("{k}={v}");
+        }
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,7 +58,12 @@ fn main() -> ExitCode {
         };
         println!("broker listening on {}", broker.local_addr());
         wait_for_signal().await;
-        tracing::info!("signal received, shutting down");
+        tracing::info!("signal received, shutting down (again to force exit)");
+        tokio::spawn(async {
+            wait_for_signal().await;
+            eprintln!("broker: second signal, exiting without a clean shutdown");
+            std::process::exit(130);
+        });
         broker.shutdown().await;
         ExitCode::SUCCESS
     })

@@ -23,15 +23,16 @@ pub const GROUPS_MAX: usize = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SubscriptionGroupConfig {
-    pub group_name: String,
+    // Fields in fastjson's alphabetical order, so our JSON matches Java's byte for byte.
+    pub broker_id: i64,
+    pub consume_broadcast_enable: bool,
     pub consume_enable: bool,
     pub consume_from_min_enable: bool,
-    pub consume_broadcast_enable: bool,
-    pub retry_queue_nums: i32,
-    pub retry_max_times: i32,
-    pub broker_id: i64,
-    pub which_broker_when_consume_slowly: i64,
+    pub group_name: String,
     pub notify_consumer_ids_changed_enable: bool,
+    pub retry_max_times: i32,
+    pub retry_queue_nums: i32,
+    pub which_broker_when_consume_slowly: i64,
 }
 
 impl Default for SubscriptionGroupConfig {
@@ -290,6 +291,11 @@ mod tests {
             auto_create_subscription_group: false,
             ..BrokerConfig::default()
         });
+        let json = serde_json::to_string(&SubscriptionGroupConfig::new("G")).unwrap();
+        assert_eq!(
+            json,
+            r#"{"brokerId":0,"consumeBroadcastEnable":true,"consumeEnable":true,"consumeFromMinEnable":true,"groupName":"G","notifyConsumerIdsChangedEnable":true,"retryMaxTimes":16,"retryQueueNums":1,"whichBrokerWhenConsumeSlowly":1}"#
+        );
         let m3 = SubscriptionGroupManager::open(off, false).unwrap();
         assert!(m3.find_or_auto_create("CG").is_none());
         assert!(m3.find_or_auto_create("TOOLS_CONSUMER").is_some());

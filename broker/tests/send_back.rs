@@ -76,6 +76,15 @@ async fn send_back_retries_then_dead_letters() {
     let dead2 = pull_one(&b, "cg", "%DLQ%cg", 0, 1).await;
     assert_eq!(dead2.reconsume_times, 1);
 
+    // delayLevel 0: the broker picks 3 + reconsumeTimes (level 3 = 10 s here), so the
+    // copy is parked in SCHEDULE_TOPIC_XXXX queue 2 with the retry topic as REAL_TOPIC.
+    let resp = consumer_send_msg_back(&b.ctx, &send_back(original.commit_log_offset, 0, 16)).await;
+    assert_eq!(resp.code, response::SUCCESS);
+    let parked = pull_one(&b, "g", store::message::SCHEDULE_TOPIC, 2, 0).await;
+    assert_eq!(parked.property(property::DELAY), Some("3"));
+    assert_eq!(parked.property(property::REAL_TOPIC), Some("%RETRY%cg"));
+    assert_eq!(parked.reconsume_times, 1);
+
     // An offset with no record behind it.
     let resp = consumer_send_msg_back(&b.ctx, &send_back(1 << 40, 0, 16)).await;
     assert_eq!(resp.code, response::SYSTEM_ERROR);

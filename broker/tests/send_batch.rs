@@ -93,6 +93,32 @@ async fn whole_body_compressed_batch_from_cpp_client() {
 }
 
 #[tokio::test]
+async fn batch_flag_on_send_message_v2_is_a_batch() {
+    // The C++ client sends batches as SEND_MESSAGE_V2 with `batch=true` and, above 4 KiB,
+    // the whole body zlib-compressed (seen with rocketmq-client-cpp 1.x).
+    let b = TestBroker::start(false).await;
+    let batch = items(4, 1500);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(5));
+    z.write_all(&encode_batch(&batch)).expect("compress");
+    let mut req = batch_request(
+        "BatchV2",
+        Bytes::from(z.finish().expect("compress")),
+        sys_flag::COMPRESSED_FLAG,
+    );
+    req.code = request::SEND_MESSAGE_V2;
+    req.ext_fields.insert("m".into(), "1".into());
+    let resp = b.send(&req).await;
+    assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
+    assert_eq!(resp.ext("msgId").expect("msgId").split(',').count(), 4);
+    let msgs = pull_all(&b, "BatchV2").await;
+    assert_eq!(msgs.len(), 4);
+    for (i, m) in msgs.iter().enumerate() {
+        assert_eq!(m.body, batch[i].body);
+    }
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn malformed_batches_get_message_illegal() {
     let b = TestBroker::start(false).await;
     let good = encode_batch(&items(2, 10));

@@ -109,6 +109,10 @@ async fn pull_status_mapping() {
     assert_eq!(resp.code, response::PULL_OFFSET_MOVED);
     assert_eq!(resp.remark.as_deref(), Some("OFFSET_OVERFLOW_BADLY"));
     assert_eq!(ext_i64(&resp, "nextBeginOffset"), 0);
+    // A negative offset is below minOffset.
+    let resp = b.pull(&pull_request("g", "Status", 0, -5, "*", None)).await;
+    assert_eq!(resp.code, response::PULL_OFFSET_MOVED, "{resp:?}");
+    assert_eq!(ext_i64(&resp, "nextBeginOffset"), 0);
     // An empty queue of an existing topic at offset 0: not found (and all four fields).
     let resp = b.pull(&pull_request("g", "Status", 2, 0, "*", None)).await;
     assert_eq!(resp.code, response::PULL_NOT_FOUND);

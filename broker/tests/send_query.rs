@@ -57,6 +57,15 @@ async fn view_query_offsets_and_stats() {
     .await
     .expect("handled");
     assert_eq!(r.code, response::SYSTEM_ERROR);
+    for bad in ["-1", &i64::MAX.to_string(), &(phys + 1).to_string()] {
+        let r = query::handle(
+            &b.ctx,
+            &req(request::VIEW_MESSAGE_BY_ID, &[("offset", bad)]),
+        )
+        .await
+        .expect("handled");
+        assert_eq!(r.code, response::SYSTEM_ERROR, "offset {bad}");
+    }
 
     // Query by key: all three share "common"; one has "order-2".
     let q = |key: &str, unique: bool| {

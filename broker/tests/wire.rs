@@ -14,13 +14,7 @@ use tokio::sync::mpsc;
 const TIMEOUT_MS: u64 = 5_000;
 
 fn test_config(dir: &std::path::Path) -> BrokerConfig {
-    BrokerConfig {
-        store_path_root_dir: dir.display().to_string(),
-        listen_port: 0,
-        mapped_file_size_commit_log: 8 * 1024 * 1024,
-        mapped_file_size_consume_queue: 1000 * 20,
-        ..BrokerConfig::default()
-    }
+    BrokerConfig::for_test(dir)
 }
 
 /// Captures server→client requests (NOTIFY_CONSUMER_IDS_CHANGED).
@@ -246,6 +240,18 @@ async fn lock_and_unlock_batch() {
         locked_queues(&call(&c, lock_cmd(request::LOCK_BATCH_MQ, "c2", &[1])).await),
         vec![1]
     );
+    // c1 still holds queue 0; when it unregisters (shutdown) its locks are released.
+    assert!(
+        locked_queues(&call(&c, lock_cmd(request::LOCK_BATCH_MQ, "c2", &[0])).await).is_empty()
+    );
+    let mut unreg = RemotingCommand::request(request::UNREGISTER_CLIENT);
+    unreg.ext_fields.insert("clientID".into(), "c1".into());
+    unreg.ext_fields.insert("consumerGroup".into(), "CG".into());
+    assert_eq!(call(&c, unreg).await.code, response::SUCCESS);
+    assert_eq!(
+        locked_queues(&call(&c, lock_cmd(request::LOCK_BATCH_MQ, "c2", &[0])).await),
+        vec![0]
+    );
     broker.shutdown().await;
 }
 
@@ -322,4 +328,120 @@ async fn topic_admin_and_namesrv_registration() {
     let v: serde_json::Value = serde_json::from_slice(&info.body).unwrap();
     assert!(v["table"]["commitLogMaxOffset"].is_string());
     broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn young_queue_answers_zero_and_disabled_by_set_zero_if_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    let msg = store::MessageToStore::new("T", 0, bytes::Bytes::from_static(b"x"), String::new());
+    broker.ctx.store.put_message(msg).await.unwrap();
+    let (c, _rx) = client(broker.local_addr()).await;
+    // Queue 0 holds a message and nothing was ever deleted: Java answers offset 0.
+    let q = call(&c, offset_cmd(request::QUERY_CONSUMER_OFFSET, 0, None)).await;
+    assert_eq!((q.code, q.ext("offset")), (response::SUCCESS, Some("0")));
+    // 5.x setZeroIfNotFound=false: always QUERY_NOT_FOUND.
+    let mut strict = offset_cmd(request::QUERY_CONSUMER_OFFSET, 0, None);
+    strict
+        .ext_fields
+        .insert("setZeroIfNotFound".into(), "false".into());
+    assert_eq!(call(&c, strict).await.code, response::QUERY_NOT_FOUND);
+    // Queue 1 is empty.
+    let q1 = call(&c, offset_cmd(request::QUERY_CONSUMER_OFFSET, 1, None)).await;
+    assert_eq!(q1.code, response::QUERY_NOT_FOUND);
+    // ali-ons commits -1 for queues it never consumed: still "no offset".
+    let up = call(&c, offset_cmd(request::UPDATE_CONSUMER_OFFSET, 1, Some(-1))).await;
+    assert_eq!(up.code, response::SUCCESS);
+    let q1 = call(&c, offset_cmd(request::QUERY_CONSUMER_OFFSET, 1, None)).await;
+    assert_eq!(q1.code, response::QUERY_NOT_FOUND);
+    broker.shutdown().await;
+}
+
+/// Answers GET_CONSUMER_RUNNING_INFO like a client would.
+struct RunningInfoResponder;
+
+impl RequestProcessor for RunningInfoResponder {
+    fn process(&self, _ctx: ConnectionContext, req: RemotingCommand) -> ProcessFuture {
+        let resp = RemotingCommand::response_to(&req, response::SUCCESS).with_body(
+            format!(r#"{{"asked":"{}"}}"#, req.ext("clientId").unwrap_or("")).into_bytes(),
+        );
+        Box::pin(async move { Ok(Some(resp)) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_running_info_is_forwarded_to_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    let consumer =
+        RemotingClient::connect(&broker.local_addr().to_string(), ClientConfig::default())
+            .await
+            .unwrap();
+    consumer.set_request_handler(Arc::new(RunningInfoResponder));
+    assert_eq!(
+        call(&consumer, heartbeat("10.0.0.9@c", "CG9")).await.code,
+        response::SUCCESS
+    );
+
+    let (admin, _rx) = client(broker.local_addr()).await;
+    let mut ask = RemotingCommand::request(request::GET_CONSUMER_RUNNING_INFO);
+    ask.ext_fields.insert("consumerGroup".into(), "CG9".into());
+    ask.ext_fields
+        .insert("clientId".into(), "10.0.0.9@c".into());
+    let resp = call(&admin, ask.clone()).await;
+    assert_eq!(resp.code, response::SUCCESS, "{:?}", resp.remark);
+    assert_eq!(&resp.body[..], br#"{"asked":"10.0.0.9@c"}"#);
+
+    ask.ext_fields.insert("clientId".into(), "nobody".into());
+    assert_eq!(call(&admin, ask).await.code, response::SYSTEM_ERROR);
+
+    let mut conns = RemotingCommand::request(request::GET_CONSUMER_CONNECTION_LIST);
+    conns
+        .ext_fields
+        .insert("consumerGroup".into(), "CG9".into());
+    let resp = call(&admin, conns).await;
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(v["connectionSet"][0]["clientId"], "10.0.0.9@c");
+    assert_eq!(v["consumeFromWhere"], "CONSUME_FROM_FIRST_OFFSET");
+    assert_eq!(v["subscriptionTable"]["T1"]["subString"], "TagA || TagB");
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_channels_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(test_config(dir.path())).await.unwrap();
+    let (a, _rx) = client(broker.local_addr()).await;
+    assert_eq!(
+        call(&a, heartbeat("10.0.0.1@a", "CGX")).await.code,
+        response::SUCCESS
+    );
+    let ctx = &broker.ctx;
+    // Nothing expires within 120 s of the last heartbeat...
+    let soon = broker::topic_config::now_ms() + 60_000;
+    assert!(ctx
+        .consumer_manager
+        .scan_not_active_channel(soon)
+        .is_empty());
+    assert_eq!(ctx.consumer_manager.client_ids("CGX"), vec!["10.0.0.1@a"]);
+    // ...after that the channel is dropped and its connection closed.
+    let later = broker::topic_config::now_ms() + 121_000;
+    let changes = ctx.consumer_manager.scan_not_active_channel(later);
+    assert_eq!(changes.len(), 1);
+    assert!(ctx.consumer_manager.client_ids("CGX").is_empty());
+    tokio::time::timeout(Duration::from_millis(TIMEOUT_MS), a.closed())
+        .await
+        .expect("expired connection closed by the broker");
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_start_reports_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        broker_ip1: "not-an-ip".into(),
+        ..test_config(dir.path())
+    };
+    let err = Broker::start(config).await.err().expect("start must fail");
+    assert!(err.to_string().contains("brokerIP1"), "{err}");
 }

@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -24,6 +24,8 @@ use crate::core::{
     self, Entry, EntryKind, HardState, InitialState, Message, MsgKind, NodeId, ProposeError,
     RawNode, Ready, Role,
 };
+use crate::storage::codec::HEADER_SIZE_BYTES;
+use crate::storage::file_store::place_entry;
 use crate::storage::thread::{
     Event, Job, PersistJob, SnapshotPoint, StorageThread, StorageThreadConfig,
 };
@@ -140,9 +142,29 @@ fn summary(h: &Histogram<u64>) -> LatencySummary {
 
 type AppendReply = oneshot::Sender<Result<Vec<AppendResult>, DLedgerError>>;
 
+/// Called on the node loop with an entry body and the physical position the entry will get,
+/// before the entry is proposed (DLedger's append hook: the broker writes `pos + 48` into the
+/// record's PHYSICALOFFSET field). It must not change the length and must be cheap.
+pub type PosHook = Box<dyn FnMut(&mut [u8], u64) + Send>;
+
+/// What an append carries.
+enum Payload {
+    Plain(Vec<Bytes>),
+    Hooked(Vec<BytesMut>, PosHook),
+}
+
+impl Payload {
+    fn len(&self) -> usize {
+        match self {
+            Payload::Plain(v) => v.len(),
+            Payload::Hooked(v, _) => v.len(),
+        }
+    }
+}
+
 enum Command {
     Append {
-        data: Vec<Bytes>,
+        data: Payload,
         reply: AppendReply,
     },
     Transfer {
@@ -288,7 +310,13 @@ impl DLedgerNode {
                 vote: (hs.vote != 0).then_some(hs.vote),
                 commit: hs.commit.min(store.last_index()),
             },
-            data_loss: None,
+            // A durable commit index beyond the recovered log means acknowledged entries
+            // are gone (e.g. a damaged/removed segment); the core then refuses to vote until
+            // it has caught up again.
+            data_loss: (hs.commit > store.last_index()).then_some(core::DataLoss {
+                term_at_loss: hs.term,
+                known_last_index: Some(hs.commit),
+            }),
         };
         let seed = cfg.rng_seed.unwrap_or_else(|| {
             let t = std::time::SystemTime::now()
@@ -378,6 +406,10 @@ impl DLedgerNode {
             max_batch_entries: cfg.max_batch_entries,
             ticks: 0,
             next_retention_tick: RETENTION_CHECK_TICKS,
+            seg_size: cfg.segment_size_bytes,
+            planned: VecDeque::new(),
+            planned_tail: (store.last_index(), store.end_pos()),
+            cursor: store.end_pos(),
         };
         let tick = Duration::from_millis(cfg.tick_ms);
         let task = tokio::spawn(lp.run(tick, in_rx, cmd_rx, ev_rx));
@@ -428,19 +460,42 @@ impl DLedgerNode {
         data: Vec<Bytes>,
     ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, DLedgerError>> + Send + 'static
     {
+        self.submit(Payload::Plain(data))
+    }
+
+    /// Append entries whose bodies need their own position: `hook(body, pos)` runs on each
+    /// body right before it is proposed, with the entry's final physical position (the same
+    /// on every replica). Resolves when all are committed.
+    pub fn append_batch_with_pos<F>(
+        &self,
+        data: Vec<BytesMut>,
+        hook: F,
+    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, DLedgerError>> + Send + 'static
+    where
+        F: FnMut(&mut [u8], u64) + Send + 'static,
+    {
+        self.submit(Payload::Hooked(data, Box::new(hook)))
+    }
+
+    fn submit(
+        &self,
+        data: Payload,
+    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, DLedgerError>> + Send + 'static
+    {
         let (tx, rx) = oneshot::channel();
-        let too_big = data
-            .iter()
-            .any(|d| d.len() > self.cfg.max_entry_size_bytes as usize);
-        let early = if data.is_empty() || data.len() > self.cfg.max_batch_entries {
+        let max = self.cfg.max_entry_size_bytes as usize;
+        let too_big = match &data {
+            Payload::Plain(v) => v.iter().any(|d| d.len() > max),
+            Payload::Hooked(v, _) => v.iter().any(|d| d.len() > max),
+        };
+        let early = if data.len() == 0 || data.len() > self.cfg.max_batch_entries {
             Some(DLedgerError::Invalid(format!(
                 "batch must hold 1..={} entries",
                 self.cfg.max_batch_entries
             )))
         } else if too_big {
             Some(DLedgerError::Invalid(format!(
-                "entry over max_entry_size_bytes {}",
-                self.cfg.max_entry_size_bytes
+                "entry over max_entry_size_bytes {max}"
             )))
         } else {
             match self.cmd_tx.try_send(Command::Append { data, reply: tx }) {
@@ -572,6 +627,16 @@ impl DLedgerNode {
         }
     }
 
+    /// Clear the latency histograms and counters (e.g. between benchmark runs).
+    pub fn reset_metrics(&self) {
+        let mut m = self
+            .shared
+            .metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *m = Metrics::new();
+    }
+
     /// The fatal storage error that stopped this node, if any.
     pub fn fatal_error(&self) -> Option<String> {
         self.shared.fatal.lock().ok().and_then(|f| f.clone())
@@ -591,6 +656,8 @@ struct Waiter {
     last: u64,
     term: u64,
     results: Vec<AppendResult>,
+    /// Positions predicted at propose time (what the append hook saw).
+    predicted: Vec<u64>,
     reply: AppendReply,
     started: Instant,
 }
@@ -614,10 +681,19 @@ struct NodeLoop {
     max_batch_entries: usize,
     ticks: u64,
     next_retention_tick: u64,
+    seg_size: u64,
+    /// (index, end position) of handed-out entries not yet known durable.
+    planned: VecDeque<(u64, u64)>,
+    /// (index, end position) of the last handed-out entry.
+    planned_tail: (u64, u64),
+    /// End position after the last entry in the leader's log, proposals included.
+    cursor: u64,
 }
 
 /// Bound on peer messages / commands handled per loop iteration before building a Ready.
 const MAX_DRAIN_PER_ITERATION: usize = 4096;
+/// Bound on Readies processed per loop iteration (normally 1–2 are available).
+const MAX_READY_PER_ITERATION: usize = 1024;
 /// Retention is checked every this many ticks.
 const RETENTION_CHECK_TICKS: u64 = 50;
 
@@ -635,8 +711,8 @@ impl NodeLoop {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shutdown_reply = None;
         loop {
+            // Unbiased: under a constant flood of one input the others (ticks!) still run.
             tokio::select! {
-                biased;
                 ev = events.recv() => {
                     let Some(ev) = ev else { break };
                     if !self.on_event(ev) { break; }
@@ -685,9 +761,17 @@ impl NodeLoop {
 
     async fn stop(mut self, reply: Option<oneshot::Sender<()>>) {
         self.fail_waiters(DLedgerError::Shutdown);
+        // Whoever watches roles (the broker) must stop treating this node as a leader.
+        let term = self.raw.term();
+        self.role_tx.send_replace(RoleState {
+            role: Role::Follower,
+            term,
+            leader_id: None,
+            ready_for_writes: false,
+        });
         if let Some(st) = self.storage.take() {
             // Joining the storage thread blocks: do it off the executor.
-            let _ = tokio::task::spawn_blocking(move || drop(st)).await;
+            let _ = tokio::task::spawn_blocking(move || st.join()).await;
         }
         if let Some(r) = reply {
             let _ = r.send(());
@@ -731,22 +815,54 @@ impl NodeLoop {
         None
     }
 
-    fn propose(&mut self, data: Vec<Bytes>, reply: AppendReply) {
+    fn propose(&mut self, data: Payload, reply: AppendReply) {
         if let Some(msg) = &self.disk_full {
             let _ = reply.send(Err(DLedgerError::Storage(msg.clone())));
             return;
         }
-        debug_assert!(data.len() <= self.max_batch_entries);
         let n = data.len();
+        debug_assert!(n <= self.max_batch_entries);
         let mut first = 0;
         let mut last = 0;
-        for (k, d) in data.into_iter().enumerate() {
-            match self.raw.propose(d) {
+        let mut predicted = Vec::with_capacity(n);
+        let (plain, mut hooked) = match data {
+            Payload::Plain(v) => (v, None),
+            Payload::Hooked(v, h) => (Vec::new(), Some((v, h))),
+        };
+        let mut plain = plain.into_iter();
+        for k in 0..n {
+            // Position this entry will get: after everything already in the leader's log.
+            let (bytes, len) = match &mut hooked {
+                None => match plain.next() {
+                    Some(b) => {
+                        let len = b.len();
+                        (b, len)
+                    }
+                    None => break,
+                },
+                Some((v, hook)) => {
+                    let mut b = std::mem::take(&mut v[k]);
+                    let len = b.len();
+                    let pos = place_entry(self.seg_size, self.cursor, len);
+                    hook(&mut b, pos);
+                    if b.len() != len {
+                        let _ = reply.send(Err(DLedgerError::Invalid(
+                            "append hook changed the body length".into(),
+                        )));
+                        return;
+                    }
+                    (b.freeze(), len)
+                }
+            };
+            let pos = place_entry(self.seg_size, self.cursor, len);
+            match self.raw.propose(bytes) {
                 Ok(i) => {
                     if k == 0 {
                         first = i;
                     }
                     last = i;
+                    predicted.push(pos);
+                    self.cursor = pos + (HEADER_SIZE_BYTES + len) as u64;
                 }
                 Err(e) => {
                     // A partly proposed batch: the proposed prefix may still commit, but the
@@ -774,9 +890,57 @@ impl NodeLoop {
             last,
             term: self.raw.term(),
             results: Vec::with_capacity(n),
+            predicted,
             reply,
             started: Instant::now(),
         });
+    }
+
+    /// Position just after entry `index`, from the planned (handed-out) entries or the store.
+    fn end_after(&self, index: u64) -> u64 {
+        if let Some(&(_, e)) = self.planned.iter().rev().find(|(i, _)| *i == index) {
+            return e;
+        }
+        if let Ok(e) = self.store.entry_end_pos(index) {
+            return e;
+        }
+        if index + 1 == self.store.first_index() {
+            if let Ok(p) = self.store.entry_pos(index + 1) {
+                return p;
+            }
+        }
+        self.store.end_pos()
+    }
+
+    /// Track where handed-out entries will land (same rule as the store), so proposals know
+    /// their final position before they are written.
+    fn plan_positions(&mut self, snapshot: Option<&SnapshotPoint>, entries: &[Entry]) {
+        if let Some(sp) = snapshot {
+            self.planned.clear();
+            self.planned_tail = (sp.index, sp.next_pos);
+        }
+        let Some(first) = entries.first() else {
+            if snapshot.is_some() {
+                self.cursor = self.planned_tail.1;
+            }
+            return;
+        };
+        let mut end = if first.index == self.planned_tail.0 + 1 {
+            self.planned_tail.1
+        } else {
+            self.end_after(first.index - 1)
+        };
+        while self.planned.back().is_some_and(|(i, _)| *i >= first.index) {
+            self.planned.pop_back();
+        }
+        for e in entries {
+            let at = place_entry(self.seg_size, end, e.data.len());
+            end = at + (HEADER_SIZE_BYTES + e.data.len()) as u64;
+            self.planned.push_back((e.index, end));
+        }
+        let last = entries.last().map(|e| e.index).unwrap_or(first.index);
+        self.planned_tail = (last, end);
+        self.cursor = end;
     }
 
     fn compact(&mut self, first_index: u64) -> Result<(), DLedgerError> {
@@ -876,6 +1040,9 @@ impl NodeLoop {
                 assert_eq!(f.seq, seq, "storage jobs complete in order");
                 if let Some((i, t)) = f.persist_point {
                     self.raw.on_entries_persisted(i, t);
+                    while self.planned.front().is_some_and(|(pi, _)| *pi <= i) {
+                        self.planned.pop_front();
+                    }
                 }
                 if f.has_hard_state {
                     self.raw.on_hard_state_persisted();
@@ -928,8 +1095,8 @@ impl NodeLoop {
 
     /// Process Readies until the core has nothing more.
     fn drive(&mut self) {
-        // Bounded: each Ready consumes the core's pending work.
-        for _ in 0..64 {
+        // Bounded: each Ready consumes the core's pending work, so this ends after a few.
+        for _ in 0..MAX_READY_PER_ITERATION {
             if !self.raw.has_ready() {
                 return;
             }
@@ -980,6 +1147,7 @@ impl NodeLoop {
                     next_pos,
                 }
             });
+            self.plan_positions(snap.as_ref(), &entries);
             let job = PersistJob {
                 seq: self.seq,
                 snapshot: snap,
@@ -1012,6 +1180,16 @@ impl NodeLoop {
                 self.fatal("storage thread stopped".into());
             }
         }
+        // Commits first: an entry committed in the same Ready as a step-down succeeded, and
+        // a watcher seeing `ready_for_writes` must already see the NOOP's commit.
+        if let Some(last) = committed_entries.last() {
+            // Publish the watermark first: an appender woken below must see it.
+            self.commit_tx.send_replace(last.index);
+            self.resolve(&committed_entries);
+        }
+        // Announce writability only once every committed entry (the term's NOOP included) has
+        // been handed out, so watchers of `committed()` see it too.
+        let ready_for_writes = ready_for_writes && self.raw.applied() >= self.raw.committed();
         if let Some((role, term, leader)) = role_change {
             if role != Role::Leader {
                 self.fail_waiters(DLedgerError::NotLeader { leader });
@@ -1025,11 +1203,6 @@ impl NodeLoop {
         } else if self.role_tx.borrow().ready_for_writes != ready_for_writes {
             self.role_tx
                 .send_modify(|r| r.ready_for_writes = ready_for_writes);
-        }
-        if let Some(last) = committed_entries.last() {
-            // Publish the watermark first: an appender woken below must see it.
-            self.commit_tx.send_replace(last.index);
-            self.resolve(&committed_entries);
         }
     }
 
@@ -1050,6 +1223,11 @@ impl NodeLoop {
                     continue;
                 }
                 let pos = self.store.entry_pos(e.index).unwrap_or(u64::MAX);
+                let k = (e.index - w.first) as usize;
+                if w.predicted.get(k).is_some_and(|p| *p != pos) {
+                    // The hook wrote a wrong position into the body: a bug, never silent.
+                    tracing::error!(index = e.index, pos, predicted = ?w.predicted.get(k), "entry position differs from prediction");
+                }
                 w.results.push(AppendResult {
                     index: e.index,
                     pos,

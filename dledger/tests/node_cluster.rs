@@ -258,3 +258,129 @@ async fn wiped_follower_behind_retention_catches_up() {
     );
     assert_eq!(fnode.entry_pos(r.index).unwrap(), r.pos);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_cluster_restart_keeps_committed_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfgs = configs(dir.path());
+    let mut nodes = Vec::new();
+    for c in &cfgs {
+        nodes.push(Some(start(c).await));
+    }
+    let l = wait_leader(&nodes, Duration::from_secs(10)).await;
+    let rs = nodes[l]
+        .as_ref()
+        .unwrap()
+        .append_batch((0..30).map(payload).collect())
+        .await
+        .unwrap();
+    let term_before = nodes[l].as_ref().unwrap().role().borrow().term;
+    for n in nodes.iter_mut() {
+        n.take().unwrap().shutdown().await;
+    }
+    for (k, c) in cfgs.iter().enumerate() {
+        nodes[k] = Some(start(c).await);
+    }
+    let l = wait_leader(&nodes, Duration::from_secs(10)).await;
+    let leader = nodes[l].as_ref().unwrap();
+    assert!(leader.role().borrow().term > term_before);
+    // The new leader's NOOP commits everything before it.
+    for (k, r) in rs.iter().enumerate() {
+        let e = leader.read(r.index).unwrap();
+        assert_eq!(e.data, payload(k as u64));
+        assert_eq!(leader.entry_pos(r.index).unwrap(), r.pos);
+    }
+    let r = leader.append(Bytes::from_static(b"again")).await.unwrap();
+    assert!(r.index > rs.last().unwrap().index);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_transfer_moves_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfgs = configs(dir.path());
+    let mut nodes = Vec::new();
+    for c in &cfgs {
+        nodes.push(Some(start(c).await));
+    }
+    let l = wait_leader(&nodes, Duration::from_secs(10)).await;
+    let leader = nodes[l].as_ref().unwrap();
+    let r = leader.append(Bytes::from_static(b"before")).await.unwrap();
+    let target = (l + 1) % 3;
+    let target_id = nodes[target].as_ref().unwrap().id();
+    leader.transfer_leadership(target_id).await.unwrap();
+    let mut role = nodes[target].as_ref().unwrap().role();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        role.wait_for(|s| s.role == Role::Leader && s.ready_for_writes),
+    )
+    .await
+    .expect("transfer did not complete")
+    .unwrap();
+    let new_leader = nodes[target].as_ref().unwrap();
+    assert_eq!(
+        new_leader.read(r.index).unwrap().data,
+        Bytes::from_static(b"before")
+    );
+    let r2 = new_leader
+        .append(Bytes::from_static(b"after"))
+        .await
+        .unwrap();
+    assert!(r2.index > r.index);
+    // The old leader now refuses writes.
+    assert!(matches!(
+        nodes[l]
+            .as_ref()
+            .unwrap()
+            .append(Bytes::from_static(b"x"))
+            .await,
+        Err(DLedgerError::NotLeader { .. }) | Err(DLedgerError::NotReady)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_hook_sees_the_final_position_on_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfgs = configs(dir.path());
+    let mut nodes = Vec::new();
+    for c in &cfgs {
+        nodes.push(Some(start(c).await));
+    }
+    let l = wait_leader(&nodes, Duration::from_secs(10)).await;
+    let leader = nodes[l].as_ref().unwrap();
+    // Like the broker's PHYSICALOFFSET: write pos + 48 into the body before it is proposed.
+    // 3000-byte bodies make entries roll over 64 KiB segments (blank markers).
+    let mut results = Vec::new();
+    let mut plain = Vec::new();
+    for round in 0..6 {
+        // Plain appends interleave with the hooked ones.
+        plain.push(tokio::spawn(leader.append(Bytes::from(vec![0xee; 1500]))));
+        let bodies = (0..10)
+            .map(|k| bytes::BytesMut::from(&vec![(round * 10 + k) as u8; 3000][..]))
+            .collect();
+        let rs = leader
+            .append_batch_with_pos(bodies, |body, pos| {
+                body[..8].copy_from_slice(&(pos + 48).to_be_bytes());
+            })
+            .await
+            .unwrap();
+        results.extend(rs);
+    }
+    for p in plain {
+        p.await.unwrap().unwrap();
+    }
+    let last = results.iter().map(|r| r.index).max().unwrap();
+    for n in nodes.iter().flatten() {
+        wait_commit(n, last).await;
+        for r in &results {
+            let e = n.read(r.index).unwrap();
+            let embedded = u64::from_be_bytes(e.data[..8].try_into().unwrap());
+            assert_eq!(embedded, r.pos + 48, "index {}", r.index);
+            assert_eq!(n.entry_pos(r.index).unwrap(), r.pos);
+            assert_eq!(n.read_at(embedded, 8).unwrap(), e.data.slice(..8));
+        }
+    }
+    assert!(
+        results.last().unwrap().pos > 64 * 1024,
+        "must span segments"
+    );
+}

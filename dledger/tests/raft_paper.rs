@@ -569,3 +569,82 @@ fn messages_to_unknown_peers_are_errors() {
     assert!(matches!(n.step(msg(9, 1, 1, MsgKind::TimeoutNow)), Err(CoreError::UnknownPeer(9))));
     assert!(matches!(n.step(msg(2, 7, 1, MsgKind::TimeoutNow)), Err(CoreError::WrongRecipient { .. })));
 }
+
+// A malformed batch (gap between prev and the entries) is dropped, not trusted.
+#[test]
+fn malformed_append_is_dropped() {
+    let mut n = node(1, &[1, 2, 3], MemStorage::new());
+    n.step(append(2, 1, 1, (0, 0), vec![ent(2, 1)], 0)).expect("step");
+    assert_eq!(n.last_index(), 0);
+    n.step(append(2, 1, 1, (0, 0), vec![ent(1, 5)], 0)).expect("step");
+    assert_eq!(n.last_index(), 0, "entry term above the sender's term");
+}
+
+// The leader's appends may leave before its own fsync; only its commit waits for it.
+#[test]
+fn leader_appends_leave_before_own_fsync() {
+    let mut n = leader();
+    let idx = n.propose(Bytes::from_static(b"a")).expect("leader");
+    let idx2 = n.propose(Bytes::from_static(b"b")).expect("leader");
+    let rd = n.ready();
+    assert_eq!(rd.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![idx, idx2]);
+    let to2: Vec<&Message> = rd.messages.iter().filter(|m| m.to == 2).collect();
+    assert_eq!(to2.len(), 1, "proposals between two ready() calls are batched");
+    assert!(matches!(&to2[0].kind, MsgKind::Append { entries, .. } if entries.len() == 2));
+}
+
+// Pipelining is bounded by the inflight window.
+#[test]
+fn replicate_window_bounds_pipelining() {
+    let mut c = cfg(1, &[1, 2, 3]);
+    c.max_inflight_msgs = 2;
+    c.max_size_per_msg_bytes = 30; // one small entry per message
+    let mut n = RawNode::new(c, MemStorage::new(), 1).expect("config");
+    n.campaign();
+    drain(&mut n);
+    n.step(msg(2, 1, 1, MsgKind::VoteResp { reject: false })).expect("step");
+    drain(&mut n);
+    n.step(msg(2, 1, 1, MsgKind::AppendResp { index: 1, reject: false, hint_index: 0, hint_term: 0, ctx: 1 }))
+        .expect("step");
+    drain(&mut n);
+    for _ in 0..5 {
+        n.propose(Bytes::from_static(b"z")).expect("leader");
+    }
+    let msgs = drain(&mut n);
+    let appends = msgs.iter().filter(|m| m.to == 2 && matches!(m.kind, MsgKind::Append { .. })).count();
+    assert_eq!(appends, 2, "window of 2 in Replicate state");
+}
+
+// A follower that lost acknowledged entries rejects below its old match: the leader resets
+// its view and probes from what the follower still has.
+#[test]
+fn leader_resets_match_after_follower_data_loss() {
+    let mut n = leader();
+    for _ in 0..3 {
+        n.propose(Bytes::from_static(b"p")).expect("leader");
+    }
+    drain(&mut n);
+    n.step(msg(2, 1, 1, MsgKind::AppendResp { index: 4, reject: false, hint_index: 0, hint_term: 0, ctx: 2 }))
+        .expect("step");
+    drain(&mut n);
+    assert_eq!(n.status().progress.iter().find(|p| p.0 == 2).map(|p| p.1), Some(4));
+    n.step(msg(2, 1, 1, MsgKind::AppendResp { index: 4, reject: true, hint_index: 1, hint_term: 1, ctx: 3 }))
+        .expect("step");
+    let msgs = drain(&mut n);
+    assert_eq!(n.status().progress.iter().find(|p| p.0 == 2).map(|p| (p.1, p.2)), Some((1, 2)));
+    assert!(msgs.iter().any(|m| m.to == 2 && matches!(m.kind, MsgKind::Append { prev_index: 1, .. })));
+}
+
+// Stale or duplicated responses never move a follower's match backwards.
+#[test]
+fn stale_responses_are_harmless() {
+    let mut n = leader();
+    n.propose(Bytes::from_static(b"p")).expect("leader");
+    drain(&mut n);
+    let ok = |i| msg(2, 1, 1, MsgKind::AppendResp { index: i, reject: false, hint_index: 0, hint_term: 0, ctx: 2 });
+    n.step(ok(2)).expect("step");
+    n.step(ok(1)).expect("step");
+    n.step(ok(2)).expect("step");
+    assert_eq!(n.status().progress.iter().find(|p| p.0 == 2).map(|p| p.1), Some(2));
+    assert_eq!(n.committed(), 2);
+}

@@ -347,3 +347,55 @@ fn hard_state_is_replaced_atomically() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
+
+#[test]
+fn truncation_behind_a_blank_marker_places_entries_from_the_previous_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    // 3000-byte bodies: 21 fit in the 64 KiB first segment, the 22nd rolls over.
+    append(
+        &store,
+        &(1..=22).map(|i| entry(i, 1, 3000)).collect::<Vec<_>>(),
+    );
+    let p22 = store.entry_pos(22).unwrap();
+    let end21 = store.entry_end_pos(21).unwrap();
+    assert_eq!(p22, 64 * 1024, "entry 22 starts the second segment");
+    assert!(end21 < p22);
+    // A new leader replaces 22 with a small entry: it fits behind 21, where every replica
+    // that never had the old 22 puts it too.
+    append(&store, &[entry(22, 2, 100)]);
+    assert_eq!(store.entry_pos(22).unwrap(), end21);
+    drop(store);
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!(store.last_index(), 22);
+    assert_eq!(store.entry_pos(22).unwrap(), end21);
+    assert_eq!(store.term(22).unwrap(), 2);
+    // After a crash that loses the entry behind a durable blank marker, the next entry is
+    // still placed from the end of the last entry.
+    append(
+        &store,
+        &(23..=24).map(|i| entry(i, 2, 3000)).collect::<Vec<_>>(),
+    );
+    let p24 = store.entry_pos(24).unwrap();
+    drop(store);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(segment_path(dir.path(), p24 / (64 * 1024) * (64 * 1024)))
+        .unwrap();
+    f.write_all_at(&[0xff; 16], p24 % (64 * 1024) + 48).unwrap();
+    drop(f);
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!(store.last_index(), 23);
+    append(&store, &[entry(24, 3, 10)]);
+    assert_eq!(
+        store.entry_pos(24).unwrap(),
+        store
+            .entry_end_pos(23)
+            .unwrap()
+            .max(dledger::storage::file_store::place_entry(
+                64 * 1024,
+                store.entry_end_pos(23).unwrap(),
+                10
+            ))
+    );
+}

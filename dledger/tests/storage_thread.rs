@@ -79,7 +79,7 @@ async fn group_commit_in_order_with_hard_state() {
         }
     }
     assert!(groups.len() <= 40);
-    drop(st);
+    st.join();
     let store = FileStore::open(cfg(dir.path(), None)).unwrap();
     assert_eq!(store.last_index(), 80);
 }
@@ -115,7 +115,7 @@ async fn disk_full_stalls_without_reporting_durable() {
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(store.last_index(), 40);
-    drop(st);
+    st.join();
     let store = FileStore::open(cfg(dir.path(), Some(64 * 1024))).unwrap();
     assert_eq!(store.last_index(), 40);
 }

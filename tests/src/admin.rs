@@ -211,6 +211,30 @@ impl AdminClient {
         Self::ext_i64("consumer offset", &resp, "offset").map(Some)
     }
 
+    /// GET_CONSUMER_LIST_BY_GROUP (38): client ids of the group's live consumers (empty when
+    /// the broker answers with an error, as Java's does for an unknown group).
+    pub fn consumer_ids(&mut self, group: &str) -> Result<Vec<String>> {
+        let cmd = Self::request(
+            request::GET_CONSUMER_LIST_BY_GROUP,
+            &[("consumerGroup", group.to_string())],
+        );
+        let resp = self.invoke(cmd)?;
+        if resp.code != response::SUCCESS {
+            return Ok(Vec::new());
+        }
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).map_err(|e| {
+            HarnessError::Unexpected(format!("consumer list body is not JSON: {e}"))
+        })?;
+        Ok(v.get("consumerIdList")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// QUERY_MESSAGE (12) by key (or by UNIQ_KEY when `unique_key`); empty on QUERY_NOT_FOUND.
     pub fn query_message(
         &mut self,

@@ -114,3 +114,12 @@ pub fn assert_delivered(
         }
     }
 }
+
+/// Bodies acknowledged by any of several consumers.
+pub fn acked_union(outs: &[&[Event]]) -> BTreeSet<String> {
+    outs.iter()
+        .flat_map(|evs| evs.iter())
+        .filter(|e| e.kind() == "received" && e.str("result") == Some("ok"))
+        .filter_map(|e| e.str("body").map(str::to_string))
+        .collect()
+}

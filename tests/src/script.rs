@@ -255,6 +255,20 @@ impl ScriptRun {
         }
     }
 
+    /// Absorb whatever the script printed, waiting up to `wait_ms` for the first line; returns
+    /// the new events.
+    pub fn poll(&mut self, wait_ms: u64) -> Vec<Event> {
+        let mut new = Vec::new();
+        let mut next = self.lines.recv_timeout(Duration::from_millis(wait_ms)).ok();
+        while let Some(line) = next {
+            if let Some(e) = self.absorb(line) {
+                new.push(e);
+            }
+            next = self.lines.try_recv().ok();
+        }
+        new
+    }
+
     fn tail(&self) -> String {
         format!(
             "events so far {:?}\n--- stderr tail ---\n{}",

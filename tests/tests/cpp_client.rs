@@ -67,77 +67,92 @@ fn committed_total(c: &Cluster, group: &str, topic: &str) -> i64 {
 }
 
 #[test]
-fn cpp_sync_async_oneway_batch_and_compressed_batch_are_all_consumed() {
+fn cpp_sync_async_oneway_and_large_sends_are_all_consumed() {
     let topic = "CppSendModes";
     let c = cluster_with_topic(topic);
-    let sent = produce(
-        &c,
-        &[
-            "--topic",
-            topic,
-            "--prefix",
-            "modes",
-            "--tags",
-            "TagA,TagB",
-            "--sync",
-            "10",
-            "--async",
-            "10",
-            "--oneway",
-            "5",
-            "--batch",
-            "5",
-            "--big-batch",
-            "4",
-        ],
-    );
+    #[rustfmt::skip]
+    let sent = produce(&c, &[
+        "--topic", topic, "--prefix", "modes", "--tags", "TagA,TagB",
+        "--sync", "10", "--async", "10", "--oneway", "5", "--large", "3",
+    ]);
     let sent = sent_by_body(&sent);
-    assert_eq!(sent.len(), 34);
+    assert_eq!(sent.len(), 28);
 
-    // Oneway sends are unacknowledged: wait until the broker holds all 34 before consuming.
-    // (A timeout here is reported by the count assertion below.)
-    let _ = c.wait_for("34 messages in the store", 30_000, || {
-        Ok(c.admin_broker()?.total_messages(topic, QUEUES)? >= 34)
+    // Oneway sends are unacknowledged: wait until the broker holds all 28 before consuming
+    // (a timeout here is reported by the count assertion below).
+    let _ = c.wait_for("28 messages in the store", 30_000, || {
+        Ok(c.admin_broker()?.total_messages(topic, QUEUES)? >= 28)
     });
-    let stored = total_in_store(&c, topic);
     assert_eq!(
-        stored, 34,
-        "messages in the store (sum of GET_MAX_OFFSET) after 10 sync + 10 async + 5 oneway + \
-         a batch of 5 + a compressed batch of 4 (a batch stored as one message shows up as \
-         fewer)"
+        total_in_store(&c, topic),
+        28,
+        "messages in the store (sum of GET_MAX_OFFSET)"
     );
 
-    let out = cpp(
-        &c,
-        &[
-            "consume",
-            "--topic",
-            topic,
-            "--group",
-            "cpp_cg_modes",
-            "--expect",
-            "34",
-        ],
-        SCRIPT_TIMEOUT_MS,
-    );
+    #[rustfmt::skip]
+    let out = cpp(&c, &["consume", "--topic", topic, "--group", "cpp_cg_modes", "--expect", "28"],
+        SCRIPT_TIMEOUT_MS);
     let dups = assert_delivered(&sent, &out, "C++ push consumer");
-    let received = received_by_body(&out);
     eprintln!("duplicates delivered: {dups}");
 
-    // The big batch went compressed (C++ compresses batch bodies > 4 KiB): bodies intact.
-    let big: Vec<_> = received
-        .keys()
-        .filter(|b| b.contains("|bigbatch|"))
-        .collect();
-    assert_eq!(big.len(), 4);
-    assert!(big.iter().all(|b| b.len() > 1500));
+    // Large single messages (> 4 KiB) are compressed by the client: stored with sysFlag bit 0,
+    // delivered inflated.
+    let mut admin = c.admin_broker().expect("admin");
+    for (body, s) in sent.iter().filter(|(b, _)| b.contains("|large|")) {
+        let key = s.str("keys").expect("keys");
+        let recs = admin.query_message(topic, key, 32, false).expect("query");
+        let r = recs
+            .iter()
+            .find(|r| r.body_str() == *body)
+            .unwrap_or_else(|| panic!("query by key {key}: {recs:?}"));
+        assert_eq!(r.sys_flag & 1, 1, "large body stored compressed");
+    }
 
     // Shutdown committed the offsets.
     assert_eq!(
         committed_total(&c, "cpp_cg_modes", topic),
-        34,
+        28,
         "committed offsets after the consumer shut down"
     );
+}
+
+#[test]
+fn cpp_batch_and_compressed_batch_are_stored_as_separate_messages() {
+    let topic = "CppBatch";
+    let c = cluster_with_topic(topic);
+    // The C++ client sends batches as SEND_MESSAGE (10) with header batch="1" and compresses
+    // the whole batch body when it exceeds 4 KiB (the big batch: 4 x ~1.5 KiB).
+    #[rustfmt::skip]
+    let sent = produce(&c, &[
+        "--topic", topic, "--prefix", "batch", "--tags", "TagA,TagB",
+        "--batch", "5", "--big-batch", "4",
+    ]);
+    let sent = sent_by_body(&sent);
+    assert_eq!(sent.len(), 9);
+    assert_eq!(
+        total_in_store(&c, topic),
+        9,
+        "messages in the store after a batch of 5 and a compressed batch of 4 (a batch stored \
+         as one message counts 1)"
+    );
+    #[rustfmt::skip]
+    let out = cpp(&c, &["consume", "--topic", topic, "--group", "cpp_cg_batch", "--expect", "9"],
+        SCRIPT_TIMEOUT_MS);
+    assert_delivered(&sent, &out, "C++ consumer of batch messages");
+    let big: Vec<_> = sent.keys().filter(|b| b.contains("|bigbatch|")).collect();
+    assert_eq!(big.len(), 4);
+    assert!(big.iter().all(|b| b.len() > 1500));
+    // Each inner message is indexed under its own key.
+    let mut admin = c.admin_broker().expect("admin");
+    for (body, s) in &sent {
+        let key = s.str("keys").expect("keys");
+        let recs = admin.query_message(topic, key, 32, false).expect("query");
+        assert!(
+            recs.iter()
+                .any(|r| r.body_str() == *body && r.sys_flag & 1 == 0),
+            "batch message {key} not found as its own uncompressed record: {recs:?}"
+        );
+    }
 }
 
 #[test]
@@ -480,4 +495,104 @@ fn cpp_reconsume_later_ends_in_dlq_after_max_reconsume_times() {
         1,
         "exactly one dead letter"
     );
+}
+
+#[test]
+fn ons_produced_messages_reach_a_cpp_consumer() {
+    let topic = "CrossToCpp";
+    let c = cluster_with_topic(topic);
+    let out = run(
+        ClientKind::Node,
+        "ons_client.js",
+        &[
+            "produce",
+            "--topic",
+            topic,
+            "--prefix",
+            "x",
+            "--tags",
+            "TagA,TagB",
+            "--sync",
+            "10",
+            "--large",
+            "2",
+            "--timeout-ms",
+            "60000",
+        ],
+        &c,
+        80_000,
+    )
+    .expect("run ali-ons producer");
+    out.assert_success();
+    let sent = sent_by_body(&out);
+    let got = cpp(
+        &c,
+        &[
+            "consume",
+            "--topic",
+            topic,
+            "--group",
+            "cpp_cg_cross",
+            "--expect",
+            "12",
+        ],
+        SCRIPT_TIMEOUT_MS,
+    );
+    assert_delivered(&sent, &got, "C++ consuming ali-ons messages (2 compressed)");
+}
+
+#[test]
+fn cpp_send_to_an_unknown_topic_auto_creates_it_when_enabled() {
+    // No create_topic: the producer falls back to the TBW102 route and the broker creates
+    // the topic on the first send (special-topics.md §5).
+    let c = Cluster::start(BrokerOptions::default()).expect("start namesrv + broker");
+    let topic = "CppAutoCreated";
+    let sent = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "auto", "--sync", "5"],
+    ));
+    c.wait_for_route(topic)
+        .unwrap_or_else(|e| panic!("auto-created topic not routed: {e}\n{}", c.logs()));
+    #[rustfmt::skip]
+    let out = cpp(&c, &["consume", "--topic", topic, "--group", "cpp_cg_auto", "--expect", "5"],
+        SCRIPT_TIMEOUT_MS);
+    assert_delivered(&sent, &out, "messages sent to an auto-created topic");
+}
+
+#[test]
+fn cpp_send_to_an_unknown_topic_fails_when_auto_create_is_off() {
+    let opts = BrokerOptions {
+        auto_create_topic: false,
+        ..BrokerOptions::default()
+    };
+    let c = Cluster::start(opts).expect("start namesrv + broker");
+    let out = cpp(
+        &c,
+        &[
+            "produce",
+            "--topic",
+            "CppNoSuchTopic",
+            "--sync",
+            "1",
+            "--send-timeout-ms",
+            "3000",
+        ],
+        30_000,
+    );
+    assert!(
+        !out.success(),
+        "send to a missing topic succeeded: {}",
+        out.describe()
+    );
+    assert!(out.of_kind("sent").is_empty(), "{}", out.describe());
+    assert!(
+        !out.of_kind("error").is_empty(),
+        "the client reports the failed send: {}",
+        out.describe()
+    );
+    let total = c
+        .admin_broker()
+        .and_then(|mut a| a.total_messages("CppNoSuchTopic", 4))
+        .unwrap_or(0);
+    assert_eq!(total, 0, "nothing stored for a topic that does not exist");
 }

@@ -60,3 +60,52 @@ fn broker_restarts_on_the_same_store_dir_and_keeps_an_acknowledged_topic() {
         )
     });
 }
+
+#[test]
+fn malformed_batches_get_an_error_response_and_the_broker_keeps_serving() {
+    use remoting::codes::{request, response};
+    use remoting::RemotingCommand;
+
+    let c = Cluster::start(BrokerOptions::default()).expect("start namesrv + broker");
+    c.create_topic("BadBatch", 1).expect("create topic");
+    let mut admin = c.admin_broker().expect("admin");
+    // clients.md #6: answer any malformed batch with an error, never a crash or a hang.
+    let cases: [(&str, &[u8]); 3] = [
+        ("1", b"definitely not zlib"),                  // "compressed" garbage
+        ("0", b"\x00\x00\x00\x10\x00\x00\x00\x00"),     // truncated inner message
+        ("0", b"\x7f\xff\xff\xff\x00\x00\x00\x00xxxx"), // absurd inner length
+    ];
+    for (sys_flag, body) in cases {
+        let mut cmd = RemotingCommand::request(request::SEND_BATCH_MESSAGE);
+        for (k, v) in [
+            ("producerGroup", "pg"),
+            ("topic", "BadBatch"),
+            ("defaultTopic", "TBW102"),
+            ("defaultTopicQueueNums", "4"),
+            ("queueId", "0"),
+            ("sysFlag", sys_flag),
+            ("bornTimestamp", "0"),
+            ("flag", "0"),
+            ("properties", ""),
+            ("reconsumeTimes", "0"),
+            ("batch", "true"),
+        ] {
+            cmd.ext_fields.insert(k.to_string(), v.to_string());
+        }
+        cmd.body = bytes::Bytes::from_static(body);
+        let resp = admin
+            .invoke(cmd)
+            .unwrap_or_else(|e| panic!("no answer to a malformed batch: {e}\n{}", c.logs()));
+        assert_ne!(
+            resp.code,
+            response::SUCCESS,
+            "malformed batch {body:?} accepted"
+        );
+    }
+    assert_eq!(
+        admin
+            .max_offset("BadBatch", 0)
+            .expect("broker still serves"),
+        0
+    );
+}

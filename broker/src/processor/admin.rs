@@ -10,7 +10,9 @@ use remoting::headers::admin::{
     CreateTopicRequestHeader, DeleteSubscriptionGroupRequestHeader, DeleteTopicRequestHeader,
     QueryTopicConsumeByWhoRequestHeader,
 };
-use remoting::headers::consumer::GetConsumerConnectionListRequestHeader;
+use remoting::headers::consumer::{
+    GetConsumerConnectionListRequestHeader, GetConsumerRunningInfoRequestHeader,
+};
 use remoting::server::{ProcessFuture, RequestProcessor};
 use remoting::RemotingCommand;
 use serde_json::{json, Value};
@@ -33,7 +35,12 @@ pub const CODES: &[i32] = &[
     request::GET_ALL_CONSUMER_OFFSET,
     request::QUERY_TOPIC_CONSUME_BY_WHO,
     request::GET_BROKER_CONFIG,
+    request::GET_PRODUCER_CONNECTION_LIST,
+    request::GET_CONSUMER_RUNNING_INFO,
 ];
+
+/// Java `Broker2Client.callClient` timeout for admin calls forwarded to a consumer.
+const CALL_CLIENT_TIMEOUT_MS: u64 = 10_000;
 
 /// Largest subscription-group body we decode.
 const GROUP_BODY_MAX_BYTES: usize = 64 * 1024;
@@ -145,7 +152,7 @@ impl AdminProcessor {
         t.insert("bootTimestamp", self.boot_timestamp_ms.to_string());
         t.insert(
             "runtime",
-            format!("{} ms", now.saturating_sub(self.boot_timestamp_ms)),
+            java_runtime_text(now.saturating_sub(self.boot_timestamp_ms)),
         );
         t.insert("brokerActive", "true".to_string());
         t.insert("commitLogMinOffset", s.commit_log_min_offset.to_string());
@@ -168,6 +175,7 @@ impl AdminProcessor {
         t.insert("getFoundTotal", s.get_message_found_total.to_string());
         t.insert("diskFull", s.disk_full.to_string());
         t.insert("msgPutTotalTodayNow", s.put_message_times_total.to_string());
+        t.insert("msgGetTotalTodayNow", s.get_message_found_total.to_string());
         t.insert("pullHeldCount", self.ctx.pull_hold.held_count().to_string());
         t.insert(
             "consumerGroups",
@@ -227,6 +235,71 @@ impl AdminProcessor {
         success(req).with_body(json!({ "groupList": groups }).to_string().into_bytes())
     }
 
+    fn producer_connections(&self, req: &RemotingCommand) -> RemotingCommand {
+        let Some(group) = req.ext("producerGroup").filter(|g| !g.is_empty()) else {
+            return bad_request(req, "missing header field `producerGroup`");
+        };
+        let channels = self.ctx.producer_manager.group_channels(group);
+        if channels.is_empty() {
+            return bad_request(req, format!("the producer group[{group}] not exist"));
+        }
+        let connections: Vec<Value> = channels
+            .iter()
+            .map(|c| {
+                json!({
+                    "clientAddr": c.conn.peer_addr().to_string(),
+                    "clientId": c.client_id,
+                    "language": c.language.name(),
+                    "version": c.version,
+                })
+            })
+            .collect();
+        success(req).with_body(
+            json!({ "connectionSet": connections })
+                .to_string()
+                .into_bytes(),
+        )
+    }
+
+    /// GET_CONSUMER_RUNNING_INFO from an admin tool: forward to the consumer's own
+    /// connection and relay its answer (Java `AdminBrokerProcessor.callConsumer`).
+    async fn call_consumer(ctx: Arc<BrokerContext>, req: RemotingCommand) -> RemotingCommand {
+        let h: GetConsumerRunningInfoRequestHeader = match req.decode_header() {
+            Ok(h) => h,
+            Err(e) => return bad_request(&req, e),
+        };
+        let Some(channel) = ctx
+            .consumer_manager
+            .find_channel(&h.consumer_group, &h.client_id)
+        else {
+            return bad_request(
+                &req,
+                format!(
+                    "The Consumer <{}> <{}> not online",
+                    h.consumer_group, h.client_id
+                ),
+            );
+        };
+        let mut forward = RemotingCommand::request(req.code);
+        forward.ext_fields = req.ext_fields.clone();
+        forward.body = req.body.clone();
+        match channel.conn.invoke(forward, CALL_CLIENT_TIMEOUT_MS).await {
+            Ok(answer) => {
+                let mut resp = RemotingCommand::response_to(&req, answer.code);
+                resp.remark = answer.remark;
+                resp.ext_fields = answer.ext_fields;
+                resp.body = answer.body;
+                resp
+            }
+            Err(remoting::RemotingError::Timeout { .. }) => RemotingCommand::error_response(
+                &req,
+                response::CONSUME_MSG_TIMEOUT,
+                format!("consumer <{}> <{}> Timeout", h.consumer_group, h.client_id),
+            ),
+            Err(e) => bad_request(&req, format!("invoke consumer failed: {e}")),
+        }
+    }
+
     fn broker_config(&self, req: &RemotingCommand) -> RemotingCommand {
         let mut text = String::new();
         for (k, v) in self.ctx.config.to_properties() {
@@ -239,8 +312,24 @@ impl AdminProcessor {
     }
 }
 
+/// Java `BrokerController`'s runtime text: `[ D days, H hours, M minutes, S seconds ]`.
+fn java_runtime_text(elapsed_ms: i64) -> String {
+    let secs = elapsed_ms.max(0) / 1000;
+    format!(
+        "[ {} days, {} hours, {} minutes, {} seconds ]",
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 impl RequestProcessor for AdminProcessor {
     fn process(&self, _conn: ConnectionContext, req: RemotingCommand) -> ProcessFuture {
+        if req.code == request::GET_CONSUMER_RUNNING_INFO {
+            let ctx = self.ctx.clone();
+            return Box::pin(async move { Ok(Some(Self::call_consumer(ctx, req).await)) });
+        }
         let resp = match req.code {
             request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req),
             request::DELETE_TOPIC_IN_BROKER => self.delete_topic(&req),
@@ -257,6 +346,7 @@ impl RequestProcessor for AdminProcessor {
             }
             request::QUERY_TOPIC_CONSUME_BY_WHO => self.topic_consumed_by_who(&req),
             request::GET_BROKER_CONFIG => self.broker_config(&req),
+            request::GET_PRODUCER_CONNECTION_LIST => self.producer_connections(&req),
             other => RemotingCommand::error_response(
                 &req,
                 response::REQUEST_CODE_NOT_SUPPORTED,
@@ -264,5 +354,16 @@ impl RequestProcessor for AdminProcessor {
             ),
         };
         ready(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runtime_text_like_java() {
+        assert_eq!(
+            super::java_runtime_text(((2 * 86_400) + (3 * 3600) + (4 * 60) + 5) * 1000 + 999),
+            "[ 2 days, 3 hours, 4 minutes, 5 seconds ]"
+        );
     }
 }

@@ -79,6 +79,14 @@ impl HeartbeatProcessor {
                 .unregister_producer(group, conn.id());
         }
         if let Some(group) = header.consumer_group.as_deref().filter(|g| !g.is_empty()) {
+            let released = self
+                .ctx
+                .lock_manager
+                .unlock_all_of_client(group, &header.client_id);
+            if released > 0 {
+                tracing::info!(group, client = %header.client_id, released,
+                    "released queue locks of an unregistered consumer");
+            }
             if let Some(change) = self
                 .ctx
                 .consumer_manager

@@ -68,9 +68,12 @@ impl OffsetProcessor {
             Ok(h) => h,
             Err(e) => return bad_request(&req, e),
         };
+        // Some clients commit -1 for queues they never consumed; like Java (`offset >= 0`)
+        // a negative stored offset counts as none.
         let found = ctx
             .consumer_offsets
-            .query(&h.consumer_group, &h.topic, h.queue_id);
+            .query(&h.consumer_group, &h.topic, h.queue_id)
+            .filter(|o| *o >= 0);
         let offset = match found {
             Some(o) => Some(o),
             None if h.set_zero_if_not_found != Some(false) => {

@@ -429,6 +429,17 @@ mod tests {
     }
 
     #[test]
+    fn heartbeat_subscription_filter() {
+        let sub = SubscriptionData::from_tag_expression("T", "TagA || TagB", 1);
+        let f = TagFilter::from_subscription(&sub);
+        assert!(!f.all);
+        assert!(f.is_matched_by_tags_code(i64::from(store::message::java_string_hash("TagB"))));
+        assert!(!f.is_matched_by_tags_code(i64::from(store::message::java_string_hash("TagC"))));
+        let all = SubscriptionData::from_tag_expression("T", "*", 1);
+        assert!(TagFilter::from_subscription(&all).is_matched_by_tags_code(12345));
+    }
+
+    #[test]
     fn status_table() {
         assert_eq!(status_code(GetMessageStatus::Found, 3), response::SUCCESS);
         assert_eq!(

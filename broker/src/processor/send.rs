@@ -185,7 +185,9 @@ async fn send_message_inner(
     born_host: SocketAddr,
 ) -> Result<RemotingCommand, Reject> {
     let header = decode_send_header(request).map_err(|e| reject(response::SYSTEM_ERROR, e))?;
-    let is_batch = request.code == request::SEND_BATCH_MESSAGE;
+    // Java dispatches on the header's `batch` flag, not the request code: the C++ client
+    // sends batches as SEND_MESSAGE(_V2) with `batch=true` (often zlib-compressed).
+    let is_batch = request.code == request::SEND_BATCH_MESSAGE || header.batch == Some(true);
     // In DLedger mode the role follows leadership and the store refuses writes itself.
     if ctx.config.broker_id != 0 && !ctx.config.enable_dleger_commit_log {
         return Err(reject(
@@ -222,6 +224,9 @@ async fn send_message_inner(
         ));
     }
 
+    // Java answers with the queue the client addressed (or the one picked for it), even
+    // when the message is redirected to a DLQ or parked as a half/delayed message.
+    let response_queue_id = queue_id;
     let mut topic = header.topic.clone();
     let reconsume_times = header.reconsume_times.unwrap_or(0);
     if topic.starts_with(RETRY_PREFIX) {
@@ -276,6 +281,7 @@ async fn send_message_inner(
         sys_flag |= sys_flag::MULTI_TAGS_FLAG;
     }
     let mut props = stored_properties(&header_props, &ctx.config.broker_cluster_name);
+    check_timer_message(&props)?;
     if msg::property_value(&props, property::TRAN_MSG)
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
@@ -318,7 +324,7 @@ async fn send_message_inner(
         ctx,
         request,
         &put.msg_id,
-        queue_id,
+        response_queue_id,
         put.queue_offset,
         uniq_key,
     ))
@@ -433,6 +439,29 @@ async fn send_batch(
         put.queue_offset,
         uniq,
     ))
+}
+
+/// 5.x arbitrary-time delay properties (special-topics.md §2).
+pub const TIMER_PROPERTIES: &[&str] = &["TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"];
+
+/// We have no timer wheel: answer timer messages as a 5.x broker with
+/// `timerWheelEnable=false` does (MESSAGE_ILLEGAL) instead of delivering them at once. A
+/// `DELAY` level wins over timer properties (Java drops them then), so that still works.
+fn check_timer_message(props: &str) -> Result<(), Reject> {
+    let has_level = msg::property_value(props, property::DELAY)
+        .and_then(|d| d.parse::<i32>().ok())
+        .is_some_and(|d| d > 0);
+    if !has_level
+        && TIMER_PROPERTIES
+            .iter()
+            .any(|k| msg::property_value(props, k).is_some())
+    {
+        return Err(reject(
+            response::MESSAGE_ILLEGAL,
+            "accurate timer message is not enabled, timerWheelEnable is false",
+        ));
+    }
+    Ok(())
 }
 
 /// The stored properties of a single send: the client's string without `WAIT` (4.9.7
@@ -756,6 +785,13 @@ mod tests {
         assert_eq!(msg::property_value(&p, "WAIT"), None);
         assert_eq!(msg::property_value(&p, "CLUSTER"), Some("C1"));
         assert_eq!(stored_properties("", "C"), "CLUSTER\u{1}C\u{2}");
+    }
+
+    #[test]
+    fn timer_messages_are_rejected_unless_a_level_is_set() {
+        assert!(check_timer_message("TIMER_DELAY_SEC\u{1}5\u{2}").is_err());
+        assert!(check_timer_message("TIMER_DELIVER_MS\u{1}1\u{2}DELAY\u{1}2\u{2}").is_ok());
+        assert!(check_timer_message("TAGS\u{1}A\u{2}").is_ok());
     }
 
     #[test]

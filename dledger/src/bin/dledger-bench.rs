@@ -118,13 +118,24 @@ async fn run(args: Args) -> Result<(), String> {
         args.dir.display()
     );
     println!(
-        "{:>10} {:>12} {:>10} {:>10} {:>10} {:>12}",
-        "appenders", "entries/s", "p50_ms", "p99_ms", "fsyncs/s", "entries/fsync"
+        "{:>10} {:>12} {:>10} {:>10} {:>10} {:>14} {:>16} {:>16}",
+        "appenders",
+        "entries/s",
+        "p50_ms",
+        "p99_ms",
+        "fsyncs/s",
+        "entries/fsync",
+        "ldr_fsync_p50/99",
+        "fol_fsync_p50/99"
     );
     let body = Bytes::from(vec![0x5au8; 1024]);
     for &conc in &args.concurrency {
         // Warm up briefly so connections and page cache are settled.
         let _ = leader.append(body.clone()).await;
+        for n in nodes.iter() {
+            n.reset_metrics();
+        }
+        leader.reset_metrics();
         let s0 = leader.status().await.map_err(|e| e.to_string())?;
         let t0 = Instant::now();
         let deadline = t0 + Duration::from_secs(args.secs);
@@ -176,8 +187,14 @@ async fn run(args: Args) -> Result<(), String> {
         let s1 = leader.status().await.map_err(|e| e.to_string())?;
         let fsyncs = s1.fsyncs - s0.fsyncs;
         let persisted = s1.entries_persisted - s0.entries_persisted;
+        let mut fol = (0u64, 0u64);
+        for n in nodes.iter() {
+            let st = n.status().await.map_err(|e| e.to_string())?;
+            fol.0 = fol.0.max(st.fsync_latency.p50_us);
+            fol.1 = fol.1.max(st.fsync_latency.p99_us);
+        }
         println!(
-            "{:>10} {:>12.0} {:>10.2} {:>10.2} {:>10.0} {:>12.1}{}",
+            "{:>10} {:>12.0} {:>10.2} {:>10.2} {:>10.0} {:>14.1} {:>16} {:>16}{}",
             conc,
             total as f64 / elapsed,
             hist.value_at_quantile(0.5) as f64 / 1000.0,
@@ -188,6 +205,12 @@ async fn run(args: Args) -> Result<(), String> {
             } else {
                 0.0
             },
+            format!(
+                "{:.2}/{:.2}",
+                s1.fsync_latency.p50_us as f64 / 1000.0,
+                s1.fsync_latency.p99_us as f64 / 1000.0
+            ),
+            format!("{:.2}/{:.2}", fol.0 as f64 / 1000.0, fol.1 as f64 / 1000.0),
             if errors > 0 {
                 format!("  ({errors} errors)")
             } else {
@@ -195,10 +218,12 @@ async fn run(args: Args) -> Result<(), String> {
             }
         );
     }
-    drop(leader);
-    drop(nodes);
-    // Give the storage threads a moment to exit before deleting their files.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    if let Ok(l) = Arc::try_unwrap(leader) {
+        l.shutdown().await;
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
     let _ = std::fs::remove_dir_all(&args.dir);
     Ok(())
 }

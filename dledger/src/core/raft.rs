@@ -574,6 +574,13 @@ impl<S: Storage> Raft<S> {
         commit: u64,
         ctx: u64,
     ) {
+        // A malformed batch (gaps, or terms above the sender's) is dropped, never trusted.
+        let well_formed = entries.iter().enumerate().all(|(k, e)| {
+            e.index == prev_index + 1 + k as u64 && e.term <= self.term && e.term >= prev_term
+        });
+        if !well_formed {
+            return;
+        }
         let committed = self.log.committed;
         if prev_index < committed {
             self.send_persisted(
@@ -813,9 +820,18 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// Send to every follower; in Replicate state keep pipelining batches until the inflight
+    /// window is full or the follower has everything.
     fn bcast_append(&mut self, allow_empty: bool) {
         for p in self.other_peers() {
-            self.send_append(p, allow_empty);
+            if !self.send_append(p, allow_empty) {
+                continue;
+            }
+            for _ in 0..self.cfg.max_inflight_msgs {
+                if !self.send_append(p, false) {
+                    break;
+                }
+            }
         }
     }
 

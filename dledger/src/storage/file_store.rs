@@ -457,14 +457,10 @@ impl FileStore {
         let mut plan: Vec<(u64, Option<u32>)> = Vec::with_capacity(entries.len());
         for e in entries {
             let size = entry_size_bytes(e.data.len()) as u64;
-            let off = pos % seg;
-            let mut blank = None;
-            if off + size + MIN_BLANK_LEN_BYTES as u64 > seg {
-                blank = Some((seg - off) as u32);
-                pos += seg - off;
-            }
-            plan.push((pos, blank));
-            pos += size;
+            let at = place_entry(seg, pos, e.data.len());
+            let blank = (at != pos).then_some((at - pos) as u32);
+            plan.push((at, blank));
+            pos = at + size;
         }
         let last_needed = pos.saturating_sub(1) / seg * seg;
         self.ensure_segments(&mut w, last_needed)?;
@@ -667,10 +663,18 @@ impl FileStore {
                 });
             }
             let published_next = s.first_index + s.index.len() as u64;
+            // The log continues right after entry `from - 1` (not at the cut entry, which
+            // may sit after a blank marker it needed): positions must depend only on the
+            // log's contents so that every replica places the new entries identically.
+            let end_of = |sl: &IndexSlot| sl.pos + sl.size_bytes as u64;
             let cut_pos;
             if from < published_next {
                 let k = (from - s.first_index) as usize;
-                cut_pos = s.index[k].pos;
+                cut_pos = if k > 0 {
+                    end_of(&s.index[k - 1])
+                } else {
+                    s.index[k].pos
+                };
                 s.index.truncate(k);
                 s.cache_truncate(from);
                 s.end_pos = cut_pos;
@@ -682,7 +686,11 @@ impl FileStore {
                 if k >= w.slots.len() {
                     return Ok(());
                 }
-                cut_pos = w.slots[k].pos;
+                cut_pos = if k > 0 {
+                    end_of(&w.slots[k - 1])
+                } else {
+                    s.end_pos
+                };
                 w.slots.truncate(k);
                 w.bodies.truncate(k);
             }
@@ -857,6 +865,19 @@ impl FileStore {
             .iter()
             .map(|s| s.base_pos)
             .collect()
+    }
+}
+
+/// Where an entry with a body of `body_len_bytes` goes when the log ends at `end_pos`: right
+/// there, or at the start of the next segment when it (plus room for a blank marker) does not
+/// fit. Every replica and the leader's position prediction use this one rule.
+pub fn place_entry(segment_size_bytes: u64, end_pos: u64, body_len_bytes: usize) -> u64 {
+    let size = entry_size_bytes(body_len_bytes) as u64;
+    let off = end_pos % segment_size_bytes;
+    if off + size + MIN_BLANK_LEN_BYTES as u64 > segment_size_bytes {
+        end_pos + (segment_size_bytes - off)
+    } else {
+        end_pos
     }
 }
 
@@ -1056,8 +1077,9 @@ fn recover(cfg: &FileStoreConfig, st: &mut State, start_pos: u64) -> Result<u64,
                     end_pos = sg.base_pos + off as u64;
                 }
                 Ok(Slot::Blank { .. }) => {
+                    // `end_pos` stays at the end of the last entry: the next entry is placed
+                    // from there (`place_entry`), exactly as on every other replica.
                     k += 1;
-                    end_pos = sg.base_pos + seg_size;
                     continue 'segs;
                 }
                 Ok(Slot::Empty) => {

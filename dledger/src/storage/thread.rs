@@ -75,7 +75,8 @@ pub struct StorageThreadConfig {
     pub disk_full_retry_ms: u64,
 }
 
-/// Handle to the running thread; dropping it stops the thread after queued jobs.
+/// Handle to the running thread; dropping it lets the thread finish queued jobs and exit
+/// (detached); `join` waits for that.
 pub struct StorageThread {
     tx: Option<std_mpsc::Sender<Job>>,
     handle: Option<std::thread::JoinHandle<()>>,
@@ -105,13 +106,22 @@ impl StorageThread {
     }
 }
 
-impl Drop for StorageThread {
-    fn drop(&mut self) {
+impl StorageThread {
+    /// Stop after the queued jobs and wait for the thread (blocking: call it off the async
+    /// executor, e.g. in `spawn_blocking`).
+    pub fn join(mut self) {
         self.tx.take();
         if let Some(h) = self.handle.take() {
-            // Joining waits for in-progress I/O; it's bounded by one group of jobs.
             let _ = h.join();
         }
+    }
+}
+
+impl Drop for StorageThread {
+    fn drop(&mut self) {
+        // Detach: closing the channel makes the thread finish its queued jobs and exit.
+        // Dropping may happen on an executor thread (an aborted node task), so no join here.
+        self.tx.take();
     }
 }
 

@@ -25,6 +25,8 @@ from rocketmq.client import Message, Producer, PullConsumer, PushConsumer, SendS
 # The C++ client compresses batch bodies over 4 KiB: big-batch messages are large enough that
 # a batch of 3 or more crosses that line.
 BIG_BODY_BYTES = 1500
+# Single messages over 4 KiB are zlib-compressed by the client (sysFlag bit 0 is stored).
+LARGE_BODY_BYTES = 6000
 PROPS_REPORTED = ("test_prop", "mode", "UNIQ_KEY", "RETRY_TOPIC", "ORIGIN_MESSAGE_ID", "DELAY",
                   "REAL_TOPIC", "KEYS", "TAGS")
 
@@ -56,6 +58,9 @@ def body_for(prefix, mode, i):
     if mode == "bigbatch":
         pad = ("payload-%d-" % i) * (BIG_BODY_BYTES // 10)
         return base + "|" + pad[:BIG_BODY_BYTES]
+    if mode == "large":
+        pad = ("large-%d-" % i) * (LARGE_BODY_BYTES // 8)
+        return base + "|" + pad[:LARGE_BODY_BYTES]
     return base
 
 
@@ -95,6 +100,13 @@ def cmd_produce(a):
 
     for i in range(a.sync):
         msg, info = make_message(a.topic, a.prefix, "sync", i, tags, a.delay_level)
+        born = now_ms()
+        res = p.send_sync(msg)
+        check_ok(res, info)
+        emit("sent", msg_id=res.msg_id, offset=res.offset, born_ms=born, **info)
+
+    for i in range(a.large):
+        msg, info = make_message(a.topic, a.prefix, "large", i, tags, a.delay_level)
         born = now_ms()
         res = p.send_sync(msg)
         check_ok(res, info)
@@ -217,7 +229,14 @@ def cmd_consume(a):
     c.subscribe(a.topic, callback, a.expr)
     c.start()
     emit("started")
-    if not done.wait(a.timeout_ms / 1000.0):
+    deadline = time.time() + a.timeout_ms / 1000.0
+    finished = False
+    while not finished and time.time() < deadline:
+        # Wake every 100 ms to notice --stop-file (the test's "everyone is done" signal).
+        finished = done.wait(min(0.1, max(0.0, deadline - time.time())))
+        if a.stop_file and os.path.exists(a.stop_file):
+            finished = True
+    if not finished:
         with lock:
             emit("timeout", consumed=len(consumed), expected=a.expect,
                  deliveries=state["deliveries"])
@@ -262,6 +281,7 @@ def main():
     p.add_argument("--sync", type=int, default=0)
     p.add_argument("--async", dest="async_count", type=int, default=0)
     p.add_argument("--oneway", type=int, default=0)
+    p.add_argument("--large", type=int, default=0, help="sync sends of %d-byte bodies" % LARGE_BODY_BYTES)
     p.add_argument("--batch", type=int, default=0)
     p.add_argument("--big-batch", type=int, default=0)
     p.add_argument("--orderly", type=int, default=0)
@@ -280,6 +300,7 @@ def main():
     c.add_argument("--fail-first", action="store_true")
     c.add_argument("--fail-always", action="store_true")
     c.add_argument("--stop-after-deliveries", type=int, default=0)
+    c.add_argument("--stop-file", default=None, help="exit (cleanly) once this file exists")
     c.add_argument("--timeout-ms", type=int, default=60000)
 
     q = sub.add_parser("pull")

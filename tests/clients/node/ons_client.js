@@ -10,6 +10,7 @@
 //            --expect distinct bodies were consumed successfully (or --stop-after-deliveries).
 'use strict';
 
+const fs = require('fs');
 const { Producer, Consumer, Message } = require('ali-ons');
 
 const PROPS_REPORTED = [ 'test_prop', 'mode', 'UNIQ_KEY', 'RETRY_TOPIC', 'ORIGIN_MESSAGE_ID',
@@ -60,13 +61,20 @@ function withTimeout(promise, ms, what) {
   return Promise.race([ promise, t ]).finally(() => clearTimeout(timer));
 }
 
+// Bodies of `large` sends exceed ali-ons' 4 KiB compression threshold.
+const LARGE_BODY_BYTES = 6000;
+
 function bodyFor(prefix, mode, i) {
-  return `${prefix}|${mode}|${i}`;
+  const base = `${prefix}|${mode}|${i}`;
+  if (mode === 'large') return base + '|' + `large-${i}-`.repeat(LARGE_BODY_BYTES / 8).slice(0, LARGE_BODY_BYTES);
+  return base;
 }
 
 async function produce(a) {
   const tags = (a.tags || 'TagA').split(',');
-  const count = int(a.sync, 0);
+  const plan = [];
+  for (let i = 0; i < int(a.sync, 0); i++) plan.push([ 'sync', i ]);
+  for (let i = 0; i < int(a.large, 0); i++) plan.push([ 'large', i ]);
   const delayLevel = int(a.delayLevel, 0);
   const producer = new Producer({
     httpclient: {},
@@ -76,8 +84,7 @@ async function produce(a) {
   });
   await producer.ready();
   emit('started');
-  for (let i = 0; i < count; i++) {
-    const mode = 'sync';
+  for (const [ mode, i ] of plan) {
     const body = bodyFor(a.prefix || 'm', mode, i);
     const tag = tags[i % tags.length];
     const keys = `${a.prefix || 'm'}-${mode}-${i}`;
@@ -153,6 +160,11 @@ async function consume(a) {
   });
   await consumer.ready();
   emit('started');
+  if (a.stopFile) {
+    // The test creates this file when all consumers together have seen everything.
+    const timer = setInterval(() => { if (fs.existsSync(a.stopFile)) finish(); }, 100);
+    finished.then(() => clearInterval(timer));
+  }
   try {
     await withTimeout(finished, int(a.timeoutMs, 60000), 'expected messages');
   } catch (err) {

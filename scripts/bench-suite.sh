@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Benchmark suite for BENCHMARKS.md: single-replica broker (conf/broker.conf), for each flush type
+# (ASYNC_FLUSH, SYNC_FLUSH) x message size (128 B, 1 KiB) x senders (1, 16, 64) a timed producer run,
+# then one consumer run per topic that drains everything produced. While each run is going, the
+# broker's RSS (VmRSS, /proc/<pid>/status) is sampled and its CPU time (utime+stime, /proc/<pid>/stat)
+# is read before/after, giving CPU microseconds per message.
+#
+#   scripts/bench-suite.sh                        # full suite, 10 s per producer run
+#   DURATION_S=5 SENDERS="1 16" SIZES=128 FLUSH_TYPES=ASYNC_FLUSH scripts/bench-suite.sh
+#
+# Env: DURATION_S (10), SENDERS ("1 16 64"), SIZES ("128 1024"), FLUSH_TYPES ("ASYNC_FLUSH SYNC_FLUSH"),
+#      EXTRA_PRODUCER_ARGS (e.g. "--async" or "--batch 16"), NAMESRV_PORT (39876), BROKER_PORT (39911),
+#      OUT_DIR (./run/bench-<utc time>), BUILD (1 = cargo build --release first), BIN_DIR (override).
+# Output: $OUT_DIR/results.md (markdown rows for BENCHMARKS.md), $OUT_DIR/results.jsonl (raw JSON lines),
+#         $OUT_DIR/*.log (full tool / server output).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+DURATION_S="${DURATION_S:-10}"
+SENDERS="${SENDERS:-1 16 64}"
+SIZES="${SIZES:-128 1024}"
+FLUSH_TYPES="${FLUSH_TYPES:-ASYNC_FLUSH SYNC_FLUSH}"
+EXTRA_PRODUCER_ARGS="${EXTRA_PRODUCER_ARGS:-}"
+NAMESRV_PORT="${NAMESRV_PORT:-39876}"
+BROKER_PORT="${BROKER_PORT:-39911}"
+OUT_DIR="${OUT_DIR:-$ROOT/run/bench-$(date -u +%Y%m%dT%H%M%SZ)}"
+BUILD="${BUILD:-1}"
+NAMESRV_ADDR="127.0.0.1:$NAMESRV_PORT"
+CLK_TCK="$(getconf CLK_TCK)"
+# Upper bound for any single tool run (a hung run is killed, the suite goes on).
+RUN_TIMEOUT_S=$((DURATION_S * 6 + 120))
+
+if [ "$BUILD" = "1" ]; then
+  cargo build --release -p namesrv -p broker -p benchmark
+fi
+if [ -z "${BIN_DIR:-}" ]; then
+  TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+  BIN_DIR="$TARGET_DIR/release"
+fi
+mkdir -p "$OUT_DIR"
+RESULTS_MD="$OUT_DIR/results.md"
+RESULTS_JSONL="$OUT_DIR/results.jsonl"
+: >"$RESULTS_JSONL"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+trap cleanup INT TERM EXIT
+
+wait_port() { # bounded: 20 s
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "port $1 did not open" >&2
+  return 1
+}
+
+# utime + stime in clock ticks (fields 14 and 15; strip "pid (comm) " first, comm may contain spaces).
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+
+# Sample VmRSS every 200 ms into $2 (max so far) until the file $3 appears.
+sample_rss() {
+  local pid=$1 out=$2 stop=$3 max=0 cur
+  while [ ! -e "$stop" ] && kill -0 "$pid" 2>/dev/null; do
+    cur="$(status_kb "$pid" VmRSS || echo 0)"
+    if [ "${cur:-0}" -gt "$max" ]; then max=$cur; fi
+    echo "$max" >"$out"
+    sleep 0.2
+  done
+}
+
+json_field() { python3 -c 'import json,sys; v=json.loads(sys.argv[1]); print(v.get(sys.argv[2], ""))' "$1" "$2"; }
+
+cat >"$RESULTS_MD" <<HDR
+<!-- $(date -u +%FT%TZ), $(nproc) cores, DURATION_S=$DURATION_S, extra producer args: "${EXTRA_PRODUCER_ARGS}" -->
+| flush | size | senders | send TPS | p50 ms | p99 ms | p99.9 ms | max ms | failures | broker CPU µs/msg | broker max RSS MiB |
+|---|---|---|---|---|---|---|---|---|---|---|
+HDR
+CONSUMER_MD="$OUT_DIR/consumer.md"
+cat >"$CONSUMER_MD" <<HDR
+| flush | size | received | recv TPS | e2e p50 ms | e2e p99 ms | broker CPU µs/msg |
+|---|---|---|---|---|---|---|
+HDR
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+for flush in $FLUSH_TYPES; do
+  # Never benchmark somebody else's server: both ports must be free before we start ours.
+  for port in "$NAMESRV_PORT" "$BROKER_PORT" "$((BROKER_PORT - 2))" "$((BROKER_PORT + 1))"; do
+    if ! port_free "$port"; then
+      echo "port $port is already in use; set NAMESRV_PORT / BROKER_PORT" >&2
+      exit 1
+    fi
+  done
+  data="$(mktemp -d "${TMPDIR:-/tmp}/bench-store.XXXXXX")"
+  "$BIN_DIR/namesrv" --listen "$NAMESRV_ADDR" >"$OUT_DIR/namesrv-$flush.log" 2>&1 &
+  pids+=($!)
+  wait_port "$NAMESRV_PORT"
+  "$BIN_DIR/broker" -c "$ROOT/conf/broker.conf" -n "$NAMESRV_ADDR" "--namesrvAddr=$NAMESRV_ADDR" \
+    "--listenPort=$BROKER_PORT" "--storePathRootDir=$data" "--flushDiskType=$flush" \
+    "--mappedFileSizeCommitLog=268435456" >"$OUT_DIR/broker-$flush.log" 2>&1 &
+  broker_pid=$!
+  pids+=($broker_pid)
+  wait_port "$BROKER_PORT"
+  # Give the broker its first registration with the NameServer (bounded).
+  sleep 2
+
+  for size in $SIZES; do
+    topic="Bench_${flush}_${size}"
+    for senders in $SENDERS; do
+      tag="$flush-$size-$senders"
+      stop_flag="$OUT_DIR/.stop-$tag"
+      rss_file="$OUT_DIR/.rss-$tag"
+      echo 0 >"$rss_file"
+      sample_rss "$broker_pid" "$rss_file" "$stop_flag" &
+      sampler=$!
+      t0="$(cpu_ticks "$broker_pid")"
+      # shellcheck disable=SC2086 # EXTRA_PRODUCER_ARGS is a word list on purpose
+      timeout "$RUN_TIMEOUT_S" "$BIN_DIR/benchmark" producer -n "$NAMESRV_ADDR" --topic "$topic" \
+        --threads "$senders" --size "$size" --duration "$DURATION_S" $EXTRA_PRODUCER_ARGS --json \
+        >"$OUT_DIR/producer-$tag.log" 2>&1 || echo "producer $tag exited with $?" >&2
+      t1="$(cpu_ticks "$broker_pid")"
+      touch "$stop_flag"
+      wait "$sampler" || true
+      line="$(tail -n 1 "$OUT_DIR/producer-$tag.log")"
+      if ! json_field "$line" sent >/dev/null 2>&1; then
+        echo "| $flush | $size | $senders | run failed (see producer-$tag.log) | | | | | | | |" >>"$RESULTS_MD"
+        continue
+      fi
+      echo "{\"flush\":\"$flush\",\"size\":$size,\"senders\":$senders,\"broker_cpu_ticks\":$((t1 - t0)),\"clk_tck\":$CLK_TCK,\"broker_max_rss_kb\":$(cat "$rss_file"),\"producer\":$line}" >>"$RESULTS_JSONL"
+      sent="$(json_field "$line" sent)"
+      python3 - "$line" "$flush" "$size" "$senders" "$((t1 - t0))" "$CLK_TCK" "$(cat "$rss_file")" >>"$RESULTS_MD" <<'PY'
+import json, sys
+v = json.loads(sys.argv[1]); flush, size, senders = sys.argv[2:5]
+ticks, tck, rss_kb = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+cpu = f"{ticks / tck * 1e6 / v['sent']:.1f}" if v["sent"] else "n/a"
+print(f"| {flush} | {size} B | {senders} | {v['send_tps']:.0f} | {v['p50_ms']:.3f} | {v['p99_ms']:.3f} | "
+      f"{v['p999_ms']:.3f} | {v['max_ms']:.3f} | {v['failures']} | {cpu} | {rss_kb / 1024:.0f} |")
+PY
+      echo "done: $tag sent=$sent"
+    done
+    # Consumer: drain everything produced to this topic from offset 0.
+    total="$(python3 -c 'import json,sys
+t=0
+for l in open(sys.argv[1]):
+    v=json.loads(l)
+    if v["flush"]==sys.argv[2] and v["size"]==int(sys.argv[3]): t+=v["producer"]["sent"]
+print(t)' "$RESULTS_JSONL" "$flush" "$size")"
+    if [ "$total" -gt 0 ]; then
+      t0="$(cpu_ticks "$broker_pid")"
+      timeout "$RUN_TIMEOUT_S" "$BIN_DIR/benchmark" consumer -n "$NAMESRV_ADDR" --topic "$topic" \
+        --group "bench_${flush}_${size}" --from-start --count "$total" --json \
+        >"$OUT_DIR/consumer-$flush-$size.log" 2>&1 || echo "consumer $flush-$size exited with $?" >&2
+      t1="$(cpu_ticks "$broker_pid")"
+      line="$(tail -n 1 "$OUT_DIR/consumer-$flush-$size.log")"
+      if json_field "$line" received >/dev/null 2>&1; then
+        python3 - "$line" "$flush" "$size" "$((t1 - t0))" "$CLK_TCK" >>"$CONSUMER_MD" <<'PY'
+import json, sys
+v = json.loads(sys.argv[1]); flush, size = sys.argv[2:4]; ticks, tck = int(sys.argv[4]), int(sys.argv[5])
+cpu = f"{ticks / tck * 1e6 / v['received']:.1f}" if v["received"] else "n/a"
+print(f"| {flush} | {size} B | {v['received']} | {v['recv_tps']:.0f} | {v['e2e_p50_ms']:.3f} | {v['e2e_p99_ms']:.3f} | {cpu} |")
+PY
+      else
+        echo "| $flush | $size B | run failed (see consumer-$flush-$size.log) | | | | |" >>"$CONSUMER_MD"
+      fi
+    fi
+  done
+  echo "broker $flush: VmHWM $(status_kb "$broker_pid" VmHWM) kB" | tee -a "$OUT_DIR/summary.txt"
+  cleanup
+  rm -rf "$data"
+done
+
+echo
+cat "$RESULTS_MD"
+echo
+cat "$CONSUMER_MD"
+echo "raw results: $RESULTS_JSONL"
