@@ -195,3 +195,62 @@ fn sigterm_restart_keeps_committed_consumer_offsets() {
         .unwrap_or_else(|e| panic!("restart broker: {e}\n{}", c.logs()));
     assert_eq!(committed(&c), 8, "consumer offsets survive a clean restart");
 }
+
+#[test]
+fn sigterm_async_flush_broker_flushes_everything_on_the_way_out() {
+    let topic = "DurableAsync";
+    let opts = BrokerOptions {
+        flush_disk_type: "ASYNC_FLUSH".into(),
+        ..BrokerOptions::default()
+    };
+    let mut c = Cluster::start(opts).expect("start namesrv + broker");
+    c.create_topic(topic, QUEUES).expect("create topic");
+    let out = run(
+        ClientKind::Node,
+        "ons_client.js",
+        &[
+            "produce",
+            "--topic",
+            topic,
+            "--prefix",
+            "async",
+            "--sync",
+            "20",
+            "--timeout-ms",
+            "60000",
+        ],
+        &c,
+        80_000,
+    )
+    .expect("producer");
+    out.assert_success();
+    let sent = sent_by_body(&out);
+    let before = max_offsets(&c, topic);
+    assert_eq!(before.iter().sum::<i64>(), 20);
+    // A graceful stop flushes the store (no crash-recovery guesswork involved).
+    c.stop_broker().expect("SIGTERM broker");
+    c.start_broker()
+        .unwrap_or_else(|e| panic!("restart broker: {e}\n{}", c.logs()));
+    assert_eq!(
+        max_offsets(&c, topic),
+        before,
+        "offsets after a clean restart"
+    );
+    let pulled = run(
+        ClientKind::Cpp,
+        "cpp_client.py",
+        &[
+            "pull",
+            "--topic",
+            topic,
+            "--expect",
+            "20",
+            "--timeout-ms",
+            "60000",
+        ],
+        &c,
+        80_000,
+    )
+    .expect("pull consumer");
+    assert_delivered(&sent, &pulled, "after a clean ASYNC_FLUSH restart");
+}

@@ -406,6 +406,14 @@ fn check_and_build_filter(
             "the consumer's subscription not latest".to_string(),
         ));
     }
+    let expr_type = sub.expression_type.trim();
+    if !expr_type.is_empty() && !expr_type.eq_ignore_ascii_case("TAG") {
+        // Java without `enablePropertyFilter`: SQL92 subscriptions are refused.
+        return Err(err(
+            response::SYSTEM_ERROR,
+            format!("the broker does not support consumer to filter message by {expr_type}"),
+        ));
+    }
     Ok(TagFilter::from_subscription(&sub))
 }
 

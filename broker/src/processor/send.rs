@@ -544,12 +544,14 @@ fn check_topic(
     if let Some(tc) = ctx.topic_config.get(&header.topic) {
         return Ok(tc);
     }
-    let unit_flag = if header.unit_mode.unwrap_or(false) {
-        1
-    } else {
-        0
+    // Java `msgCheck`: unit-mode sends create UNIT topics, or UNIT_SUB for retry topics.
+    let is_retry = header.topic.starts_with(RETRY_PREFIX);
+    let unit_flag = match (header.unit_mode.unwrap_or(false), is_retry) {
+        (false, _) => 0,
+        (true, false) => topics::topic_sys_flag::UNIT,
+        (true, true) => topics::topic_sys_flag::UNIT_SUB,
     };
-    let created = if header.topic.starts_with(RETRY_PREFIX) {
+    let created = if is_retry {
         ctx.topic_config.create_topic_in_send_message_back_method(
             &header.topic,
             1,
