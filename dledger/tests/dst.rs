@@ -37,6 +37,7 @@ const REGRESSION_SEEDS: &[u64] = &[
     13624, // sim: same
     14472, // sim: same
     19444, // sim: same
+    25583, // sim: recovery judged on a crashed image whose last write was torn
 ];
 
 const DEFAULT_SEEDS: u64 = 1_000;
@@ -926,6 +927,10 @@ impl Sim {
         // (an entry newer than the loss term, or a persisted commit past what it had); then
         // its storage drops the marker. Until then it counts against the fault budget.
         for node in self.nodes.iter_mut() {
+            if node.raw.is_none() {
+                // A crashed image may end in a torn write: judge it only after recovery.
+                continue;
+            }
             let mut d = node.disk.borrow_mut();
             if let Some(dl) = d.durable.data_loss {
                 let last_term = d.durable.term(d.durable.last_index()).unwrap_or(0);
@@ -933,6 +938,16 @@ impl Sim {
                 // Only a commit backed by the log counts (the hard state may predate the loss).
                 let backed_commit = d.durable.hs.commit.min(d.durable.last_index());
                 if last_term > dl.term_at_loss || backed_commit >= known {
+                    if self.trace {
+                        println!(
+                            "[{:>4}] marker cleared: last {} term {} commit {} loss {:?}",
+                            self.step,
+                            d.durable.last_index(),
+                            last_term,
+                            d.durable.hs.commit,
+                            dl
+                        );
+                    }
                     d.durable.data_loss = None;
                     d.view.data_loss = None;
                     node.corrupted = false;

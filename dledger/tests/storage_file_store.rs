@@ -203,6 +203,32 @@ fn corruption_before_tail_is_refused_with_file_and_offset() {
 }
 
 #[test]
+fn zeroed_header_before_the_tail_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    append(
+        &store,
+        &(1..=10).map(|i| entry(i, 1, 300)).collect::<Vec<_>>(),
+    );
+    let pos = store.entry_pos(5).unwrap();
+    drop(store);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(segment_path(dir.path(), 0))
+        .unwrap();
+    f.write_all_at(&[0u8; 48], pos).unwrap();
+    drop(f);
+    match FileStore::open(cfg(dir.path())) {
+        Err(StorageError::Corrupt { file, offset, .. }) => {
+            assert_eq!(file, segment_path(dir.path(), 0));
+            assert_eq!(offset, pos);
+        }
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("opened a store with a zeroed entry in the middle"),
+    }
+}
+
+#[test]
 fn suffix_truncation_replaces_conflicting_tail() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(cfg(dir.path())).unwrap();

@@ -596,3 +596,58 @@ fn cpp_send_to_an_unknown_topic_fails_when_auto_create_is_off() {
         .unwrap_or(0);
     assert_eq!(total, 0, "nothing stored for a topic that does not exist");
 }
+
+#[test]
+fn cpp_a_thousand_async_messages_are_all_consumed() {
+    // Exercises pull pagination (32 per pull), long polling and the store's write batching.
+    let topic = "CppMany";
+    let c = cluster_with_topic(topic);
+    let sent = sent_by_body(&produce(
+        &c,
+        &["--topic", topic, "--prefix", "many", "--async", "1000"],
+    ));
+    assert_eq!(sent.len(), 1000);
+    assert_eq!(total_in_store(&c, topic), 1000);
+    #[rustfmt::skip]
+    let out = cpp(&c, &["consume", "--topic", topic, "--group", "cpp_cg_many", "--expect", "1000"],
+        SCRIPT_TIMEOUT_MS);
+    assert_delivered(&sent, &out, "1000 async messages");
+    // Per queue, deliveries cover offsets 0..n densely.
+    let mut per_queue: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for e in out.of_kind("received") {
+        per_queue
+            .entry(e.i64("queue_id").expect("queue_id"))
+            .or_default()
+            .push(e.i64("queue_offset").expect("queue_offset"));
+    }
+    for (q, mut offs) in per_queue {
+        offs.sort_unstable();
+        offs.dedup();
+        let want: Vec<i64> = (0..offs.len() as i64).collect();
+        assert_eq!(offs, want, "queue {q} offsets delivered");
+    }
+}
+
+#[test]
+fn cpp_tag_filter_skips_a_long_run_of_other_tags() {
+    // 200 TagB messages in front of 5 TagA ones: the broker filters by tag hash and must keep
+    // advancing nextBeginOffset past non-matching messages.
+    let topic = "CppTagSkip";
+    let c = cluster_with_topic(topic);
+    produce(
+        &c,
+        &[
+            "--topic", topic, "--prefix", "skip", "--tags", "TagB", "--async", "200",
+        ],
+    );
+    let want = sent_by_body(&produce(
+        &c,
+        &[
+            "--topic", topic, "--prefix", "want", "--tags", "TagA", "--sync", "5",
+        ],
+    ));
+    #[rustfmt::skip]
+    let out = cpp(&c, &["consume", "--topic", topic, "--group", "cpp_cg_skip", "--expr", "TagA",
+        "--expect", "5"], SCRIPT_TIMEOUT_MS);
+    assert_delivered(&want, &out, "TagA behind 200 TagB");
+}

@@ -403,5 +403,12 @@ fn ons_delay_level_1_arrives_after_one_second() {
             "{body:?} arrived {} ms after send",
             recv - born
         );
+        // The consumer was already long-polling (ali-ons holds pulls for 15 s): the delayed
+        // message's arrival in the real topic must wake the held pull.
+        assert!(
+            recv - born < 8_000,
+            "{body:?} arrived {} ms after send: held pulls not woken",
+            recv - born
+        );
     }
 }

@@ -79,6 +79,9 @@ fn two_consumers_share_a_group(kind: ClientKind, script: &str, group: &str) {
     for (body, evs) in tests::check::received_by_body(&out_b) {
         all.entry(body).or_default().extend(evs);
     }
+    // ali-ons ignores NOTIFY_CONSUMER_IDS_CHANGED and rebalances every 10 s, so its first
+    // consumer may still pull every queue while the second takes half: duplicates are allowed
+    // (at-least-once), losses are not.
     let per = |o: &ScriptOutput| o.of_kind("received").len();
     eprintln!("deliveries: A {}, B {}", per(&out_a), per(&out_b));
     let context = format!(
@@ -89,6 +92,26 @@ fn two_consumers_share_a_group(kind: ClientKind, script: &str, group: &str) {
     assert_same_messages(&sent, &all, &context);
     out_a.assert_success();
     out_b.assert_success();
+
+    // Both consumers were already waiting in long-polling pulls (held up to 15-20 s by the
+    // clients) when the messages arrived: the arrival must wake the held pulls.
+    let slowest_ms = all
+        .values()
+        .flat_map(|evs| evs.iter())
+        .filter_map(|e| Some(e.i64("recv_ms")? - e.i64("born_ms")?))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        slowest_ms < 8_000,
+        "slowest delivery took {slowest_ms} ms after the send: held pulls are not woken by new \
+         messages"
+    );
+
+    // Both shut down (UNREGISTER_CLIENT): the group has no live consumer left.
+    c.wait_for("the group to have no consumers", 15_000, || {
+        Ok(c.admin_broker()?.consumer_ids(group)?.is_empty())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
 }
 
 #[test]

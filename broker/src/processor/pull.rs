@@ -180,12 +180,13 @@ pub async fn process_pull(ctx: &Arc<BrokerContext>, request: &RemotingCommand) -
         ctx.config.short_polling_time_mills.min(MAX_SUSPEND_MS)
     };
     let deadline = Instant::now() + Duration::from_millis(hold_ms);
-    let _permit = if hold_ms > 0 {
+    let permit = if hold_ms > 0 {
         ctx.pull_hold.try_hold()
     } else {
         None
     };
-    let may_hold = _permit.is_some();
+    // `permit` stays alive for the whole hold (it counts this pull as parked).
+    let may_hold = permit.is_some();
 
     loop {
         // Subscribe before reading so an arrival in between still wakes us.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
-use super::config::Config;
+use super::config::{Config, MAX_PEERS};
 use super::errors::{CoreError, ProposeError, StorageError};
 use super::log::RaftLog;
 use super::progress::{Progress, ProgressState};
@@ -369,12 +369,25 @@ impl<S: Storage> Raft<S> {
 
     /// Lease start: the send tick of the newest message acknowledged by a quorum (self = now).
     fn lease_start(&self) -> Option<u64> {
-        let mut acks: Vec<u64> = self.prs.values().map(|p| p.acked_ctx).collect();
-        acks.push(self.now + 1);
-        acks.sort_unstable_by(|a, b| b.cmp(a));
-        let ctx = acks[self.quorum() - 1];
+        let ctx = self.quorum_value(self.now + 1, |p| p.acked_ctx);
         // ctx values are `send tick + 1`; 0 means "no ack this term".
-        ctx.checked_sub(1).filter(|_| ctx > 0)
+        ctx.checked_sub(1)
+    }
+
+    /// The largest value that a quorum (self included, with `own`) has reached. Stack only:
+    /// this runs on every `has_ready`/commit check.
+    fn quorum_value(&self, own: u64, f: impl Fn(&Progress) -> u64) -> u64 {
+        let mut vals = [0u64; MAX_PEERS];
+        let mut n = 0;
+        vals[n] = own;
+        n += 1;
+        for p in self.prs.values().take(MAX_PEERS - 1) {
+            vals[n] = f(p);
+            n += 1;
+        }
+        let vals = &mut vals[..n];
+        vals.sort_unstable_by(|a, b| b.cmp(a));
+        vals[self.quorum() - 1]
     }
 
     /// Only meaningful with `check_quorum`: that is what makes followers refuse votes while
@@ -865,10 +878,7 @@ impl<S: Storage> Raft<S> {
 
     /// Commit index = quorum of DURABLE match indexes (leader counts its own durable index).
     fn maybe_commit(&mut self) -> bool {
-        let mut matched: Vec<u64> = self.prs.values().map(|p| p.matched).collect();
-        matched.push(self.log.persisted);
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let mci = matched[self.quorum() - 1];
+        let mci = self.quorum_value(self.log.persisted, |p| p.matched);
         let term = self.term;
         if self.log.maybe_commit(mci, term) {
             let c = self.log.committed;

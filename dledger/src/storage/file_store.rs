@@ -1088,7 +1088,10 @@ fn recover(cfg: &FileStoreConfig, st: &mut State, start_pos: u64) -> Result<u64,
                     if k + 1 < nseg {
                         let nx = &st.segments[k + 1];
                         if let Ok(Slot::Entry(h)) = decode_slot(&nx.mmap[..]) {
+                            let rolled = place_entry(seg_size, here, h.body_len_bytes as usize)
+                                == nx.base_pos;
                             if Some(h.index) == expected
+                                && rolled
                                 && off + MIN_BLANK_LEN_BYTES <= sg.mmap.len()
                             {
                                 let rem = (seg_size as usize - off) as u32;
@@ -1100,6 +1103,21 @@ fn recover(cfg: &FileStoreConfig, st: &mut State, start_pos: u64) -> Result<u64,
                                 continue 'segs;
                             }
                         }
+                    }
+                    // Zeros where an entry should be, with valid entries after them, is
+                    // damage (e.g. a zeroed page), not the end of the log.
+                    let min_next = expected.unwrap_or(st.first_index);
+                    let window_end = (off + scan_window).min(sg.mmap.len());
+                    let later_here = later_valid_entry(&sg.mmap[off..window_end], min_next);
+                    let later_seg = st.segments[k + 1..]
+                        .iter()
+                        .any(|x| matches!(decode_slot(&x.mmap[..]), Ok(Slot::Entry(_))));
+                    if later_here.is_some() || later_seg {
+                        return Err(corrupt(
+                            &sg,
+                            off as u64,
+                            "zeroed entry header with valid entries after it; refusing to start",
+                        ));
                     }
                     truncate_at = Some((k, off as u64));
                     break 'segs;
