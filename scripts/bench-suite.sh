@@ -3,13 +3,14 @@
 # (ASYNC_FLUSH, SYNC_FLUSH) x message size (128 B, 1 KiB) x senders (1, 16, 64) a timed producer run,
 # then one consumer run per topic that drains everything produced. While each run is going, the
 # broker's RSS (VmRSS, /proc/<pid>/status) is sampled and its CPU time (utime+stime, /proc/<pid>/stat)
-# is read before/after, giving CPU microseconds per message.
+# is read before/after, giving CPU microseconds per message. Finally a live end-to-end run: a consumer
+# starting at the queue end while a fixed-rate producer sends.
 #
 #   scripts/bench-suite.sh                        # full suite, 10 s per producer run
 #   DURATION_S=5 SENDERS="1 16" SIZES=128 FLUSH_TYPES=ASYNC_FLUSH scripts/bench-suite.sh
 #
 # Env: DURATION_S (10), SENDERS ("1 16 64"), SIZES ("128 1024"), FLUSH_TYPES ("ASYNC_FLUSH SYNC_FLUSH"),
-#      EXTRA_PRODUCER_ARGS (e.g. "--async" or "--batch 16"), NAMESRV_PORT (39876), BROKER_PORT (39911),
+#      EXTRA_PRODUCER_ARGS (e.g. "--async" or "--batch 16"), E2E_RATE (2000; 0 = skip the live e2e run), NAMESRV_PORT (39876), BROKER_PORT (39911),
 #      OUT_DIR (./run/bench-<utc time>), BUILD (1 = cargo build --release first), BIN_DIR (override).
 # Output: $OUT_DIR/results.md (markdown rows for BENCHMARKS.md), $OUT_DIR/results.jsonl (raw JSON lines),
 #         $OUT_DIR/*.log (full tool / server output).
@@ -23,6 +24,7 @@ SENDERS="${SENDERS:-1 16 64}"
 SIZES="${SIZES:-128 1024}"
 FLUSH_TYPES="${FLUSH_TYPES:-ASYNC_FLUSH SYNC_FLUSH}"
 EXTRA_PRODUCER_ARGS="${EXTRA_PRODUCER_ARGS:-}"
+E2E_RATE="${E2E_RATE:-2000}"
 NAMESRV_PORT="${NAMESRV_PORT:-39876}"
 BROKER_PORT="${BROKER_PORT:-39911}"
 OUT_DIR="${OUT_DIR:-$ROOT/run/bench-$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -65,13 +67,16 @@ wait_port() { # bounded: 20 s
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
-# Sample VmRSS every 200 ms into $2 (max so far) until the file $3 appears.
+# Sample every 200 ms until the file $3 appears; $2 gets "maxVmRSS maxRssAnon" (kB). VmRSS includes
+# the mapped commitlog/consume-queue pages (RssFile); RssAnon is the broker's own heap.
 sample_rss() {
-  local pid=$1 out=$2 stop=$3 max=0 cur
+  local pid=$1 out=$2 stop=$3 max=0 max_anon=0 cur anon
   while [ ! -e "$stop" ] && kill -0 "$pid" 2>/dev/null; do
     cur="$(status_kb "$pid" VmRSS || echo 0)"
+    anon="$(status_kb "$pid" RssAnon || echo 0)"
     if [ "${cur:-0}" -gt "$max" ]; then max=$cur; fi
-    echo "$max" >"$out"
+    if [ "${anon:-0}" -gt "$max_anon" ]; then max_anon=$anon; fi
+    echo "$max $max_anon" >"$out"
     sleep 0.2
   done
 }
@@ -79,8 +84,8 @@ sample_rss() {
 json_field() { python3 -c 'import json,sys; v=json.loads(sys.argv[1]); print(v.get(sys.argv[2], ""))' "$1" "$2"; }
 
 cat >"$RESULTS_MD" <<HDR
-<!-- $(date -u +%FT%TZ), $(nproc) cores, DURATION_S=$DURATION_S, extra producer args: "${EXTRA_PRODUCER_ARGS}" -->
-| flush | size | senders | send TPS | p50 ms | p99 ms | p99.9 ms | max ms | failures | broker CPU µs/msg | broker max RSS MiB |
+<!-- $(date -u +%FT%TZ), $(nproc) cores, loadavg at start $(cut -d" " -f1-3 /proc/loadavg), DURATION_S=$DURATION_S, extra producer args: "${EXTRA_PRODUCER_ARGS}" -->
+| flush | size | senders | send TPS | p50 ms | p99 ms | p99.9 ms | max ms | failures | broker CPU µs/msg | broker max RSS / RssAnon MiB |
 |---|---|---|---|---|---|---|---|---|---|---|
 HDR
 CONSUMER_MD="$OUT_DIR/consumer.md"
@@ -90,6 +95,12 @@ cat >"$CONSUMER_MD" <<HDR
 HDR
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+E2E_MD="$OUT_DIR/e2e.md"
+cat >"$E2E_MD" <<HDR
+| flush | offered rate /s | sent | send p50 ms | send p99 ms | send p99.9 ms | received | e2e p50 ms | e2e p99 ms | e2e max ms |
+|---|---|---|---|---|---|---|---|---|---|
+HDR
 
 for flush in $FLUSH_TYPES; do
   # Never benchmark somebody else's server: both ports must be free before we start ours.
@@ -118,7 +129,7 @@ for flush in $FLUSH_TYPES; do
       tag="$flush-$size-$senders"
       stop_flag="$OUT_DIR/.stop-$tag"
       rss_file="$OUT_DIR/.rss-$tag"
-      echo 0 >"$rss_file"
+      echo "0 0" >"$rss_file"
       sample_rss "$broker_pid" "$rss_file" "$stop_flag" &
       sampler=$!
       t0="$(cpu_ticks "$broker_pid")"
@@ -131,18 +142,19 @@ for flush in $FLUSH_TYPES; do
       wait "$sampler" || true
       line="$(tail -n 1 "$OUT_DIR/producer-$tag.log")"
       if ! json_field "$line" sent >/dev/null 2>&1; then
-        echo "| $flush | $size | $senders | run failed (see producer-$tag.log) | | | | | | | |" >>"$RESULTS_MD"
+        echo "| $flush | $size B | $senders | run failed (see producer-$tag.log) | | | | | | | |" >>"$RESULTS_MD"
         continue
       fi
-      echo "{\"flush\":\"$flush\",\"size\":$size,\"senders\":$senders,\"broker_cpu_ticks\":$((t1 - t0)),\"clk_tck\":$CLK_TCK,\"broker_max_rss_kb\":$(cat "$rss_file"),\"producer\":$line}" >>"$RESULTS_JSONL"
+      echo "{\"flush\":\"$flush\",\"size\":$size,\"senders\":$senders,\"broker_cpu_ticks\":$((t1 - t0)),\"clk_tck\":$CLK_TCK,\"broker_max_rss_kb\":$(cut -d' ' -f1 "$rss_file"),\"broker_max_rss_anon_kb\":$(cut -d' ' -f2 "$rss_file"),\"producer\":$line}" >>"$RESULTS_JSONL"
       sent="$(json_field "$line" sent)"
-      python3 - "$line" "$flush" "$size" "$senders" "$((t1 - t0))" "$CLK_TCK" "$(cat "$rss_file")" >>"$RESULTS_MD" <<'PY'
+      # shellcheck disable=SC2046 # the file holds two numbers, passed as two arguments
+      python3 - "$line" "$flush" "$size" "$senders" "$((t1 - t0))" "$CLK_TCK" $(cat "$rss_file") >>"$RESULTS_MD" <<'PY'
 import json, sys
 v = json.loads(sys.argv[1]); flush, size, senders = sys.argv[2:5]
-ticks, tck, rss_kb = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+ticks, tck, rss_kb, anon_kb = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
 cpu = f"{ticks / tck * 1e6 / v['sent']:.1f}" if v["sent"] else "n/a"
 print(f"| {flush} | {size} B | {senders} | {v['send_tps']:.0f} | {v['p50_ms']:.3f} | {v['p99_ms']:.3f} | "
-      f"{v['p999_ms']:.3f} | {v['max_ms']:.3f} | {v['failures']} | {cpu} | {rss_kb / 1024:.0f} |")
+      f"{v['p999_ms']:.3f} | {v['max_ms']:.3f} | {v['failures']} | {cpu} | {rss_kb / 1024:.0f} / {anon_kb / 1024:.0f} |")
 PY
       echo "done: $tag sent=$sent"
     done
@@ -172,6 +184,33 @@ PY
       fi
     fi
   done
+  # Live end-to-end latency: a consumer starting at the queue end runs while a fixed-rate producer
+  # (E2E_RATE sends/s, 16 senders, 128 B) sends for DURATION_S.
+  if [ "$E2E_RATE" -gt 0 ]; then
+    topic="Bench_${flush}_e2e"
+    "$BIN_DIR/benchmark" producer -n "$NAMESRV_ADDR" --topic "$topic" --count 1 >/dev/null 2>&1 || true
+    timeout "$RUN_TIMEOUT_S" "$BIN_DIR/benchmark" consumer -n "$NAMESRV_ADDR" --topic "$topic" \
+      --group "bench_${flush}_e2e" --from-end --duration $((DURATION_S + 6)) --json \
+      >"$OUT_DIR/e2e-consumer-$flush.log" 2>&1 &
+    consumer_pid=$!
+    sleep 3 # let every puller look up its start offset first
+    timeout "$RUN_TIMEOUT_S" "$BIN_DIR/benchmark" producer -n "$NAMESRV_ADDR" --topic "$topic" \
+      --threads 16 --size 128 --duration "$DURATION_S" --rate "$E2E_RATE" --json \
+      >"$OUT_DIR/e2e-producer-$flush.log" 2>&1 || true
+    wait "$consumer_pid" || true
+    p="$(tail -n 1 "$OUT_DIR/e2e-producer-$flush.log")"
+    c="$(tail -n 1 "$OUT_DIR/e2e-consumer-$flush.log")"
+    if json_field "$p" sent >/dev/null 2>&1 && json_field "$c" received >/dev/null 2>&1; then
+      python3 - "$p" "$c" "$flush" "$E2E_RATE" >>"$E2E_MD" <<'PY'
+import json, sys
+p, c = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(f"| {sys.argv[3]} | {sys.argv[4]} | {p['sent']} | {p['p50_ms']:.3f} | {p['p99_ms']:.3f} | {p['p999_ms']:.3f} | "
+      f"{c['received']} | {c['e2e_p50_ms']:.3f} | {c['e2e_p99_ms']:.3f} | {c['e2e_max_ms']:.3f} |")
+PY
+    else
+      echo "| $flush | $E2E_RATE | run failed (see e2e-*-$flush.log) | | | | | | | |" >>"$E2E_MD"
+    fi
+  fi
   echo "broker $flush: VmHWM $(status_kb "$broker_pid" VmHWM) kB" | tee -a "$OUT_DIR/summary.txt"
   cleanup
   rm -rf "$data"
@@ -181,4 +220,6 @@ echo
 cat "$RESULTS_MD"
 echo
 cat "$CONSUMER_MD"
+echo
+cat "$E2E_MD"
 echo "raw results: $RESULTS_JSONL"

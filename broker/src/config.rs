@@ -257,6 +257,19 @@ broker_config! {
     dleger_group: Option<String> = None => "dLegerGroup",
     dleger_peers: Option<String> = None => "dLegerPeers",
     dleger_self_id: Option<String> = None => "dLegerSelfId",
+    /// Our extension (group mode): the client-facing broker address of every DLedger peer,
+    /// `n0-127.0.0.1:30911;n1-...`, so a follower can forward requests to the leader.
+    /// Peers not listed default to their DLedger host with the port of this broker's
+    /// `listenPort` offset like this node's (see `group::Peers`).
+    dleger_peer_broker_addrs: Option<String> = None => "dLegerPeerBrokerAddrs",
+    /// Our extension: how often the leader batches changed consumer offsets (and other
+    /// dirty metadata) into one replicated metadata entry.
+    dleger_metadata_batch_interval_ms: u64 = 200 => "dLegerMetadataBatchIntervalMs",
+    /// Our extension: how long a leader stopping gracefully waits for the leadership
+    /// transfer before it unregisters anyway.
+    dleger_transfer_leader_timeout_ms: u64 = 5000 => "dLegerTransferLeaderTimeoutMs",
+    /// Our extension: time-out of a request forwarded from a follower to the leader.
+    dleger_forward_timeout_ms: u64 = 3000 => "dLegerForwardTimeoutMs",
     /// Our extension: start an embedded NameServer listening on this address in-process.
     with_namesrv: Option<String> = None => "withNamesrv",
 }
@@ -523,7 +536,7 @@ impl BrokerConfig {
         })
     }
 
-    fn bad(key: &str, value: impl fmt::Display, reason: &str) -> ConfigError {
+    pub(crate) fn bad(key: &str, value: impl fmt::Display, reason: &str) -> ConfigError {
         ConfigError::BadValue {
             key: key.to_string(),
             value: value.to_string(),
@@ -620,6 +633,16 @@ impl BrokerConfig {
                 true,
                 "needs dLegerGroup, dLegerPeers and dLegerSelfId",
             ));
+        }
+        if self.enable_dleger_commit_log {
+            crate::group::Peers::from_config(self)?;
+            if !(10..=10_000).contains(&self.dleger_metadata_batch_interval_ms) {
+                return Err(Self::bad(
+                    "dLegerMetadataBatchIntervalMs",
+                    self.dleger_metadata_batch_interval_ms,
+                    "must be 10..=10000 ms",
+                ));
+            }
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod consumer_offset;
 pub mod context;
+pub mod group;
 pub mod controller;
 pub mod lock_manager;
 pub mod long_polling;

@@ -10,7 +10,7 @@
 //! Group commit: each loop iteration drains every queued append before building a Ready, and
 //! the storage thread merges all queued jobs into one fsync.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -400,7 +400,7 @@ impl DLedgerNode {
             commit_tx,
             role_tx,
             shared: Arc::clone(&shared),
-            snapshot_pos: None,
+            snapshot_pos: VecDeque::new(),
             disk_full: None,
             retain_segments: cfg.retain_segments,
             max_batch_entries: cfg.max_batch_entries,
@@ -674,7 +674,7 @@ struct NodeLoop {
     role_tx: watch::Sender<RoleState>,
     shared: Arc<Shared>,
     /// (snapshot index, term) → leader position of the next entry, from InstallSnapshot.
-    snapshot_pos: Option<(u64, u64, u64)>,
+    snapshot_pos: VecDeque<(u64, u64, u64)>,
     /// Set while the disk is full: appends are refused with this message.
     disk_full: Option<String>,
     retain_segments: usize,
@@ -694,6 +694,8 @@ struct NodeLoop {
 const MAX_DRAIN_PER_ITERATION: usize = 4096;
 /// Bound on Readies processed per loop iteration (normally 1–2 are available).
 const MAX_READY_PER_ITERATION: usize = 1024;
+/// InstallSnapshot positions remembered until the core restores one of them.
+const MAX_REMEMBERED_SNAPSHOTS: usize = 8;
 /// Retention is checked every this many ticks.
 const RETENTION_CHECK_TICKS: u64 = 50;
 
@@ -780,7 +782,11 @@ impl NodeLoop {
 
     fn on_message(&mut self, env: Envelope) {
         if let MsgKind::InstallSnapshot { snapshot } = &env.msg.kind {
-            self.snapshot_pos = Some((snapshot.index, snapshot.term, env.aux));
+            if self.snapshot_pos.len() >= MAX_REMEMBERED_SNAPSHOTS {
+                self.snapshot_pos.pop_front();
+            }
+            self.snapshot_pos
+                .push_back((snapshot.index, snapshot.term, env.aux));
         }
         if let Err(e) = self.raw.step(env.msg) {
             tracing::debug!(error = %e, "step failed");
@@ -1134,13 +1140,18 @@ impl NodeLoop {
         } else {
             self.seq += 1;
             let snap = snapshot.map(|s| {
-                let next_pos = match self.snapshot_pos {
-                    Some((i, t, p)) if i == s.index && t == s.term => p,
-                    _ => {
-                        tracing::warn!(index = s.index, "snapshot without leader position");
-                        self.store.end_pos()
-                    }
-                };
+                let known = self
+                    .snapshot_pos
+                    .iter()
+                    .rev()
+                    .find(|(i, t, _)| *i == s.index && *t == s.term)
+                    .map(|x| x.2);
+                let next_pos = known.unwrap_or_else(|| {
+                    // Cannot happen with this transport (every InstallSnapshot carries it);
+                    // positions would then differ from the leader's, so say so loudly.
+                    tracing::error!(index = s.index, "snapshot without leader position");
+                    self.store.end_pos()
+                });
                 SnapshotPoint {
                     index: s.index,
                     term: s.term,
@@ -1261,9 +1272,9 @@ pub fn role_name(r: Role) -> &'static str {
     }
 }
 
+/// The handle is shared across broker tasks.
 #[allow(dead_code)]
-fn _assert_send() {
-    fn is_send<T: Send>() {}
-    is_send::<DLedgerNode>();
-    let _ = HashMap::<u64, u64>::new();
+fn assert_send_sync() {
+    fn is_send_sync<T: Send + Sync>() {}
+    is_send_sync::<DLedgerNode>();
 }

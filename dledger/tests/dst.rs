@@ -10,7 +10,13 @@
 //! heal, a leader must be elected and a new append must commit within a bound.
 //!
 //! `cargo test -p dledger --test dst` runs 1,000 seeds; `DST_SEEDS=N` runs N; `DST_SEED=S`
-//! replays one seed (with a trace when `DST_TRACE=1`).
+//! replays one seed (with a trace when `DST_TRACE=1`; `DST_HS_FIRST=0|1` pins the order in
+//! which a Ready's hard state and entries are written, otherwise drawn from the seed).
+//!
+//! Model notes: only log entries get bitflips (the hard-state file is assumed protected by its
+//! own checksum + atomic replace); at most a minority is "affected" at a time, where a node
+//! stays affected until its durable state proves it caught up (the storage then drops its
+//! sticky data-loss marker). After healing, the network is fast (delay << election timeout).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -364,6 +370,9 @@ struct Node {
     corrupted: bool,
 }
 
+/// (node, first index, [(term, data)]) of one node's log.
+type NodeLog = (usize, u64, Vec<(u64, Bytes)>);
+
 struct InFlight {
     at: u64,
     msg: Message,
@@ -438,7 +447,9 @@ impl Sim {
             MIN_CHAOS_STEPS + side.below(MAX_CHAOS_STEPS - MIN_CHAOS_STEPS)
         };
         // Drawn from a side stream so adding this knob did not reshuffle existing seeds.
-        let hs_first = std::env::var("DST_HS_FIRST").map(|v| v == "1").unwrap_or_else(|_| Rng::new(!seed).chance(500));
+        let hs_first = std::env::var("DST_HS_FIRST")
+            .map(|v| v == "1")
+            .unwrap_or_else(|_| Rng::new(!seed).chance(500));
         let mut sim = Sim {
             seed,
             rng,
@@ -981,7 +992,7 @@ impl Sim {
 
     /// Log Matching: if two logs hold the same (index, term), they agree on everything before.
     fn check_log_matching(&self) -> Result<(), String> {
-        let logs: Vec<(usize, u64, Vec<(u64, Bytes)>)> = self
+        let logs: Vec<NodeLog> = self
             .nodes
             .iter()
             .enumerate()
@@ -1092,7 +1103,10 @@ fn dst() {
             .parse()
             .unwrap_or_else(|_| panic!("DST_SEED must be a u64, got {s:?}"));
         let res = run_seed(seed, trace);
-        report(&format!("dst: 1 seeds, {} violations", usize::from(res.is_err())));
+        report(&format!(
+            "dst: 1 seeds, {} violations",
+            usize::from(res.is_err())
+        ));
         if let Err(e) = res {
             panic!("seed {seed}: {e}");
         }
@@ -1113,7 +1127,11 @@ fn dst() {
             failures.insert(seed, e);
         }
     }
-    report(&format!("dst: {} seeds, {} violations", seeds.len(), failures.len()));
+    report(&format!(
+        "dst: {} seeds, {} violations",
+        seeds.len(),
+        failures.len()
+    ));
     assert!(
         failures.is_empty(),
         "failing seeds: {:?}",

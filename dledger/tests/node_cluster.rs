@@ -244,6 +244,9 @@ async fn wiped_follower_behind_retention_catches_up() {
     nodes[f] = Some(start(&cfgs[f]).await);
     let fnode = nodes[f].as_ref().unwrap();
     wait_commit(fnode, last).await;
+    // It restarted its log at the leader's snapshot point (not from index 1).
+    assert_eq!(fnode.status().await.unwrap().first_index, compact_to);
+    assert!(fnode.read(compact_to - 1).is_err());
     for (k, i) in (compact_to..=last).enumerate() {
         assert_eq!(fnode.read(i).unwrap().data, body);
         assert_eq!(fnode.entry_pos(i).unwrap(), positions[k], "position of {i}");

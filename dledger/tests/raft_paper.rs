@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use dledger::core::{
-    Config, CoreError, Entry, EntryKind, HardState, MemStorage, Message, MsgKind, NodeId, ProposeError, RawNode,
-    Ready, Role, SnapshotMeta, Storage,
+    Config, CoreError, Entry, EntryKind, HardState, MemStorage, Message, MsgKind, NodeId,
+    ProposeError, RawNode, Ready, Role, SnapshotMeta, Storage,
 };
 
 fn cfg(id: NodeId, peers: &[NodeId]) -> Config {
@@ -15,7 +15,12 @@ fn cfg(id: NodeId, peers: &[NodeId]) -> Config {
 }
 
 fn ent(index: u64, term: u64) -> Entry {
-    Entry { index, term, kind: EntryKind::Normal, data: Bytes::from_static(b"x") }
+    Entry {
+        index,
+        term,
+        kind: EntryKind::Normal,
+        data: Bytes::from_static(b"x"),
+    }
 }
 
 fn storage_with(entries: &[Entry], hs: HardState) -> MemStorage {
@@ -61,11 +66,34 @@ fn drain(n: &mut RawNode<MemStorage>) -> Vec<Message> {
 }
 
 fn msg(from: NodeId, to: NodeId, term: u64, kind: MsgKind) -> Message {
-    Message { from, to, term, kind }
+    Message {
+        from,
+        to,
+        term,
+        kind,
+    }
 }
 
-fn append(from: NodeId, to: NodeId, term: u64, prev: (u64, u64), entries: Vec<Entry>, commit: u64) -> Message {
-    msg(from, to, term, MsgKind::Append { prev_index: prev.0, prev_term: prev.1, entries, commit, ctx: 1 })
+fn append(
+    from: NodeId,
+    to: NodeId,
+    term: u64,
+    prev: (u64, u64),
+    entries: Vec<Entry>,
+    commit: u64,
+) -> Message {
+    msg(
+        from,
+        to,
+        term,
+        MsgKind::Append {
+            prev_index: prev.0,
+            prev_term: prev.1,
+            entries,
+            commit,
+            ctx: 1,
+        },
+    )
 }
 
 /// Node 1 of {1,2,3} elected leader in term 1 with its NOOP (index 1) committed.
@@ -73,11 +101,23 @@ fn leader() -> RawNode<MemStorage> {
     let mut n = node(1, &[1, 2, 3], MemStorage::new());
     n.campaign();
     drain(&mut n);
-    n.step(msg(2, 1, 1, MsgKind::VoteResp { reject: false })).expect("step");
+    n.step(msg(2, 1, 1, MsgKind::VoteResp { reject: false }))
+        .expect("step");
     assert_eq!(n.role(), Role::Leader);
     drain(&mut n);
-    n.step(msg(2, 1, 1, MsgKind::AppendResp { index: 1, reject: false, hint_index: 0, hint_term: 0, ctx: 1 }))
-        .expect("step");
+    n.step(msg(
+        2,
+        1,
+        1,
+        MsgKind::AppendResp {
+            index: 1,
+            reject: false,
+            hint_index: 0,
+            hint_term: 0,
+            ctx: 1,
+        },
+    ))
+    .expect("step");
     drain(&mut n);
     assert!(n.ready_for_writes());
     n
@@ -86,7 +126,14 @@ fn leader() -> RawNode<MemStorage> {
 #[test]
 fn core_is_sans_io() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core");
-    let banned = ["tokio", "std::fs", "std::net", "std::thread", "Instant", "SystemTime"];
+    let banned = [
+        "tokio",
+        "std::fs",
+        "std::net",
+        "std::thread",
+        "Instant",
+        "SystemTime",
+    ];
     let mut seen = 0;
     for e in std::fs::read_dir(&dir).expect("src/core exists") {
         let path = e.expect("dir entry").path();
@@ -108,7 +155,10 @@ fn config_validate_rejects_bad_values() {
     c.lease_ticks = c.election_timeout_ticks;
     assert!(c.validate().is_err());
     let c = Config::new(4, vec![1, 2, 3]);
-    assert!(matches!(RawNode::new(c, MemStorage::new(), 0), Err(CoreError::Config(_))));
+    assert!(matches!(
+        RawNode::new(c, MemStorage::new(), 0),
+        Err(CoreError::Config(_))
+    ));
 }
 
 // §5.1: a server that sees a higher term updates its term and reverts to follower.
@@ -116,21 +166,37 @@ fn config_validate_rejects_bad_values() {
 fn follower_updates_term_on_higher_term() {
     let mut n = node(1, &[1, 2, 3], MemStorage::new());
     n.step(append(2, 1, 5, (0, 0), vec![], 0)).expect("step");
-    assert_eq!((n.term(), n.role(), n.leader()), (5, Role::Follower, Some(2)));
+    assert_eq!(
+        (n.term(), n.role(), n.leader()),
+        (5, Role::Follower, Some(2))
+    );
 }
 
 #[test]
 fn leader_steps_down_on_higher_term() {
     let mut n = leader();
-    n.step(msg(3, 1, 7, MsgKind::HeartbeatResp { ctx: 0 })).expect("step");
+    n.step(msg(3, 1, 7, MsgKind::HeartbeatResp { ctx: 0 }))
+        .expect("step");
     assert_eq!((n.term(), n.role(), n.leader()), (7, Role::Follower, None));
 }
 
 // §5.1: requests with a stale term are rejected, and the sender learns the newer term.
 #[test]
 fn rejects_stale_term() {
-    let mut n = node(1, &[1, 2, 3], storage_with(&[], HardState { term: 3, vote: None, commit: 0 }));
-    n.step(append(2, 1, 2, (0, 0), vec![ent(1, 2)], 0)).expect("step");
+    let mut n = node(
+        1,
+        &[1, 2, 3],
+        storage_with(
+            &[],
+            HardState {
+                term: 3,
+                vote: None,
+                commit: 0,
+            },
+        ),
+    );
+    n.step(append(2, 1, 2, (0, 0), vec![ent(1, 2)], 0))
+        .expect("step");
     assert_eq!(n.last_index(), 0, "stale append must not be accepted");
     let msgs = drain(&mut n);
     assert_eq!(msgs.len(), 1);
@@ -143,29 +209,41 @@ fn rejects_stale_term() {
 fn candidate_votes_for_self() {
     let mut n = node(1, &[1, 2, 3], MemStorage::new());
     n.campaign();
-    assert_eq!((n.role(), n.term(), n.vote()), (Role::Candidate, 1, Some(1)));
+    assert_eq!(
+        (n.role(), n.term(), n.vote()),
+        (Role::Candidate, 1, Some(1))
+    );
     let rd = n.ready();
     assert_eq!(rd.hard_state.map(|h| (h.term, h.vote)), Some((1, Some(1))));
-    assert!(rd.messages.is_empty(), "vote requests must wait for persistence");
+    assert!(
+        rd.messages.is_empty(),
+        "vote requests must wait for persistence"
+    );
     let mut to: Vec<NodeId> = rd.persisted_messages.iter().map(|m| m.to).collect();
     to.sort_unstable();
     assert_eq!(to, vec![2, 3]);
-    assert!(rd.persisted_messages.iter().all(|m| matches!(m.kind, MsgKind::Vote { .. })));
+    assert!(rd
+        .persisted_messages
+        .iter()
+        .all(|m| matches!(m.kind, MsgKind::Vote { .. })));
 }
 
 #[test]
 fn candidate_wins_with_majority_and_loses_with_majority_reject() {
     let mut n = node(1, &[1, 2, 3, 4, 5], MemStorage::new());
     n.campaign();
-    n.step(msg(2, 1, 1, MsgKind::VoteResp { reject: false })).expect("step");
+    n.step(msg(2, 1, 1, MsgKind::VoteResp { reject: false }))
+        .expect("step");
     assert_eq!(n.role(), Role::Candidate);
-    n.step(msg(3, 1, 1, MsgKind::VoteResp { reject: false })).expect("step");
+    n.step(msg(3, 1, 1, MsgKind::VoteResp { reject: false }))
+        .expect("step");
     assert_eq!(n.role(), Role::Leader);
 
     let mut m = node(1, &[1, 2, 3, 4, 5], MemStorage::new());
     m.campaign();
     for from in [2, 3, 4] {
-        m.step(msg(from, 1, 1, MsgKind::VoteResp { reject: true })).expect("step");
+        m.step(msg(from, 1, 1, MsgKind::VoteResp { reject: true }))
+            .expect("step");
     }
     assert_eq!(m.role(), Role::Follower);
 }
@@ -174,16 +252,37 @@ fn candidate_wins_with_majority_and_loses_with_majority_reject() {
 #[test]
 fn vote_once_per_term() {
     let mut n = node(1, &[1, 2, 3], MemStorage::new());
-    let vote = |from| msg(from, 1, 1, MsgKind::Vote { last_index: 0, last_term: 0, transfer: false });
+    let vote = |from| {
+        msg(
+            from,
+            1,
+            1,
+            MsgKind::Vote {
+                last_index: 0,
+                last_term: 0,
+                transfer: false,
+            },
+        )
+    };
     n.step(vote(2)).expect("step");
     let rd = n.ready();
     assert_eq!(rd.hard_state.map(|h| h.vote), Some(Some(2)));
     assert!(rd.messages.is_empty());
-    assert_eq!(rd.persisted_messages[0].kind, MsgKind::VoteResp { reject: false });
+    assert_eq!(
+        rd.persisted_messages[0].kind,
+        MsgKind::VoteResp { reject: false }
+    );
     n.step(vote(3)).expect("step");
-    assert_eq!(n.ready().persisted_messages[0].kind, MsgKind::VoteResp { reject: true });
+    assert_eq!(
+        n.ready().persisted_messages[0].kind,
+        MsgKind::VoteResp { reject: true }
+    );
     n.step(vote(2)).expect("step");
-    assert_eq!(n.ready().persisted_messages[0].kind, MsgKind::VoteResp { reject: false }, "repeat grant");
+    assert_eq!(
+        n.ready().persisted_messages[0].kind,
+        MsgKind::VoteResp { reject: false },
+        "repeat grant"
+    );
 }
 
 // §5.4.1: votes only for candidates whose log is at least as up-to-date.
@@ -191,13 +290,32 @@ fn vote_once_per_term() {
 fn vote_requires_up_to_date_log() {
     // Our log: (1,1), (2,2), (3,2).
     let check = |last_index: u64, last_term: u64, expect_reject: bool| {
-        let s = storage_with(&[ent(1, 1), ent(2, 2), ent(3, 2)], HardState { term: 2, vote: None, commit: 0 });
+        let s = storage_with(
+            &[ent(1, 1), ent(2, 2), ent(3, 2)],
+            HardState {
+                term: 2,
+                vote: None,
+                commit: 0,
+            },
+        );
         let mut n = node(1, &[1, 2, 3], s);
-        n.step(msg(2, 1, 3, MsgKind::Vote { last_index, last_term, transfer: false })).expect("step");
+        n.step(msg(
+            2,
+            1,
+            3,
+            MsgKind::Vote {
+                last_index,
+                last_term,
+                transfer: false,
+            },
+        ))
+        .expect("step");
         let rd = n.ready();
         assert_eq!(
             rd.persisted_messages[0].kind,
-            MsgKind::VoteResp { reject: expect_reject },
+            MsgKind::VoteResp {
+                reject: expect_reject
+            },
             "candidate last ({last_index},{last_term})"
         );
     };
@@ -234,16 +352,36 @@ fn leader_appends_noop_and_waits_for_it() {
     let mut n = node(1, &[1, 2, 3], MemStorage::new());
     n.campaign();
     drain(&mut n);
-    n.step(msg(2, 1, 1, MsgKind::VoteResp { reject: false })).expect("step");
+    n.step(msg(2, 1, 1, MsgKind::VoteResp { reject: false }))
+        .expect("step");
     assert_eq!(n.role(), Role::Leader);
-    assert_eq!(n.propose(Bytes::from_static(b"a")), Err(ProposeError::NotReady));
+    assert_eq!(
+        n.propose(Bytes::from_static(b"a")),
+        Err(ProposeError::NotReady)
+    );
     let (rd, msgs) = persist(&mut n);
     assert_eq!(rd.entries.len(), 1);
-    assert_eq!((rd.entries[0].index, rd.entries[0].term, rd.entries[0].kind), (1, 1, EntryKind::Noop));
+    assert_eq!(
+        (rd.entries[0].index, rd.entries[0].term, rd.entries[0].kind),
+        (1, 1, EntryKind::Noop)
+    );
     assert!(!rd.ready_for_writes);
-    assert!(msgs.iter().any(|m| matches!(&m.kind, MsgKind::Append { entries, .. } if entries.len() == 1)));
-    n.step(msg(2, 1, 1, MsgKind::AppendResp { index: 1, reject: false, hint_index: 0, hint_term: 0, ctx: 1 }))
-        .expect("step");
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(&m.kind, MsgKind::Append { entries, .. } if entries.len() == 1)));
+    n.step(msg(
+        2,
+        1,
+        1,
+        MsgKind::AppendResp {
+            index: 1,
+            reject: false,
+            hint_index: 0,
+            hint_term: 0,
+            ctx: 1,
+        },
+    ))
+    .expect("step");
     let rd = n.ready();
     assert!(rd.ready_for_writes);
     assert_eq!(rd.committed_entries.len(), 1);
@@ -254,7 +392,12 @@ fn leader_appends_noop_and_waits_for_it() {
 fn follower_rejects_proposals_with_leader_hint() {
     let mut n = node(1, &[1, 2, 3], MemStorage::new());
     n.step(append(3, 1, 1, (0, 0), vec![], 0)).expect("step");
-    assert_eq!(n.propose(Bytes::new()), Err(ProposeError::NotLeader { leader_hint: Some(3) }));
+    assert_eq!(
+        n.propose(Bytes::new()),
+        Err(ProposeError::NotLeader {
+            leader_hint: Some(3)
+        })
+    );
 }
 
 // §5.3/§5.4: the leader commits once a quorum holds the entry DURABLY, counting its own
@@ -265,8 +408,19 @@ fn leader_commit_counts_durable_indexes() {
     let idx = n.propose(Bytes::from_static(b"a")).expect("leader");
     let rd = n.ready(); // not persisted yet
     assert_eq!(rd.entries.len(), 1);
-    n.step(msg(2, 1, 1, MsgKind::AppendResp { index: idx, reject: false, hint_index: 0, hint_term: 0, ctx: 2 }))
-        .expect("step");
+    n.step(msg(
+        2,
+        1,
+        1,
+        MsgKind::AppendResp {
+            index: idx,
+            reject: false,
+            hint_index: 0,
+            hint_term: 0,
+            ctx: 2,
+        },
+    ))
+    .expect("step");
     // 2 of 3 durable (follower 2 + ... no, leader not durable): follower alone is not a quorum.
     assert_eq!(n.committed(), 1);
     n.storage_mut().append(&rd.entries).expect("append");
@@ -280,45 +434,111 @@ fn leader_commit_with_followers_before_own_fsync() {
     let idx = n.propose(Bytes::from_static(b"a")).expect("leader");
     let rd = n.ready();
     for f in [2, 3] {
-        n.step(msg(f, 1, 1, MsgKind::AppendResp { index: idx, reject: false, hint_index: 0, hint_term: 0, ctx: 2 }))
-            .expect("step");
+        n.step(msg(
+            f,
+            1,
+            1,
+            MsgKind::AppendResp {
+                index: idx,
+                reject: false,
+                hint_index: 0,
+                hint_term: 0,
+                ctx: 2,
+            },
+        ))
+        .expect("step");
     }
     assert_eq!(n.committed(), idx, "two durable followers are a quorum");
     // ...but it is handed out only once durable locally too.
     assert!(n.ready().committed_entries.is_empty());
     n.storage_mut().append(&rd.entries).expect("append");
     n.on_entries_persisted(idx, 1);
-    assert_eq!(n.ready().committed_entries.last().map(|e| e.index), Some(idx));
+    assert_eq!(
+        n.ready().committed_entries.last().map(|e| e.index),
+        Some(idx)
+    );
 }
 
 // §5.4.2 (figure 8): an entry from an older term is never committed by counting replicas.
 #[test]
 fn commit_only_current_term_by_counting() {
     // Node 1 holds (1,1),(2,2) and becomes leader in term 3.
-    let s = storage_with(&[ent(1, 1), ent(2, 2)], HardState { term: 2, vote: None, commit: 1 });
+    let s = storage_with(
+        &[ent(1, 1), ent(2, 2)],
+        HardState {
+            term: 2,
+            vote: None,
+            commit: 1,
+        },
+    );
     let mut n = node(1, &[1, 2, 3], s);
     n.campaign();
     drain(&mut n);
-    n.step(msg(2, 1, 3, MsgKind::VoteResp { reject: false })).expect("step");
+    n.step(msg(2, 1, 3, MsgKind::VoteResp { reject: false }))
+        .expect("step");
     assert_eq!(n.role(), Role::Leader);
     drain(&mut n); // NOOP at index 3, durable
-    n.step(msg(2, 1, 3, MsgKind::AppendResp { index: 2, reject: false, hint_index: 0, hint_term: 0, ctx: 1 }))
-        .expect("step");
-    assert_eq!(n.committed(), 1, "term-2 entry must not commit by counting in term 3");
-    n.step(msg(2, 1, 3, MsgKind::AppendResp { index: 3, reject: false, hint_index: 0, hint_term: 0, ctx: 1 }))
-        .expect("step");
-    assert_eq!(n.committed(), 3, "the term-3 NOOP commits everything before it");
+    n.step(msg(
+        2,
+        1,
+        3,
+        MsgKind::AppendResp {
+            index: 2,
+            reject: false,
+            hint_index: 0,
+            hint_term: 0,
+            ctx: 1,
+        },
+    ))
+    .expect("step");
+    assert_eq!(
+        n.committed(),
+        1,
+        "term-2 entry must not commit by counting in term 3"
+    );
+    n.step(msg(
+        2,
+        1,
+        3,
+        MsgKind::AppendResp {
+            index: 3,
+            reject: false,
+            hint_index: 0,
+            hint_term: 0,
+            ctx: 1,
+        },
+    ))
+    .expect("step");
+    assert_eq!(
+        n.committed(),
+        3,
+        "the term-3 NOOP commits everything before it"
+    );
 }
 
 // §5.3: a follower rejects an append whose previous entry does not match, with a hint.
 #[test]
 fn follower_rejects_mismatched_prev() {
-    let s = storage_with(&[ent(1, 1), ent(2, 1)], HardState { term: 1, vote: None, commit: 0 });
+    let s = storage_with(
+        &[ent(1, 1), ent(2, 1)],
+        HardState {
+            term: 1,
+            vote: None,
+            commit: 0,
+        },
+    );
     let mut n = node(1, &[1, 2, 3], s);
-    n.step(append(2, 1, 3, (5, 3), vec![ent(6, 3)], 0)).expect("step");
+    n.step(append(2, 1, 3, (5, 3), vec![ent(6, 3)], 0))
+        .expect("step");
     let msgs = drain(&mut n);
     let hint = msgs.iter().find_map(|m| match m.kind {
-        MsgKind::AppendResp { reject: true, hint_index, hint_term, index, .. } => Some((index, hint_index, hint_term)),
+        MsgKind::AppendResp {
+            reject: true,
+            hint_index,
+            hint_term,
+            index,
+            ..
+        } => Some((index, hint_index, hint_term)),
         _ => None,
     });
     assert_eq!(hint, Some((5, 2, 1)));
@@ -328,24 +548,50 @@ fn follower_rejects_mismatched_prev() {
 // §5.3: conflicting entries (same index, different term) and all after them are deleted.
 #[test]
 fn follower_truncates_conflicting_entries() {
-    let s = storage_with(&[ent(1, 1), ent(2, 1), ent(3, 2), ent(4, 2)], HardState { term: 2, vote: None, commit: 1 });
+    let s = storage_with(
+        &[ent(1, 1), ent(2, 1), ent(3, 2), ent(4, 2)],
+        HardState {
+            term: 2,
+            vote: None,
+            commit: 1,
+        },
+    );
     let mut n = node(1, &[1, 2, 3], s);
-    n.step(append(2, 1, 3, (1, 1), vec![ent(2, 1), ent(3, 3)], 1)).expect("step");
+    n.step(append(2, 1, 3, (1, 1), vec![ent(2, 1), ent(3, 3)], 1))
+        .expect("step");
     let (rd, msgs) = persist(&mut n);
-    assert_eq!(rd.entries.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>(), vec![(3, 3)]);
+    assert_eq!(
+        rd.entries
+            .iter()
+            .map(|e| (e.index, e.term))
+            .collect::<Vec<_>>(),
+        vec![(3, 3)]
+    );
     assert_eq!((n.last_index(), n.term_of(3)), (3, Ok(3)));
     assert_eq!(n.storage().last_index(), 3);
-    assert!(rd.messages.is_empty(), "append responses wait for persistence");
-    assert!(msgs.iter().any(|m| matches!(m.kind, MsgKind::AppendResp { index: 3, reject: false, .. })));
+    assert!(
+        rd.messages.is_empty(),
+        "append responses wait for persistence"
+    );
+    assert!(msgs.iter().any(|m| matches!(
+        m.kind,
+        MsgKind::AppendResp {
+            index: 3,
+            reject: false,
+            ..
+        }
+    )));
 }
 
 // §5.3: follower commit = min(leader commit, index of last new entry).
 #[test]
 fn follower_commit_bounded_by_last_new_entry() {
     let mut n = node(1, &[1, 2, 3], MemStorage::new());
-    n.step(append(2, 1, 1, (0, 0), vec![ent(1, 1), ent(2, 1)], 5)).expect("step");
+    n.step(append(2, 1, 1, (0, 0), vec![ent(1, 1), ent(2, 1)], 5))
+        .expect("step");
     assert_eq!(n.committed(), 2);
-    n.step(msg(2, 1, 1, MsgKind::Heartbeat { commit: 9, ctx: 1 })).expect("step");
+    n.step(msg(2, 1, 1, MsgKind::Heartbeat { commit: 9, ctx: 1 }))
+        .expect("step");
     assert_eq!(n.committed(), 2);
 }
 
@@ -376,8 +622,12 @@ fn prevote_does_not_bump_term() {
     n.campaign();
     assert_eq!((n.role(), n.term()), (Role::PreCandidate, 0));
     let rd = n.ready();
-    assert!(rd.messages.iter().all(|m| matches!(m.kind, MsgKind::PreVote { .. }) && m.term == 1));
-    n.step(msg(2, 1, 1, MsgKind::PreVoteResp { reject: false })).expect("step");
+    assert!(rd
+        .messages
+        .iter()
+        .all(|m| matches!(m.kind, MsgKind::PreVote { .. }) && m.term == 1));
+    n.step(msg(2, 1, 1, MsgKind::PreVoteResp { reject: false }))
+        .expect("step");
     assert_eq!((n.role(), n.term()), (Role::Candidate, 1));
 }
 
@@ -390,14 +640,20 @@ fn check_quorum_steps_down_and_lease_expires() {
     let mut n = RawNode::new(c, MemStorage::new(), 3).expect("config");
     n.campaign();
     drain(&mut n);
-    n.step(msg(2, 1, 1, MsgKind::VoteResp { reject: false })).expect("step");
+    n.step(msg(2, 1, 1, MsgKind::VoteResp { reject: false }))
+        .expect("step");
     drain(&mut n);
     assert!(!n.lease_valid(), "no acknowledgement yet");
-    let ctx = match drain_after_tick(&mut n).into_iter().find(|m| m.to == 2).map(|m| m.kind) {
+    let ctx = match drain_after_tick(&mut n)
+        .into_iter()
+        .find(|m| m.to == 2)
+        .map(|m| m.kind)
+    {
         Some(MsgKind::Heartbeat { ctx, .. }) => ctx,
         other => panic!("expected heartbeat, got {other:?}"),
     };
-    n.step(msg(2, 1, 1, MsgKind::HeartbeatResp { ctx })).expect("step");
+    n.step(msg(2, 1, 1, MsgKind::HeartbeatResp { ctx }))
+        .expect("step");
     assert!(n.lease_valid());
     let et = n.config().election_timeout_ticks;
     let lease = n.config().lease_ticks;
@@ -419,7 +675,10 @@ fn drain_after_tick(n: &mut RawNode<MemStorage>) -> Vec<Message> {
     for _ in 0..8 {
         n.tick();
         let msgs = drain(n);
-        if msgs.iter().any(|m| matches!(m.kind, MsgKind::Heartbeat { .. })) {
+        if msgs
+            .iter()
+            .any(|m| matches!(m.kind, MsgKind::Heartbeat { .. }))
+        {
             return msgs;
         }
     }
@@ -439,10 +698,34 @@ fn follower_in_lease_ignores_votes() {
     let mut n2 = n;
     n2.step(append(2, 1, 5, (0, 0), vec![], 0)).expect("step");
     let _ = drain(&mut n2);
-    n2.step(msg(3, 1, 6, MsgKind::Vote { last_index: 9, last_term: 9, transfer: false })).expect("step");
+    n2.step(msg(
+        3,
+        1,
+        6,
+        MsgKind::Vote {
+            last_index: 9,
+            last_term: 9,
+            transfer: false,
+        },
+    ))
+    .expect("step");
     assert_eq!(n2.term(), 5, "vote inside lease ignored");
-    n2.step(msg(3, 1, 6, MsgKind::Vote { last_index: 9, last_term: 9, transfer: true })).expect("step");
-    assert_eq!((n2.term(), n2.vote()), (6, Some(3)), "transfer votes bypass the lease");
+    n2.step(msg(
+        3,
+        1,
+        6,
+        MsgKind::Vote {
+            last_index: 9,
+            last_term: 9,
+            transfer: true,
+        },
+    ))
+    .expect("step");
+    assert_eq!(
+        (n2.term(), n2.vote()),
+        (6, Some(3)),
+        "transfer votes bypass the lease"
+    );
 }
 
 // Leadership transfer: catch the target up, send TimeoutNow, step down.
@@ -451,24 +734,54 @@ fn leadership_transfer() {
     let mut n = leader();
     n.transfer_leader(3);
     let msgs = drain(&mut n);
-    assert!(!msgs.iter().any(|m| m.kind == MsgKind::TimeoutNow), "target not caught up yet");
+    assert!(
+        !msgs.iter().any(|m| m.kind == MsgKind::TimeoutNow),
+        "target not caught up yet"
+    );
     assert_eq!(n.role(), Role::Leader);
     assert_eq!(n.propose(Bytes::new()), Err(ProposeError::Transferring));
-    n.step(msg(3, 1, 1, MsgKind::AppendResp { index: 1, reject: false, hint_index: 0, hint_term: 0, ctx: 3 }))
-        .expect("step");
+    n.step(msg(
+        3,
+        1,
+        1,
+        MsgKind::AppendResp {
+            index: 1,
+            reject: false,
+            hint_index: 0,
+            hint_term: 0,
+            ctx: 3,
+        },
+    ))
+    .expect("step");
     let msgs = drain(&mut n);
-    assert!(msgs.iter().any(|m| m.to == 3 && m.kind == MsgKind::TimeoutNow));
+    assert!(msgs
+        .iter()
+        .any(|m| m.to == 3 && m.kind == MsgKind::TimeoutNow));
     assert_eq!(n.role(), Role::Follower);
 
     // The target campaigns immediately, flagged as a transfer.
     let mut t = node(3, &[1, 2, 3], MemStorage::new());
-    t.step(append(1, 3, 1, (0, 0), vec![Entry { index: 1, term: 1, kind: EntryKind::Noop, data: Bytes::new() }], 1))
-        .expect("step");
+    t.step(append(
+        1,
+        3,
+        1,
+        (0, 0),
+        vec![Entry {
+            index: 1,
+            term: 1,
+            kind: EntryKind::Noop,
+            data: Bytes::new(),
+        }],
+        1,
+    ))
+    .expect("step");
     drain(&mut t);
     t.step(msg(1, 3, 1, MsgKind::TimeoutNow)).expect("step");
     assert_eq!((t.role(), t.term()), (Role::Candidate, 2));
     let msgs = drain(&mut t);
-    assert!(msgs.iter().all(|m| matches!(m.kind, MsgKind::Vote { transfer: true, .. })));
+    assert!(msgs
+        .iter()
+        .all(|m| matches!(m.kind, MsgKind::Vote { transfer: true, .. })));
 }
 
 // A follower behind the leader's first retained entry gets InstallSnapshot and restarts its log.
@@ -479,15 +792,30 @@ fn lagging_follower_gets_snapshot() {
         n.propose(Bytes::from_static(b"p")).expect("leader");
     }
     drain(&mut n);
-    n.step(msg(2, 1, 1, MsgKind::AppendResp { index: 6, reject: false, hint_index: 0, hint_term: 0, ctx: 4 }))
-        .expect("step");
+    n.step(msg(
+        2,
+        1,
+        1,
+        MsgKind::AppendResp {
+            index: 6,
+            reject: false,
+            hint_index: 0,
+            hint_term: 0,
+            ctx: 4,
+        },
+    ))
+    .expect("step");
     drain(&mut n);
     assert_eq!(n.committed(), 6);
     n.compact(5).expect("compact within applied");
-    assert!(matches!(n.compact(99), Err(CoreError::CompactTooFar { .. })));
+    assert!(matches!(
+        n.compact(99),
+        Err(CoreError::CompactTooFar { .. })
+    ));
     // Follower 3 never answered the first probe; its heartbeat response resumes probing
     // from index 1, which is compacted now.
-    n.step(msg(3, 1, 1, MsgKind::HeartbeatResp { ctx: 4 })).expect("step");
+    n.step(msg(3, 1, 1, MsgKind::HeartbeatResp { ctx: 4 }))
+        .expect("step");
     let msgs = drain(&mut n);
     let snap = msgs.iter().find_map(|m| match m.kind {
         MsgKind::InstallSnapshot { snapshot } if m.to == 3 => Some(snapshot),
@@ -496,11 +824,26 @@ fn lagging_follower_gets_snapshot() {
     assert_eq!(snap, Some(SnapshotMeta { index: 4, term: 1 }));
 
     let mut f = node(3, &[1, 2, 3], MemStorage::new());
-    f.step(msg(1, 3, 1, MsgKind::InstallSnapshot { snapshot: SnapshotMeta { index: 4, term: 1 } })).expect("step");
+    f.step(msg(
+        1,
+        3,
+        1,
+        MsgKind::InstallSnapshot {
+            snapshot: SnapshotMeta { index: 4, term: 1 },
+        },
+    ))
+    .expect("step");
     let (rd, msgs) = persist(&mut f);
     assert_eq!(rd.snapshot, Some(SnapshotMeta { index: 4, term: 1 }));
     assert_eq!((f.first_index(), f.last_index(), f.committed()), (5, 4, 4));
-    assert!(msgs.iter().any(|m| matches!(m.kind, MsgKind::AppendResp { index: 4, reject: false, .. })));
+    assert!(msgs.iter().any(|m| matches!(
+        m.kind,
+        MsgKind::AppendResp {
+            index: 4,
+            reject: false,
+            ..
+        }
+    )));
 }
 
 // Backpressure: too many uncommitted bytes refuse new proposals.
@@ -511,43 +854,113 @@ fn backpressure_on_uncommitted_bytes() {
     let mut n = RawNode::new(c, MemStorage::new(), 1).expect("config");
     n.campaign();
     drain(&mut n);
-    n.step(msg(2, 1, 1, MsgKind::VoteResp { reject: false })).expect("step");
-    drain(&mut n);
-    n.step(msg(2, 1, 1, MsgKind::AppendResp { index: 1, reject: false, hint_index: 0, hint_term: 0, ctx: 1 }))
+    n.step(msg(2, 1, 1, MsgKind::VoteResp { reject: false }))
         .expect("step");
+    drain(&mut n);
+    n.step(msg(
+        2,
+        1,
+        1,
+        MsgKind::AppendResp {
+            index: 1,
+            reject: false,
+            hint_index: 0,
+            hint_term: 0,
+            ctx: 1,
+        },
+    ))
+    .expect("step");
     drain(&mut n);
     let data = Bytes::from(vec![0u8; 40]);
     assert!(n.propose(data.clone()).is_ok());
     assert_eq!(n.propose(data.clone()), Err(ProposeError::Backpressure));
     drain(&mut n);
-    n.step(msg(2, 1, 1, MsgKind::AppendResp { index: 2, reject: false, hint_index: 0, hint_term: 0, ctx: 1 }))
-        .expect("step");
+    n.step(msg(
+        2,
+        1,
+        1,
+        MsgKind::AppendResp {
+            index: 2,
+            reject: false,
+            hint_index: 0,
+            hint_term: 0,
+            ctx: 1,
+        },
+    ))
+    .expect("step");
     assert!(n.propose(data).is_ok(), "commit frees the budget");
 }
 
 // A node that lost acknowledged data neither votes nor campaigns until caught up.
 #[test]
 fn recovering_node_abstains() {
-    let mut s = storage_with(&[ent(1, 1)], HardState { term: 2, vote: None, commit: 1 });
-    s.data_loss = Some(dledger::core::DataLoss { term_at_loss: 2, known_last_index: Some(5) });
+    let mut s = storage_with(
+        &[ent(1, 1)],
+        HardState {
+            term: 2,
+            vote: None,
+            commit: 1,
+        },
+    );
+    s.data_loss = Some(dledger::core::DataLoss {
+        term_at_loss: 2,
+        known_last_index: Some(5),
+    });
     let mut n = node(1, &[1, 2, 3], s);
     assert!(n.is_recovering());
     n.campaign();
     assert_eq!(n.role(), Role::Follower);
-    n.step(msg(2, 1, 3, MsgKind::Vote { last_index: 9, last_term: 3, transfer: false })).expect("step");
-    assert_eq!(n.ready().persisted_messages[0].kind, MsgKind::VoteResp { reject: true });
-    n.step(append(2, 1, 3, (1, 1), vec![ent(2, 2), ent(3, 3)], 3)).expect("step");
-    assert!(!n.is_recovering(), "an entry newer than the loss term proves catch-up");
+    n.step(msg(
+        2,
+        1,
+        3,
+        MsgKind::Vote {
+            last_index: 9,
+            last_term: 3,
+            transfer: false,
+        },
+    ))
+    .expect("step");
+    assert_eq!(
+        n.ready().persisted_messages[0].kind,
+        MsgKind::VoteResp { reject: true }
+    );
+    n.step(append(2, 1, 3, (1, 1), vec![ent(2, 2), ent(3, 3)], 3))
+        .expect("step");
+    assert!(
+        !n.is_recovering(),
+        "an entry newer than the loss term proves catch-up"
+    );
 }
 
 // Entries of a newer term survived a crash but the hard state did not: never vote again in it.
 #[test]
 fn restart_with_entries_newer_than_hard_state() {
-    let s = storage_with(&[ent(1, 1), ent(2, 4)], HardState { term: 2, vote: Some(2), commit: 0 });
+    let s = storage_with(
+        &[ent(1, 1), ent(2, 4)],
+        HardState {
+            term: 2,
+            vote: Some(2),
+            commit: 0,
+        },
+    );
     let mut n = node(1, &[1, 2, 3], s);
     assert_eq!((n.term(), n.vote()), (4, Some(1)));
-    n.step(msg(3, 1, 4, MsgKind::Vote { last_index: 9, last_term: 4, transfer: false })).expect("step");
-    assert_eq!(n.ready().persisted_messages[0].kind, MsgKind::VoteResp { reject: true });
+    n.step(msg(
+        3,
+        1,
+        4,
+        MsgKind::Vote {
+            last_index: 9,
+            last_term: 4,
+            transfer: false,
+        },
+    ))
+    .expect("step");
+    assert_eq!(
+        n.ready().persisted_messages[0].kind,
+        MsgKind::VoteResp { reject: true }
+    );
 }
 
 #[test]
@@ -566,17 +979,25 @@ fn single_node_commits_on_own_persistence() {
 #[test]
 fn messages_to_unknown_peers_are_errors() {
     let mut n = node(1, &[1, 2, 3], MemStorage::new());
-    assert!(matches!(n.step(msg(9, 1, 1, MsgKind::TimeoutNow)), Err(CoreError::UnknownPeer(9))));
-    assert!(matches!(n.step(msg(2, 7, 1, MsgKind::TimeoutNow)), Err(CoreError::WrongRecipient { .. })));
+    assert!(matches!(
+        n.step(msg(9, 1, 1, MsgKind::TimeoutNow)),
+        Err(CoreError::UnknownPeer(9))
+    ));
+    assert!(matches!(
+        n.step(msg(2, 7, 1, MsgKind::TimeoutNow)),
+        Err(CoreError::WrongRecipient { .. })
+    ));
 }
 
 // A malformed batch (gap between prev and the entries) is dropped, not trusted.
 #[test]
 fn malformed_append_is_dropped() {
     let mut n = node(1, &[1, 2, 3], MemStorage::new());
-    n.step(append(2, 1, 1, (0, 0), vec![ent(2, 1)], 0)).expect("step");
+    n.step(append(2, 1, 1, (0, 0), vec![ent(2, 1)], 0))
+        .expect("step");
     assert_eq!(n.last_index(), 0);
-    n.step(append(2, 1, 1, (0, 0), vec![ent(1, 5)], 0)).expect("step");
+    n.step(append(2, 1, 1, (0, 0), vec![ent(1, 5)], 0))
+        .expect("step");
     assert_eq!(n.last_index(), 0, "entry term above the sender's term");
 }
 
@@ -587,9 +1008,16 @@ fn leader_appends_leave_before_own_fsync() {
     let idx = n.propose(Bytes::from_static(b"a")).expect("leader");
     let idx2 = n.propose(Bytes::from_static(b"b")).expect("leader");
     let rd = n.ready();
-    assert_eq!(rd.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![idx, idx2]);
+    assert_eq!(
+        rd.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![idx, idx2]
+    );
     let to2: Vec<&Message> = rd.messages.iter().filter(|m| m.to == 2).collect();
-    assert_eq!(to2.len(), 1, "proposals between two ready() calls are batched");
+    assert_eq!(
+        to2.len(),
+        1,
+        "proposals between two ready() calls are batched"
+    );
     assert!(matches!(&to2[0].kind, MsgKind::Append { entries, .. } if entries.len() == 2));
 }
 
@@ -602,16 +1030,31 @@ fn replicate_window_bounds_pipelining() {
     let mut n = RawNode::new(c, MemStorage::new(), 1).expect("config");
     n.campaign();
     drain(&mut n);
-    n.step(msg(2, 1, 1, MsgKind::VoteResp { reject: false })).expect("step");
-    drain(&mut n);
-    n.step(msg(2, 1, 1, MsgKind::AppendResp { index: 1, reject: false, hint_index: 0, hint_term: 0, ctx: 1 }))
+    n.step(msg(2, 1, 1, MsgKind::VoteResp { reject: false }))
         .expect("step");
+    drain(&mut n);
+    n.step(msg(
+        2,
+        1,
+        1,
+        MsgKind::AppendResp {
+            index: 1,
+            reject: false,
+            hint_index: 0,
+            hint_term: 0,
+            ctx: 1,
+        },
+    ))
+    .expect("step");
     drain(&mut n);
     for _ in 0..5 {
         n.propose(Bytes::from_static(b"z")).expect("leader");
     }
     let msgs = drain(&mut n);
-    let appends = msgs.iter().filter(|m| m.to == 2 && matches!(m.kind, MsgKind::Append { .. })).count();
+    let appends = msgs
+        .iter()
+        .filter(|m| m.to == 2 && matches!(m.kind, MsgKind::Append { .. }))
+        .count();
     assert_eq!(appends, 2, "window of 2 in Replicate state");
 }
 
@@ -624,15 +1067,49 @@ fn leader_resets_match_after_follower_data_loss() {
         n.propose(Bytes::from_static(b"p")).expect("leader");
     }
     drain(&mut n);
-    n.step(msg(2, 1, 1, MsgKind::AppendResp { index: 4, reject: false, hint_index: 0, hint_term: 0, ctx: 2 }))
-        .expect("step");
+    n.step(msg(
+        2,
+        1,
+        1,
+        MsgKind::AppendResp {
+            index: 4,
+            reject: false,
+            hint_index: 0,
+            hint_term: 0,
+            ctx: 2,
+        },
+    ))
+    .expect("step");
     drain(&mut n);
-    assert_eq!(n.status().progress.iter().find(|p| p.0 == 2).map(|p| p.1), Some(4));
-    n.step(msg(2, 1, 1, MsgKind::AppendResp { index: 4, reject: true, hint_index: 1, hint_term: 1, ctx: 3 }))
-        .expect("step");
+    assert_eq!(
+        n.status().progress.iter().find(|p| p.0 == 2).map(|p| p.1),
+        Some(4)
+    );
+    n.step(msg(
+        2,
+        1,
+        1,
+        MsgKind::AppendResp {
+            index: 4,
+            reject: true,
+            hint_index: 1,
+            hint_term: 1,
+            ctx: 3,
+        },
+    ))
+    .expect("step");
     let msgs = drain(&mut n);
-    assert_eq!(n.status().progress.iter().find(|p| p.0 == 2).map(|p| (p.1, p.2)), Some((1, 2)));
-    assert!(msgs.iter().any(|m| m.to == 2 && matches!(m.kind, MsgKind::Append { prev_index: 1, .. })));
+    assert_eq!(
+        n.status()
+            .progress
+            .iter()
+            .find(|p| p.0 == 2)
+            .map(|p| (p.1, p.2)),
+        Some((1, 2))
+    );
+    assert!(msgs
+        .iter()
+        .any(|m| m.to == 2 && matches!(m.kind, MsgKind::Append { prev_index: 1, .. })));
 }
 
 // Stale or duplicated responses never move a follower's match backwards.
@@ -641,10 +1118,26 @@ fn stale_responses_are_harmless() {
     let mut n = leader();
     n.propose(Bytes::from_static(b"p")).expect("leader");
     drain(&mut n);
-    let ok = |i| msg(2, 1, 1, MsgKind::AppendResp { index: i, reject: false, hint_index: 0, hint_term: 0, ctx: 2 });
+    let ok = |i| {
+        msg(
+            2,
+            1,
+            1,
+            MsgKind::AppendResp {
+                index: i,
+                reject: false,
+                hint_index: 0,
+                hint_term: 0,
+                ctx: 2,
+            },
+        )
+    };
     n.step(ok(2)).expect("step");
     n.step(ok(1)).expect("step");
     n.step(ok(2)).expect("step");
-    assert_eq!(n.status().progress.iter().find(|p| p.0 == 2).map(|p| p.1), Some(2));
+    assert_eq!(
+        n.status().progress.iter().find(|p| p.0 == 2).map(|p| p.1),
+        Some(2)
+    );
     assert_eq!(n.committed(), 2);
 }

@@ -20,6 +20,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::error::StoreError;
 
+pub mod dledger;
+
 /// One append: one record, or a batch of records for one (topic, queue) that must land
 /// contiguously with consecutive queue offsets.
 #[derive(Debug)]

@@ -39,6 +39,14 @@ pub enum StoreError {
     /// The body uses a compression we cannot inflate (LZ4/ZSTD).
     #[error("unsupported compression type {compression_type}")]
     UnsupportedCompression { compression_type: i32 },
+    /// DLedger mode: this replica does not accept writes (follower, or a leader still
+    /// catching up). Retriable; the broker answers SERVICE_NOT_AVAILABLE like a Java
+    /// DLedger follower. `leader` is the DLedger peer name of the leader when known.
+    #[error("not the writable leader (leader: {leader:?})")]
+    NotLeader { leader: Option<String> },
+    /// Too many uncommitted appends in flight (DLedger backpressure). Retriable.
+    #[error("store busy: {reason}")]
+    Busy { reason: String },
     /// Invalid configuration value.
     #[error("bad config: {reason}")]
     Config { reason: String },

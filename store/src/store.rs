@@ -14,6 +14,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 
+mod dledger_mode;
+
+use crate::commitlog::dledger::DLedgerCommitLog;
 use crate::commitlog::{
     AppendRequest, AppendResult, CommitLog, LogRead, QueueOffsetTable, Watermark,
 };
@@ -153,6 +156,8 @@ pub struct StoreCore {
     stop_cv: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
     lock_file: Mutex<Option<File>>,
+    /// Set in DLedger mode (`open_dledger`).
+    dledger: std::sync::OnceLock<Arc<DLedgerCommitLog>>,
 }
 
 impl std::fmt::Debug for StoreCore {
@@ -310,6 +315,7 @@ impl MessageStore {
             stop_cv: Condvar::new(),
             threads: Mutex::new(Vec::new()),
             lock_file: Mutex::new(lock_file),
+            dledger: std::sync::OnceLock::new(),
             config,
         });
         store.load_consume_queues(start)?;
@@ -1270,6 +1276,10 @@ impl StoreCore {
             if t.thread().id() != me {
                 let _ = t.join();
             }
+        }
+        if let Some(dl) = self.dledger.get() {
+            // After the dispatcher stopped: it reads through the node.
+            dl.stop_node();
         }
         if clean {
             if let Err(e) = self.checkpoint() {

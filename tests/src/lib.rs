@@ -16,8 +16,10 @@ pub mod admin;
 pub mod check;
 pub mod cluster;
 pub mod error;
+pub mod group;
 pub mod paths;
 pub mod process;
+pub mod proxy;
 pub mod record;
 pub mod script;
 

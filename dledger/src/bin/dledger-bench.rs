@@ -1,7 +1,8 @@
 //! Benchmark: three nodes (file stores + TCP on 127.0.0.1) in one process, committing 1 KiB
 //! entries with fsync-before-ack at 1, 16 and 64 concurrent appenders.
 //!
-//! `cargo run --release -p dledger --bin dledger-bench [-- --secs 5 --dir /path --batch 1]`
+//! `cargo bench -p dledger` or
+//! `cargo run --release -p dledger --bin dledger-bench [-- --secs 5 --dir /path --batch 1 --concurrency 1,16,64]`
 //! Prints entries/s, p50/p99 commit latency (measured by the appenders), fsyncs/s and
 //! entries per fsync (leader's storage thread).
 
@@ -31,6 +32,9 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
+        if k == "--bench" {
+            continue; // passed by `cargo bench`
+        }
         let v = it.next().ok_or(format!("missing value for {k}"))?;
         match k.as_str() {
             "--secs" => a.secs = v.parse().map_err(|_| "bad --secs")?,
@@ -42,7 +46,6 @@ fn parse_args() -> Result<Args, String> {
                     .map(|x| x.parse().map_err(|_| "bad --concurrency".to_string()))
                     .collect::<Result<_, _>>()?
             }
-            "--bench" => {} // passed by `cargo bench`
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -76,7 +79,7 @@ async fn wait_leader(nodes: &[DLedgerNode]) -> Option<usize> {
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+pub async fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {

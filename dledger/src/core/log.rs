@@ -37,7 +37,11 @@ impl<S: Storage> RaftLog<S> {
         let committed = commit.min(last).max(first.saturating_sub(1));
         RaftLog {
             storage,
-            unstable: Unstable { snapshot: None, offset: last + 1, entries: Vec::new() },
+            unstable: Unstable {
+                snapshot: None,
+                offset: last + 1,
+                entries: Vec::new(),
+            },
             committed,
             persisted: last,
             applied: committed,
@@ -72,7 +76,12 @@ impl<S: Storage> RaftLog<S> {
         }
         if index >= self.unstable.offset {
             let off = (index - self.unstable.offset) as usize;
-            return self.unstable.entries.get(off).map(|e| e.term).ok_or(StorageError::Unavailable);
+            return self
+                .unstable
+                .entries
+                .get(off)
+                .map(|e| e.term)
+                .ok_or(StorageError::Unavailable);
         }
         if index == 0 {
             return Ok(0);
@@ -172,14 +181,25 @@ impl<S: Storage> RaftLog<S> {
     }
 
     /// Follower append (§5.3). Returns the index of the last new entry on success.
-    pub fn maybe_append(&mut self, prev_index: u64, prev_term: u64, commit: u64, entries: &[Entry]) -> Option<u64> {
+    pub fn maybe_append(
+        &mut self,
+        prev_index: u64,
+        prev_term: u64,
+        commit: u64,
+        entries: &[Entry],
+    ) -> Option<u64> {
         if !self.match_term(prev_index, prev_term) {
             return None;
         }
         let last_new = prev_index + entries.len() as u64;
         let conflict = self.find_conflict(entries);
         if conflict != 0 {
-            assert!(conflict > self.committed, "conflict {} at or below commit {}", conflict, self.committed);
+            assert!(
+                conflict > self.committed,
+                "conflict {} at or below commit {}",
+                conflict,
+                self.committed
+            );
             let start = (conflict - prev_index - 1) as usize;
             self.truncate_and_append(&entries[start..]);
         }
@@ -197,7 +217,11 @@ impl<S: Storage> RaftLog<S> {
             return;
         };
         let after = first.index;
-        assert!(after > self.committed, "truncating committed entries at {}", after);
+        assert!(
+            after > self.committed,
+            "truncating committed entries at {}",
+            after
+        );
         assert!(after <= self.last_index() + 1, "gap in log at {}", after);
         let u = &mut self.unstable;
         if after == u.offset + u.entries.len() as u64 {
@@ -216,7 +240,12 @@ impl<S: Storage> RaftLog<S> {
 
     pub fn commit_to(&mut self, index: u64) {
         if index > self.committed {
-            assert!(index <= self.last_index(), "commit {} beyond last {}", index, self.last_index());
+            assert!(
+                index <= self.last_index(),
+                "commit {} beyond last {}",
+                index,
+                self.last_index()
+            );
             self.committed = index;
         }
     }
@@ -232,8 +261,17 @@ impl<S: Storage> RaftLog<S> {
 
     /// Restart the log after `snap` (follower behind the leader's first retained entry).
     pub fn restore(&mut self, snap: SnapshotMeta) {
-        assert!(snap.index > self.committed, "snapshot {} not past commit {}", snap.index, self.committed);
-        self.unstable = Unstable { snapshot: Some(snap), offset: snap.index + 1, entries: Vec::new() };
+        assert!(
+            snap.index > self.committed,
+            "snapshot {} not past commit {}",
+            snap.index,
+            self.committed
+        );
+        self.unstable = Unstable {
+            snapshot: Some(snap),
+            offset: snap.index + 1,
+            entries: Vec::new(),
+        };
         self.snapshot_handed_out = false;
         self.committed = snap.index;
         self.applied = snap.index;
@@ -242,7 +280,8 @@ impl<S: Storage> RaftLog<S> {
     }
 
     pub fn has_unstable_to_hand_out(&self) -> bool {
-        (self.unstable.snapshot.is_some() && !self.snapshot_handed_out) || self.handed_out < self.last_index()
+        (self.unstable.snapshot.is_some() && !self.snapshot_handed_out)
+            || self.handed_out < self.last_index()
     }
 
     /// Snapshot and entries to persist next; marks them handed out.
@@ -266,7 +305,8 @@ impl<S: Storage> RaftLog<S> {
 
     /// The runtime made everything up to (`index`, `term`) durable.
     pub fn on_persisted(&mut self, index: u64, term: u64) -> bool {
-        if index > self.handed_out || (index <= self.persisted && self.unstable.snapshot.is_none()) {
+        if index > self.handed_out || (index <= self.persisted && self.unstable.snapshot.is_none())
+        {
             return false;
         }
         if let Some(s) = self.unstable.snapshot {
@@ -294,7 +334,8 @@ impl<S: Storage> RaftLog<S> {
         if self.applied >= hi {
             return Vec::new();
         }
-        self.slice(self.applied + 1, hi + 1, max_size_bytes).unwrap_or_default()
+        self.slice(self.applied + 1, hi + 1, max_size_bytes)
+            .unwrap_or_default()
     }
 
     pub fn has_next_committed(&self) -> bool {

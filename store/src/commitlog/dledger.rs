@@ -1,0 +1,1080 @@
+//! The DLedger-backed [`CommitLog`] (Java `DLedgerCommitLog`): the commitlog is a Raft log
+//! replicated by `dledger`. See README.md "## DLedger mode".
+//!
+//! Layout: each send or batch is ONE DLedger entry whose body is the stored-record bytes
+//! (a batch = its records back to back). A record's physical offset is
+//! `entry pos + 48 + offset of the record inside the body`; the append hook writes it into
+//! PHYSICALOFFSET (and assigns QUEUEOFFSET / STORETIMESTAMP) on the node loop, right before
+//! the entry is proposed, so the leader assigns queue offsets in log order (single writer).
+//! Java splits a batch into one entry per message (`DLedgerCommitLog.asyncPutMessages`); we
+//! keep one entry per batch (issue 4), the per-record offsets stay Java-compatible.
+//!
+//! Framing for the dispatcher is stateless: at a dispatch position, bytes 4..8 equal to a
+//! RocketMQ record magic mean "record" (an entry header has its positive size there, a
+//! blank marker its positive remaining length), i32 `1` at 0 is an entry header, `-1` is
+//! the end-of-segment blank. NOOP and metadata entries are `Skip`; metadata bodies start
+//! with [`METADATA_MAGIC`] (a record's TOTALSIZE can never take that value: it is above any
+//! entry size limit) and are handed to the metadata listener in log order.
+//!
+//! Only committed entries are visible: `committed_offset` is the end position of the commit
+//! index (DLedger `committedPos`), reads above it fail. Raft never truncates committed
+//! entries, so consume queues (built from committed entries only) never need truncation
+//! after a DLedger suffix truncation.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::{oneshot, watch, Notify};
+
+use ::dledger::config::DLedgerConfig;
+use ::dledger::core::Role;
+use ::dledger::node::{DLedgerError, DLedgerNode, NodeStatus, RoleState};
+
+use crate::commitlog::{
+    AppendFuture, AppendRequest, AppendResult, CommitLog, LogRead, QueueOffsetTable, Watermark,
+};
+use crate::config::StoreConfig;
+use crate::env::Clock;
+use crate::error::StoreError;
+use crate::message::{patch_record_fields, MAGIC_CODE_V1, MAGIC_CODE_V2};
+
+/// DLedger entry header (`DLedgerEntry.BODY_OFFSET`).
+pub const ENTRY_HEADER_BYTES: i64 = 48;
+const ENTRY_MAGIC: i32 = 1;
+const BLANK_MAGIC: i32 = -1;
+/// `kind` (DLedger's `channel` field) of a NOOP entry.
+const KIND_NOOP: u32 = 1;
+/// First 4 bytes of a metadata entry body ("RMQM").
+pub const METADATA_MAGIC: [u8; 4] = *b"RMQM";
+/// magic(4) + version(1) + kind(1) + reserved(2).
+pub const METADATA_HEADER_BYTES: usize = 8;
+const METADATA_VERSION: u8 = 1;
+/// Largest metadata payload (a topic table or an offset table snapshot).
+pub const MAX_METADATA_PAYLOAD_BYTES: usize = 8 * 1024 * 1024;
+/// Largest entry body we hand to DLedger (a batch of records).
+const MAX_ENTRY_BYTES: u64 = 32 * 1024 * 1024;
+/// How long `open_dledger` waits for the node to start (recovery of its files).
+const START_TIMEOUT_MS: u64 = 60_000;
+/// How long a clean stop waits for the node to finish its queued writes.
+const STOP_TIMEOUT_MS: u64 = 10_000;
+
+/// What a metadata entry carries (u8 code in the entry body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetadataKind {
+    TopicConfig,
+    SubscriptionGroup,
+    ConsumerOffsets,
+    DelayOffsets,
+    Lock,
+    /// Anything else the broker defines (codes 0 and >= 16 are free).
+    Custom(u8),
+}
+
+impl MetadataKind {
+    pub fn code(self) -> u8 {
+        match self {
+            MetadataKind::TopicConfig => 1,
+            MetadataKind::SubscriptionGroup => 2,
+            MetadataKind::ConsumerOffsets => 3,
+            MetadataKind::DelayOffsets => 4,
+            MetadataKind::Lock => 5,
+            MetadataKind::Custom(c) => c,
+        }
+    }
+    pub fn from_code(c: u8) -> MetadataKind {
+        match c {
+            1 => MetadataKind::TopicConfig,
+            2 => MetadataKind::SubscriptionGroup,
+            3 => MetadataKind::ConsumerOffsets,
+            4 => MetadataKind::DelayOffsets,
+            5 => MetadataKind::Lock,
+            c => MetadataKind::Custom(c),
+        }
+    }
+}
+
+/// Applied on every replica, in log order, on the store's dispatcher thread: (kind, payload,
+/// DLedger log index). Must be quick and must not block on the store. On every start the
+/// listener sees the whole retained history again (apply idempotently: "set" semantics).
+pub type MetadataListener = Arc<dyn Fn(MetadataKind, &[u8], u64) + Send + Sync>;
+
+/// Replica role as the broker sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreRole {
+    pub is_leader: bool,
+    /// Leader AND its term's NOOP committed AND dispatch caught up to it AND queue offsets
+    /// rebuilt: puts are accepted.
+    pub writable: bool,
+    pub term: u64,
+    /// DLedger peer name of the leader (e.g. "n0").
+    pub leader_id: Option<String>,
+    /// Position of this node in the peers list (a slave's brokerId is `self_index + 1`).
+    pub self_index: usize,
+}
+
+impl StoreRole {
+    /// The role of a single-replica (file commitlog) store: always a writable master.
+    pub fn standalone() -> StoreRole {
+        StoreRole {
+            is_leader: true,
+            writable: true,
+            term: 0,
+            leader_id: None,
+            self_index: 0,
+        }
+    }
+}
+
+/// DLedger settings of a store (Java `dLegerGroup`, `dLegerPeers`, `dLegerSelfId`); dledger's
+/// files live under `<storePathRootDir>/dledger-<selfId>/` as in Java. `None` = dledger's
+/// default.
+#[derive(Clone)]
+pub struct DLedgerStoreConfig {
+    pub group: String,
+    /// `"n0-127.0.0.1:40911;n1-127.0.0.1:40912;n2-127.0.0.1:40913"`.
+    pub peers: String,
+    pub self_id: String,
+    pub tick_ms: Option<u64>,
+    pub heartbeat_ticks: Option<u32>,
+    pub election_timeout_ticks: Option<u32>,
+    pub lease_ticks: Option<u32>,
+    pub rng_seed: Option<u64>,
+    /// Worker threads of the node's own tokio runtime (1..=8).
+    pub runtime_threads: usize,
+    /// Uncommitted bytes the store lets into the log at once (below dledger's own limit, so
+    /// dledger never refuses an append after its queue offsets were assigned).
+    pub max_inflight_bytes: usize,
+    /// Registered before the dispatcher starts (same as calling `set_metadata_listener`).
+    pub metadata_listener: Option<MetadataListener>,
+}
+
+impl fmt::Debug for DLedgerStoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DLedgerStoreConfig")
+            .field("group", &self.group)
+            .field("peers", &self.peers)
+            .field("self_id", &self.self_id)
+            .field("tick_ms", &self.tick_ms)
+            .field("election_timeout_ticks", &self.election_timeout_ticks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DLedgerStoreConfig {
+    pub fn new(group: &str, peers: &str, self_id: &str) -> DLedgerStoreConfig {
+        DLedgerStoreConfig {
+            group: group.to_string(),
+            peers: peers.to_string(),
+            self_id: self_id.to_string(),
+            tick_ms: None,
+            heartbeat_ticks: None,
+            election_timeout_ticks: None,
+            lease_ticks: None,
+            rng_seed: None,
+            runtime_threads: 2,
+            max_inflight_bytes: 32 * 1024 * 1024,
+            metadata_listener: None,
+        }
+    }
+
+    /// The dledger node config: data under `<store_path_root_dir>/dledger-<self_id>/`,
+    /// segments as large as commitlog segments (Java passes `mappedFileSizeCommitLog`).
+    pub fn to_dledger_config(&self, store: &StoreConfig) -> Result<DLedgerConfig, StoreError> {
+        let bad = |e: &dyn fmt::Display| StoreError::Config {
+            reason: format!("dledger: {e}"),
+        };
+        let mut c = DLedgerConfig::new(
+            &self.group,
+            &self.peers,
+            &self.self_id,
+            &store.store_path_root_dir,
+        )
+        .map_err(|e| bad(&e))?;
+        let seg = store.mapped_file_size_commit_log;
+        c.segment_size_bytes = seg;
+        // An entry (+ header + blank marker) must fit a segment.
+        let max_entry = seg
+            .saturating_sub((ENTRY_HEADER_BYTES + 8) as u64)
+            .min(MAX_ENTRY_BYTES);
+        c.max_entry_size_bytes = u32::try_from(max_entry).map_err(|e| bad(&e))?;
+        c.max_inflight_bytes = c
+            .max_inflight_bytes
+            .max(2 * self.max_inflight_bytes as u64)
+            .max(max_entry);
+        if let Some(v) = self.tick_ms {
+            c.tick_ms = v;
+        }
+        if let Some(v) = self.heartbeat_ticks {
+            c.heartbeat_ticks = v;
+        }
+        if let Some(v) = self.election_timeout_ticks {
+            c.election_timeout_ticks = v;
+        }
+        if let Some(v) = self.lease_ticks {
+            c.lease_ticks = v;
+        }
+        c.rng_seed = self.rng_seed;
+        c.validate().map_err(|e| bad(&e))?;
+        Ok(c)
+    }
+}
+
+/// Where the hook reports what it assigned.
+#[derive(Debug, Default)]
+struct HookSlot {
+    hooked: AtomicBool,
+    queue_offset: AtomicI64,
+    store_timestamp_ms: AtomicI64,
+}
+
+struct MetaState {
+    listener: Option<MetadataListener>,
+    /// Metadata entries below this position were delivered (to the listener, if any).
+    applied_end: i64,
+}
+
+/// The DLedger commitlog. Owns the node and its tokio runtime.
+pub struct DLedgerCommitLog {
+    me: Weak<DLedgerCommitLog>,
+    cfg: DLedgerConfig,
+    self_index: usize,
+    node: RwLock<Option<Arc<DLedgerNode>>>,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    seg_size: i64,
+    max_entry_bytes: usize,
+    max_inflight_bytes: usize,
+    committed: Watermark,
+    queue_offsets: Arc<QueueOffsetTable>,
+    clock: Arc<dyn Clock>,
+    /// Term in which puts are accepted; 0 = not writable.
+    writable_term: AtomicU64,
+    stopping: AtomicBool,
+    in_flight: AtomicUsize,
+    in_flight_bytes: AtomicUsize,
+    idle: Notify,
+    resync_needed: AtomicBool,
+    resync: Notify,
+    role_tx: watch::Sender<StoreRole>,
+    meta: Mutex<MetaState>,
+}
+
+impl fmt::Debug for DLedgerCommitLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DLedgerCommitLog")
+            .field("self_id", &self.cfg.self_id)
+            .field("committed", &self.committed.get())
+            .finish_non_exhaustive()
+    }
+}
+
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    i32::from_be_bytes(a)
+}
+
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    be_i32(b, at) as u32
+}
+
+fn be_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(a)
+}
+
+/// What sits at a dispatch position.
+enum Item {
+    Record { size: i64 },
+    Blank,
+    Entry { size: i64, index: u64, kind: u32, body_len: i64 },
+    Bad(String),
+}
+
+impl DLedgerCommitLog {
+    /// Starts the node (on a runtime of its own) and returns the log. Blocking.
+    pub fn start(
+        store_cfg: &StoreConfig,
+        dl: &DLedgerStoreConfig,
+        clock: Arc<dyn Clock>,
+        queue_offsets: Arc<QueueOffsetTable>,
+    ) -> Result<Arc<DLedgerCommitLog>, StoreError> {
+        let cfg = dl.to_dledger_config(store_cfg)?;
+        let self_index = cfg
+            .peers
+            .iter()
+            .position(|p| p.name == cfg.self_id)
+            .ok_or_else(|| StoreError::Config {
+                reason: format!("self_id {} not in peers", cfg.self_id),
+            })?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(dl.runtime_threads.clamp(1, 8))
+            .thread_name(format!("dledger-{}", cfg.self_id))
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::io("dledger runtime", e))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let node_cfg = cfg.clone();
+        rt.spawn(async move {
+            let _ = tx.send(DLedgerNode::start(node_cfg).await);
+        });
+        // A std channel: this may run on a thread of another runtime (blocking like `open`).
+        let node = match rx.recv_timeout(Duration::from_millis(START_TIMEOUT_MS)) {
+            Ok(Ok(n)) => Arc::new(n),
+            Ok(Err(e)) => {
+                rt.shutdown_background();
+                return Err(StoreError::Config {
+                    reason: format!("dledger start failed: {e}"),
+                });
+            }
+            Err(_) => {
+                rt.shutdown_background();
+                return Err(StoreError::Config {
+                    reason: "dledger start timed out".into(),
+                });
+            }
+        };
+        let committed0 = node.committed_end_pos() as i64;
+        let handle = rt.handle().clone();
+        let seg_size = cfg.segment_size_bytes as i64;
+        let max_entry_bytes = cfg.max_entry_size_bytes as usize;
+        let (role_tx, _) = watch::channel(StoreRole {
+            is_leader: false,
+            writable: false,
+            term: 0,
+            leader_id: None,
+            self_index,
+        });
+        let log = Arc::new_cyclic(|me| DLedgerCommitLog {
+            me: me.clone(),
+            cfg,
+            self_index,
+            node: RwLock::new(Some(Arc::clone(&node))),
+            runtime: Mutex::new(Some(rt)),
+            handle,
+            seg_size,
+            max_entry_bytes,
+            max_inflight_bytes: dl.max_inflight_bytes.max(max_entry_bytes),
+            committed: Watermark::new(committed0),
+            queue_offsets,
+            clock,
+            writable_term: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            in_flight_bytes: AtomicUsize::new(0),
+            idle: Notify::new(),
+            resync_needed: AtomicBool::new(false),
+            resync: Notify::new(),
+            role_tx,
+            meta: Mutex::new(MetaState {
+                listener: None,
+                applied_end: 0,
+            }),
+        });
+        // Commit watermark: follow the node's commit index.
+        let weak = Arc::downgrade(&log);
+        let mut crx = node.committed();
+        log.handle.spawn(async move {
+            loop {
+                match weak.upgrade() {
+                    Some(l) => l.refresh_committed(),
+                    None => return,
+                }
+                if crx.changed().await.is_err() {
+                    break;
+                }
+            }
+            if let Some(l) = weak.upgrade() {
+                l.committed.notify();
+            }
+        });
+        Ok(log)
+    }
+
+    fn node(&self) -> Option<Arc<DLedgerNode>> {
+        self.node
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Arc::clone)
+    }
+
+    fn refresh_committed(&self) {
+        let g = self.node.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = g.as_ref() {
+            self.committed.publish(n.committed_end_pos() as i64);
+        }
+    }
+
+    /// Runtime handle of the node (tasks that must live as long as the node).
+    pub fn runtime_handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// The node's role watch (None once stopped).
+    pub fn node_role(&self) -> Option<watch::Receiver<RoleState>> {
+        self.node().map(|n| n.role())
+    }
+
+    pub fn peer_name(&self, id: u64) -> Option<String> {
+        self.cfg.peer_name(id).map(str::to_string)
+    }
+
+    pub fn self_id(&self) -> &str {
+        &self.cfg.self_id
+    }
+
+    /// Role as published to the broker.
+    pub fn role(&self) -> watch::Receiver<StoreRole> {
+        self.role_tx.subscribe()
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.writable_term.load(Ordering::Acquire) != 0 && !self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Publishes a non-writable role from the node's state (every role change first).
+    pub(crate) fn set_not_writable(&self, rs: &RoleState) {
+        self.writable_term.store(0, Ordering::Release);
+        let r = StoreRole {
+            is_leader: rs.role == Role::Leader,
+            writable: false,
+            term: rs.term,
+            leader_id: rs.leader_id.and_then(|id| self.peer_name(id)),
+            self_index: self.self_index,
+        };
+        self.role_tx.send_if_modified(|cur| {
+            if *cur != r {
+                *cur = r;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Accept puts in `rs.term` (queue offsets were rebuilt for it).
+    pub(crate) fn set_writable(&self, rs: &RoleState) {
+        if self.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        self.writable_term.store(rs.term.max(1), Ordering::Release);
+        self.role_tx.send_replace(StoreRole {
+            is_leader: true,
+            writable: true,
+            term: rs.term,
+            leader_id: Some(self.cfg.self_id.clone()),
+            self_index: self.self_index,
+        });
+        tracing::info!(self_id = %self.cfg.self_id, term = rs.term, "dledger store writable");
+    }
+
+    /// Assigned queue offsets may have a hole or be stale: stop puts until they are rebuilt.
+    fn request_resync(&self) {
+        self.resync_needed.store(true, Ordering::Release);
+        if self.writable_term.swap(0, Ordering::AcqRel) != 0 {
+            self.role_tx.send_modify(|r| r.writable = false);
+        }
+        self.resync.notify_one();
+    }
+
+    pub(crate) fn take_resync(&self) -> bool {
+        self.resync_needed.swap(false, Ordering::AcqRel)
+    }
+
+    pub(crate) async fn resync_requested(&self) {
+        self.resync.notified().await;
+    }
+
+    /// Resolves once no put is between its hook and its outcome.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let n = self.idle.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            n.await;
+        }
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// End position of the committed log, refreshed from the node.
+    pub fn committed_end(&self) -> i64 {
+        self.refresh_committed();
+        self.committed.get()
+    }
+
+    fn not_leader(&self) -> StoreError {
+        if self.stopping.load(Ordering::Acquire) {
+            return StoreError::ShutDown;
+        }
+        let r = self.role_tx.borrow();
+        StoreError::NotLeader {
+            leader: if r.is_leader && !r.writable {
+                None
+            } else {
+                r.leader_id.clone()
+            },
+        }
+    }
+
+    fn map_err(&self, e: DLedgerError) -> StoreError {
+        match e {
+            DLedgerError::NotLeader { leader } => StoreError::NotLeader {
+                leader: leader.and_then(|id| self.peer_name(id)),
+            },
+            DLedgerError::NotReady => StoreError::NotLeader { leader: None },
+            DLedgerError::Backpressure => StoreError::Busy {
+                reason: "dledger append queue full".into(),
+            },
+            DLedgerError::Shutdown => StoreError::ShutDown,
+            DLedgerError::Invalid(m) => StoreError::MessageIllegal { reason: m },
+            DLedgerError::Storage(m) if m.starts_with("disk full") => {
+                StoreError::DiskFull { reason: m }
+            }
+            other => StoreError::ReadOnly {
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    fn submit(&self, mut req: AppendRequest) -> Result<AppendFuture, StoreError> {
+        let term = self.writable_term.load(Ordering::Acquire);
+        if term == 0 || self.stopping.load(Ordering::Acquire) {
+            return Err(self.not_leader());
+        }
+        let len = req.records.len();
+        if len == 0 || len > self.max_entry_bytes {
+            return Err(StoreError::illegal(format!(
+                "append of {len} bytes exceeds the entry limit {}",
+                self.max_entry_bytes
+            )));
+        }
+        // Frame the records now, so the hook (on the node loop) cannot fail.
+        let mut rel = Vec::with_capacity(req.record_count as usize);
+        let mut off = 0usize;
+        while off < len && rel.len() < req.record_count as usize {
+            let total = patch_record_fields(&mut req.records[off..], 0, 0, 0)?;
+            rel.push(off as i64);
+            off += total;
+        }
+        if off != len || rel.len() != req.record_count as usize {
+            return Err(StoreError::illegal("malformed encoded records in append"));
+        }
+        let used = self.in_flight_bytes.fetch_add(len, Ordering::AcqRel);
+        if used + len > self.max_inflight_bytes {
+            self.in_flight_bytes.fetch_sub(len, Ordering::AcqRel);
+            return Err(StoreError::Busy {
+                reason: format!("{used} uncommitted bytes in flight"),
+            });
+        }
+        let Some(node) = self.node() else {
+            self.in_flight_bytes.fetch_sub(len, Ordering::AcqRel);
+            return Err(StoreError::ShutDown);
+        };
+        let slot = Arc::new(HookSlot::default());
+        let hook = {
+            let slot = Arc::clone(&slot);
+            let table = Arc::clone(&self.queue_offsets);
+            let clock = Arc::clone(&self.clock);
+            let me = self.me.clone();
+            let topic = std::mem::take(&mut req.topic);
+            let queue_id = req.queue_id;
+            let assign = req.assign_queue_offsets;
+            let rel = rel.clone();
+            move |body: &mut [u8], pos: u64| {
+                let now = clock.now_ms();
+                let base_phys = pos as i64 + ENTRY_HEADER_BYTES;
+                let mut t = table.lock();
+                let base = if assign {
+                    t.get(topic.as_str())
+                        .and_then(|q| q.get(&queue_id))
+                        .copied()
+                        .unwrap_or(0)
+                } else {
+                    0
+                };
+                for (i, r) in rel.iter().enumerate() {
+                    let qo = if assign { base + i as i64 } else { 0 };
+                    // Framing was validated in `submit`; the body is unchanged since.
+                    if let Err(e) =
+                        patch_record_fields(&mut body[*r as usize..], qo, base_phys + r, now)
+                    {
+                        tracing::error!(error = %e, "record framing changed after validation");
+                    }
+                }
+                if assign {
+                    t.entry(topic.clone())
+                        .or_default()
+                        .insert(queue_id, base + rel.len() as i64);
+                }
+                drop(t);
+                slot.queue_offset.store(base, Ordering::Release);
+                slot.store_timestamp_ms.store(now, Ordering::Release);
+                slot.hooked.store(true, Ordering::Release);
+                if let Some(l) = me.upgrade() {
+                    if l.writable_term.load(Ordering::Acquire) != term {
+                        // Proposed after a role change: the table it used may be stale.
+                        tracing::warn!(term, "put hooked outside its writable term; resync");
+                        l.request_resync();
+                    }
+                }
+            }
+        };
+        let fut = node.append_batch_with_pos(vec![req.records], hook);
+        drop(node);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let (tx, rx) = oneshot::channel();
+        let me = self.me.clone();
+        // Own task: the outcome is accounted for even if the caller stops waiting.
+        self.handle.spawn(async move {
+            let r = fut.await;
+            let Some(l) = me.upgrade() else {
+                let _ = tx.send(Err(StoreError::ShutDown));
+                return;
+            };
+            let out = match r {
+                Ok(v) => match v.first() {
+                    Some(a) => {
+                        let base = a.pos as i64 + ENTRY_HEADER_BYTES;
+                        Ok(AppendResult {
+                            phys_offsets: rel.iter().map(|r| base + r).collect(),
+                            queue_offset: if req.assign_queue_offsets {
+                                slot.queue_offset.load(Ordering::Acquire)
+                            } else {
+                                0
+                            },
+                            wrote_bytes: len as i32,
+                            store_timestamp_ms: slot.store_timestamp_ms.load(Ordering::Acquire),
+                        })
+                    }
+                    None => Err(StoreError::ReadOnly {
+                        reason: "dledger returned no append result".into(),
+                    }),
+                },
+                Err(e) => {
+                    if slot.hooked.load(Ordering::Acquire) {
+                        // Queue offsets were assigned to an entry that did not commit here.
+                        l.request_resync();
+                    }
+                    Err(l.map_err(e))
+                }
+            };
+            l.in_flight_bytes.fetch_sub(len, Ordering::AcqRel);
+            if l.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+                l.idle.notify_waiters();
+            }
+            let _ = tx.send(out);
+        });
+        Ok(Box::pin(async move {
+            rx.await.unwrap_or(Err(StoreError::ShutDown))
+        }))
+    }
+
+    /// Appends a metadata entry; resolves once committed.
+    pub fn append_metadata(
+        &self,
+        kind: MetadataKind,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let early = (|| {
+            if !self.is_writable() {
+                return Err(self.not_leader());
+            }
+            if payload.len() > MAX_METADATA_PAYLOAD_BYTES
+                || payload.len() + METADATA_HEADER_BYTES > self.max_entry_bytes
+            {
+                return Err(StoreError::illegal(format!(
+                    "metadata payload of {} bytes too large",
+                    payload.len()
+                )));
+            }
+            let node = self.node().ok_or(StoreError::ShutDown)?;
+            let mut b = BytesMut::with_capacity(METADATA_HEADER_BYTES + payload.len());
+            b.put_slice(&METADATA_MAGIC);
+            b.put_u8(METADATA_VERSION);
+            b.put_u8(kind.code());
+            b.put_u16(0);
+            b.put_slice(&payload);
+            Ok(node.append(b.freeze()))
+        })();
+        let me = self.me.clone();
+        async move {
+            let r = early?.await;
+            match r {
+                Ok(_) => Ok(()),
+                Err(e) => Err(match me.upgrade() {
+                    Some(l) => l.map_err(e),
+                    None => StoreError::ShutDown,
+                }),
+            }
+        }
+    }
+
+    /// Sets the metadata listener and replays every metadata entry delivered so far (and up
+    /// to `dispatched`) to it, in order; later entries reach it from the dispatcher.
+    pub fn set_metadata_listener(&self, f: MetadataListener, dispatched: i64) {
+        let mut m = self.meta.lock().unwrap_or_else(|p| p.into_inner());
+        m.listener = Some(f);
+        let upto = m.applied_end.max(dispatched);
+        m.applied_end = self.min_offset();
+        self.replay_meta_locked(&mut m, upto);
+    }
+
+    /// Delivers metadata entries in `[m.applied_end, upto)` by walking entry headers.
+    fn replay_meta_locked(&self, m: &mut MetaState, upto: i64) {
+        let mut p = m.applied_end.max(self.min_offset());
+        // Bounded: every step advances by at least 8 bytes.
+        while p < upto {
+            let next = match self.item_at(p) {
+                Item::Record { size } => p + size,
+                Item::Blank => self.next_segment(p),
+                Item::Entry {
+                    size,
+                    index,
+                    kind,
+                    body_len,
+                } => {
+                    if kind != KIND_NOOP {
+                        if let Some(body) = self.metadata_body(p, body_len) {
+                            Self::call_listener(m, index, &body);
+                        }
+                    }
+                    p + size
+                }
+                Item::Bad(reason) => {
+                    tracing::error!(pos = p, %reason, "unreadable entry while replaying metadata");
+                    self.next_segment(p)
+                }
+            };
+            p = next.max(p + 8);
+        }
+        m.applied_end = m.applied_end.max(upto);
+    }
+
+    fn call_listener(m: &MetaState, index: u64, body: &Bytes) {
+        if let Some(l) = &m.listener {
+            let kind = MetadataKind::from_code(body[5]);
+            l(kind, &body[METADATA_HEADER_BYTES..], index);
+        }
+    }
+
+    /// The metadata body of the entry at `pos`, if it is one.
+    fn metadata_body(&self, pos: i64, body_len: i64) -> Option<Bytes> {
+        if body_len < METADATA_HEADER_BYTES as i64 {
+            return None;
+        }
+        let node = self.node()?;
+        let peek = node
+            .read_at((pos + ENTRY_HEADER_BYTES) as u64, METADATA_HEADER_BYTES as u64)
+            .ok()?;
+        if peek[0..4] != METADATA_MAGIC {
+            return None;
+        }
+        if peek[4] != METADATA_VERSION {
+            tracing::error!(pos, version = peek[4], "unknown metadata entry version; skipped");
+            return None;
+        }
+        node.read_at((pos + ENTRY_HEADER_BYTES) as u64, body_len as u64)
+            .ok()
+    }
+
+    fn next_segment(&self, p: i64) -> i64 {
+        (p / self.seg_size + 1) * self.seg_size
+    }
+
+    fn item_at(&self, p: i64) -> Item {
+        let Some(node) = self.node() else {
+            return Item::Bad("node stopped".into());
+        };
+        if p % self.seg_size + 8 > self.seg_size {
+            return Item::Blank;
+        }
+        let head = match node.read_at(p as u64, 8) {
+            Ok(h) => h,
+            Err(e) => return Item::Bad(e.to_string()),
+        };
+        let a = be_i32(&head, 0);
+        let b = be_i32(&head, 4);
+        if b == MAGIC_CODE_V1 || b == MAGIC_CODE_V2 {
+            if a <= 0 {
+                return Item::Bad(format!("record size {a}"));
+            }
+            return Item::Record { size: a as i64 };
+        }
+        if a == BLANK_MAGIC {
+            return Item::Blank;
+        }
+        if a != ENTRY_MAGIC || (b as i64) < ENTRY_HEADER_BYTES {
+            return Item::Bad(format!("no entry at {p}: magic {a} size {b}"));
+        }
+        let h = match node.read_at(p as u64, ENTRY_HEADER_BYTES as u64) {
+            Ok(h) => h,
+            Err(e) => return Item::Bad(e.to_string()),
+        };
+        let body_len = be_i32(&h, 44) as i64;
+        if body_len + ENTRY_HEADER_BYTES != b as i64 {
+            return Item::Bad(format!("entry at {p}: size {b} body {body_len}"));
+        }
+        Item::Entry {
+            size: b as i64,
+            index: be_u64(&h, 8),
+            kind: be_u32(&h, 32),
+            body_len,
+        }
+    }
+
+    fn deliver_meta(&self, pos: i64, end: i64, index: u64, body: &Bytes) {
+        let mut m = self.meta.lock().unwrap_or_else(|p| p.into_inner());
+        if pos < m.applied_end {
+            return; // delivered before (re-dispatch after restart or a late listener replay)
+        }
+        if pos > m.applied_end {
+            // Entries before the dispatch start of this process.
+            self.replay_meta_locked(&mut m, pos);
+        }
+        Self::call_listener(&m, index, body);
+        m.applied_end = end;
+    }
+
+    /// Stops accepting appends (the node keeps running so dispatch can finish).
+    fn stop_appends(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.writable_term.store(0, Ordering::Release);
+        self.role_tx.send_modify(|r| r.writable = false);
+    }
+
+    /// Stops the node cleanly (queued writes finish) and its runtime. Blocking; idempotent.
+    pub fn stop_node(&self) {
+        self.stop_appends();
+        let node = self
+            .node
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let rt = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let (Some(node), Some(rt)) = (node, rt.as_ref()) {
+            match Arc::try_unwrap(node) {
+                Ok(node) => {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    rt.spawn(async move {
+                        node.shutdown().await;
+                        let _ = tx.send(());
+                    });
+                    if rx
+                        .recv_timeout(Duration::from_millis(STOP_TIMEOUT_MS))
+                        .is_err()
+                    {
+                        tracing::warn!("dledger node did not stop in time");
+                    }
+                }
+                // Someone (a transfer/status call) still holds it: dropping aborts the node.
+                Err(node) => drop(node),
+            }
+        }
+        if let Some(rt) = rt {
+            rt.shutdown_background();
+        }
+        self.committed.notify();
+        self.idle.notify_waiters();
+        tracing::info!(self_id = %self.cfg.self_id, "dledger node stopped");
+    }
+
+    /// Hands leadership to `to` (a peer name), or to the most caught-up peer.
+    pub fn transfer_leadership(
+        &self,
+        to: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let node = self.node();
+        let target = to.map(|n| (n.to_string(), self.cfg.peer_id(n)));
+        let self_node_id = self.cfg.self_node_id();
+        let me = self.me.clone();
+        async move {
+            let node = node.ok_or(StoreError::ShutDown)?;
+            let id = match target {
+                Some((_, Some(id))) => id,
+                Some((name, None)) => {
+                    return Err(StoreError::Config {
+                        reason: format!("unknown dledger peer {name}"),
+                    })
+                }
+                None => {
+                    let st = node.status().await.map_err(|_| StoreError::ShutDown)?;
+                    st.peers
+                        .iter()
+                        .filter(|p| p.id != self_node_id)
+                        .max_by_key(|p| p.match_index)
+                        .map(|p| p.id)
+                        .ok_or_else(|| StoreError::Config {
+                            reason: "no peer to transfer leadership to".into(),
+                        })?
+                }
+            };
+            node.transfer_leadership(id).await.map_err(|e| match me.upgrade() {
+                Some(l) => l.map_err(e),
+                None => StoreError::ShutDown,
+            })
+        }
+    }
+
+    /// Node status (term, role, commit, per-peer lag, fsync/commit latency).
+    pub fn status(&self) -> impl Future<Output = Option<NodeStatus>> + Send + 'static {
+        let node = self.node();
+        async move { node?.status().await.ok() }
+    }
+}
+
+impl Drop for DLedgerCommitLog {
+    fn drop(&mut self) {
+        // May run on any thread (even one of the node's runtime): abort, never wait.
+        self.node.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(rt) = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl CommitLog for DLedgerCommitLog {
+    fn append(&self, req: AppendRequest) -> AppendFuture {
+        match self.submit(req) {
+            Ok(f) => f,
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn committed_offset(&self) -> i64 {
+        self.committed.get()
+    }
+
+    fn wait_committed_beyond(&self, offset: i64, timeout: Duration) -> i64 {
+        self.committed.wait_beyond(offset, timeout)
+    }
+
+    fn read_next(&self, from: i64, committed: i64) -> LogRead {
+        if from >= committed {
+            return LogRead::NotYet;
+        }
+        let min = self.min_offset();
+        if from < min {
+            return LogRead::Skip { next: min };
+        }
+        match self.item_at(from) {
+            Item::Record { size } => {
+                if from + size > committed {
+                    return LogRead::Corrupt {
+                        reason: format!("record at {from} of {size} bytes beyond commit"),
+                        next: self.next_segment(from),
+                    };
+                }
+                match self.node().map(|n| n.read_at(from as u64, size as u64)) {
+                    Some(Ok(data)) => LogRead::Record {
+                        phys: from,
+                        data,
+                        next: from + size,
+                    },
+                    _ => LogRead::NotYet,
+                }
+            }
+            Item::Blank => LogRead::Skip {
+                next: self.next_segment(from),
+            },
+            Item::Entry {
+                size,
+                index,
+                kind,
+                body_len,
+            } => {
+                if kind == KIND_NOOP {
+                    return LogRead::Skip { next: from + size };
+                }
+                if let Some(body) = self.metadata_body(from, body_len) {
+                    self.deliver_meta(from, from + size, index, &body);
+                    return LogRead::Skip { next: from + size };
+                }
+                // A message entry: its records follow the header.
+                LogRead::Skip {
+                    next: from + ENTRY_HEADER_BYTES,
+                }
+            }
+            Item::Bad(reason) => {
+                if self.node().is_none() {
+                    return LogRead::NotYet;
+                }
+                LogRead::Corrupt {
+                    reason,
+                    next: self.next_segment(from),
+                }
+            }
+        }
+    }
+
+    fn read(&self, phys: i64, size: usize) -> Option<Bytes> {
+        if phys < 0 || size == 0 || phys.checked_add(size as i64)? > self.committed.get() {
+            return None;
+        }
+        let g = self.node.read().unwrap_or_else(|p| p.into_inner());
+        g.as_ref()?.read_at(phys as u64, size as u64).ok()
+    }
+
+    fn min_offset(&self) -> i64 {
+        // Retention (dledger compaction) is not enabled in DLedger mode yet, so the log
+        // starts at position 0. TODO(dledger): a sync `first_index()` on the node.
+        0
+    }
+
+    fn max_offset(&self) -> i64 {
+        // Java `DLedgerCommitLog.getMaxOffset`: the committed position.
+        self.committed.get()
+    }
+
+    fn flushed_offset(&self) -> i64 {
+        // Committed entries are fsynced on a quorum including this replica.
+        self.committed.get()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn delete_expired(
+        &self,
+        _expire_before_ms: i64,
+        _force: bool,
+        _max_phys: i64,
+        _max_files: usize,
+    ) -> usize {
+        // Retention of the replicated log is dledger's (`retain_segments` / `compact`).
+        0
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        (self.committed.get() - self.min_offset()).max(0) as u64
+    }
+
+    fn shutdown(&self) {
+        self.stop_appends();
+    }
+
+    fn fsync_count(&self) -> u64 {
+        0
+    }
+}

@@ -1,0 +1,253 @@
+//! DLedger mode of [`MessageStore`]: opening over a [`DLedgerCommitLog`], the role watcher
+//! that makes a new leader writable only once its queue offsets are exact, and the
+//! broker-facing role / metadata / leadership API.
+
+use std::future::Future;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use ::dledger::core::Role;
+use ::dledger::node::{NodeStatus, RoleState};
+
+use super::{lock_dir, MessageStore, StoreCore};
+use crate::commitlog::dledger::{
+    DLedgerCommitLog, DLedgerStoreConfig, MetadataKind, MetadataListener, StoreRole,
+};
+use crate::commitlog::{CommitLog, QueueOffsetTable};
+use crate::config::StoreConfig;
+use crate::env::StoreEnv;
+use crate::error::StoreError;
+
+/// One wait of the role watcher for the dispatcher (re-checked for role changes between).
+const DISPATCH_WAIT_SLICE_MS: u64 = 100;
+
+impl MessageStore {
+    /// Opens the store over a DLedger commitlog and starts the node (data under
+    /// `<store_path_root_dir>/dledger-<self_id>/`). Blocking like [`MessageStore::open`];
+    /// the node runs on a tokio runtime of its own.
+    pub fn open_dledger(
+        config: StoreConfig,
+        dl: DLedgerStoreConfig,
+    ) -> Result<Arc<MessageStore>, StoreError> {
+        Self::open_dledger_with_env(config, dl, StoreEnv::default())
+    }
+
+    pub fn open_dledger_with_env(
+        config: StoreConfig,
+        dl: DLedgerStoreConfig,
+        env: StoreEnv,
+    ) -> Result<Arc<MessageStore>, StoreError> {
+        config.validate()?;
+        let root = config.store_path_root_dir.clone();
+        std::fs::create_dir_all(&root).map_err(|e| StoreError::io(&root, e))?;
+        let lock = lock_dir(&root)?;
+        let queue_offsets = Arc::new(QueueOffsetTable::default());
+        let log = DLedgerCommitLog::start(
+            &config,
+            &dl,
+            Arc::clone(&env.clock),
+            Arc::clone(&queue_offsets),
+        )?;
+        let as_log: Arc<dyn CommitLog> = log.clone();
+        let store = match Self::open_with_log(config, env, as_log, queue_offsets, Some(lock)) {
+            Ok(s) => s,
+            Err(e) => {
+                log.stop_node();
+                return Err(e);
+            }
+        };
+        let _ = store.core.dledger.set(Arc::clone(&log));
+        if let Some(l) = dl.metadata_listener {
+            store.set_metadata_listener(l);
+        }
+        if let Some(role_rx) = log.node_role() {
+            let core = Arc::downgrade(&store.core);
+            let wlog = Arc::downgrade(&log);
+            log.runtime_handle()
+                .spawn(role_loop(core, wlog, role_rx));
+        }
+        Ok(store)
+    }
+}
+
+/// Follows the node's role. Every change makes the store non-writable first; a leader whose
+/// term NOOP committed becomes writable once (1) no put of an earlier term is still between
+/// its hook and its outcome, (2) the dispatcher reached the committed end (NOOP included),
+/// (3) the queue-offset table was rebuilt from the consume queues. A resync request (a put
+/// failed after its queue offsets were assigned) repeats (1)–(3) in the same term.
+async fn role_loop(
+    core: Weak<StoreCore>,
+    log: Weak<DLedgerCommitLog>,
+    mut rx: watch::Receiver<RoleState>,
+) {
+    loop {
+        let rs = *rx.borrow_and_update();
+        {
+            let Some(l) = log.upgrade() else { return };
+            l.set_not_writable(&rs);
+            let _ = l.take_resync();
+        }
+        if rs.role == Role::Leader && rs.ready_for_writes {
+            match become_writable(&core, &log, &mut rx, &rs).await {
+                Catchup::Done | Catchup::RoleChanged => {}
+                Catchup::Stopped => return,
+            }
+        }
+        let Some(l) = log.upgrade() else { return };
+        if l.is_stopping() {
+            return;
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = l.resync_requested() => {}
+        }
+    }
+}
+
+enum Catchup {
+    Done,
+    RoleChanged,
+    Stopped,
+}
+
+async fn become_writable(
+    core: &Weak<StoreCore>,
+    log: &Weak<DLedgerCommitLog>,
+    rx: &mut watch::Receiver<RoleState>,
+    rs: &RoleState,
+) -> Catchup {
+    // (1) puts of an earlier term (or the failed one) resolved: no hook runs behind us.
+    {
+        let Some(l) = log.upgrade() else {
+            return Catchup::Stopped;
+        };
+        tokio::select! {
+            _ = l.wait_idle() => {}
+            r = rx.changed() => return if r.is_err() { Catchup::Stopped } else { Catchup::RoleChanged },
+        }
+    }
+    // (2) dispatcher at the committed end (which includes this term's NOOP).
+    let end = match log.upgrade() {
+        Some(l) => l.committed_end(),
+        None => return Catchup::Stopped,
+    };
+    loop {
+        if rx.has_changed().unwrap_or(true) {
+            return Catchup::RoleChanged;
+        }
+        let Some(c) = core.upgrade() else {
+            return Catchup::Stopped;
+        };
+        if c.stop_requested() {
+            return Catchup::Stopped;
+        }
+        // wait_dispatched blocks (condvar): off the executor.
+        let reached = tokio::task::spawn_blocking(move || {
+            c.wait_dispatched(end, Duration::from_millis(DISPATCH_WAIT_SLICE_MS))
+        })
+        .await
+        .unwrap_or(false);
+        if reached {
+            break;
+        }
+    }
+    // (3) exact next queue offsets, then accept puts (unless the role moved meanwhile).
+    let Some(c) = core.upgrade() else {
+        return Catchup::Stopped;
+    };
+    c.rebuild_queue_offset_table();
+    drop(c);
+    let Some(l) = log.upgrade() else {
+        return Catchup::Stopped;
+    };
+    if rx.has_changed().unwrap_or(true) || l.take_resync() {
+        // Another round: the loop re-evaluates (a resync sets not-writable again).
+        l.set_not_writable(rs);
+        return Catchup::RoleChanged;
+    }
+    l.set_writable(rs);
+    Catchup::Done
+}
+
+impl StoreCore {
+    /// The DLedger commitlog, in DLedger mode.
+    pub fn dledger_log(&self) -> Option<&Arc<DLedgerCommitLog>> {
+        self.dledger.get()
+    }
+
+    /// Role changes (DLedger mode); a file-commitlog store is always a writable master.
+    pub fn role(&self) -> watch::Receiver<StoreRole> {
+        match self.dledger.get() {
+            Some(dl) => dl.role(),
+            None => watch::channel(StoreRole::standalone()).1,
+        }
+    }
+
+    /// Puts are accepted (always true for a file commitlog unless shut down).
+    pub fn is_writable(&self) -> bool {
+        match self.dledger.get() {
+            Some(dl) => dl.is_writable(),
+            None => !self.stopped.load(std::sync::atomic::Ordering::Acquire),
+        }
+    }
+
+    /// Appends a metadata entry to the replicated log; resolves once committed. Every
+    /// replica's metadata listener receives it in log order. Only on the writable leader
+    /// (else `NotLeader`); a file-commitlog store returns `Config`.
+    pub fn append_metadata(
+        &self,
+        kind: MetadataKind,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let fut = self
+            .dledger
+            .get()
+            .map(|dl| dl.append_metadata(kind, payload));
+        async move {
+            match fut {
+                Some(f) => f.await,
+                None => Err(StoreError::Config {
+                    reason: "metadata entries need DLedger mode".into(),
+                }),
+            }
+        }
+    }
+
+    /// Sets the metadata listener; everything already applied (the retained log up to the
+    /// dispatcher) is replayed to it first, in order, then new entries follow.
+    pub fn set_metadata_listener(&self, f: MetadataListener) {
+        if let Some(dl) = self.dledger.get() {
+            dl.set_metadata_listener(f, self.dispatched.get());
+        }
+    }
+
+    /// Asks the leader to hand leadership to the peer `to` (or the most caught-up peer).
+    pub fn transfer_leadership(
+        &self,
+        to: Option<&str>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let fut = self.dledger.get().map(|dl| dl.transfer_leadership(to));
+        async move {
+            match fut {
+                Some(f) => f.await,
+                None => Err(StoreError::Config {
+                    reason: "leadership transfer needs DLedger mode".into(),
+                }),
+            }
+        }
+    }
+
+    /// DLedger node status (None for a file commitlog or once stopped).
+    pub fn dledger_status(&self) -> impl Future<Output = Option<NodeStatus>> + Send + 'static {
+        let fut = self.dledger.get().map(|dl| dl.status());
+        async move {
+            match fut {
+                Some(f) => f.await,
+                None => None,
+            }
+        }
+    }
+}
