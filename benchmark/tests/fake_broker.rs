@@ -38,6 +38,8 @@ struct Fake {
     route_master: Mutex<Option<String>>,
     /// A demoted master answers sends with SERVICE_NOT_AVAILABLE (retryable).
     demoted: std::sync::atomic::AtomicBool,
+    /// Sends refused while demoted, for tests to await.
+    refused_tx: OnceLock<tokio::sync::watch::Sender<usize>>,
     /// Total stored messages, for tests to await progress.
     stored_tx: OnceLock<tokio::sync::watch::Sender<usize>>,
     queues: Mutex<Vec<Vec<Bytes>>>,
@@ -166,6 +168,9 @@ impl Fake {
             )));
         }
         if self.demoted.load(Ordering::Relaxed) {
+            if let Some(tx) = self.refused_tx.get() {
+                tx.send_modify(|n| *n += 1);
+            }
             return Ok(Some(RemotingCommand::error_response(
                 req,
                 response::SERVICE_NOT_AVAILABLE,
@@ -365,6 +370,7 @@ async fn start_fake() -> Harness {
     let addr = server.local_addr();
     fake.addr.set(addr.to_string()).expect("set once");
     let _ = fake.stored_tx.set(tokio::sync::watch::channel(0).0);
+    let _ = fake.refused_tx.set(tokio::sync::watch::channel(0).0);
     let shutdown = Shutdown::new();
     tokio::spawn(server.run(shutdown.clone()));
     Harness {
@@ -562,8 +568,15 @@ async fn producer_follows_a_new_master_after_route_change() {
         .await
         .expect("a receives traffic")
         .expect("watch open");
-    *a.fake.route_master.lock().unwrap() = Some(b.addr.to_string());
+    // Demote `a` first and wait until it has refused a send, then point the route at `b`:
+    // the window in between is the failover the producer must ride through with retries.
+    let mut refused = a.fake.refused_tx.get().expect("watch").subscribe();
     a.fake.demoted.store(true, Ordering::Relaxed);
+    tokio::time::timeout(Duration::from_secs(30), refused.wait_for(|n| *n >= 1))
+        .await
+        .expect("a refuses a send")
+        .expect("watch open");
+    *a.fake.route_master.lock().unwrap() = Some(b.addr.to_string());
     let (lines, ok) = tool.await.expect("join");
     assert!(ok, "{lines:#?}");
     let v = last_json(&lines);

@@ -268,6 +268,10 @@ broker_config! {
     /// Our extension: how long a leader stopping gracefully waits for the leadership
     /// transfer before it unregisters anyway.
     dleger_transfer_leader_timeout_ms: u64 = 5000 => "dLegerTransferLeaderTimeoutMs",
+    /// Our extension: DLedger timing; 0 = the dledger crate's default.
+    dleger_tick_ms: u64 = 0 => "dLegerTickMs",
+    dleger_heartbeat_ticks: u32 = 0 => "dLegerHeartbeatTicks",
+    dleger_election_timeout_ticks: u32 = 0 => "dLegerElectionTimeoutTicks",
     /// Our extension: time-out of a request forwarded from a follower to the leader.
     dleger_forward_timeout_ms: u64 = 3000 => "dLegerForwardTimeoutMs",
     /// Our extension: start an embedded NameServer listening on this address in-process.

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::BrokerConfig;
+use crate::group::OffsetDelta;
 use crate::persist;
 
 /// Separator of the Java `topic@group` key (neither name may contain it).
@@ -40,6 +41,8 @@ pub struct ConsumerOffsetManager {
     /// Serialises writes; holds the version last written.
     write_lock: Arc<Mutex<u64>>,
     path: Option<PathBuf>,
+    /// Group mode: changes not yet proposed to the metadata log (None = not tracking).
+    dirty: Mutex<Option<OffsetDelta>>,
 }
 
 fn key(topic: &str, group: &str) -> String {
@@ -67,6 +70,7 @@ impl ConsumerOffsetManager {
             version: AtomicU64::new(0),
             write_lock: Arc::new(Mutex::new(0)),
             path,
+            dirty: Mutex::new(None),
         }))
     }
 
@@ -92,12 +96,71 @@ impl ConsumerOffsetManager {
         if !table.contains_key(&k) && table.len() >= TOPIC_GROUPS_MAX {
             return Err(OffsetError::TableFull);
         }
+        if let Some(d) = self.dirty.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            d.record_set(&k, queue_id, offset);
+        }
         let queues = table.entry(k).or_default();
         let old = queues.insert(queue_id, offset);
         if old != Some(offset) {
             self.version.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Group mode: start (`true`) or stop recording changes for replication. Stopping
+    /// drops what was recorded.
+    pub fn track_changes(&self, on: bool) {
+        let mut d = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+        *d = on.then(OffsetDelta::default);
+    }
+
+    /// The changes recorded since the last call (empty when not tracking).
+    pub fn take_changes(&self) -> OffsetDelta {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Put back changes whose proposal failed (newer changes win).
+    pub fn restore_changes(&self, older: OffsetDelta) {
+        if let Some(d) = self.dirty.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            d.merge_older(older);
+        }
+    }
+
+    /// The whole table as a `full` delta (a new leader's first offsets entry).
+    pub fn full_delta(&self) -> OffsetDelta {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        OffsetDelta {
+            full: true,
+            set: table.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            removed: Vec::new(),
+        }
+    }
+
+    /// Apply a delta committed through the metadata log (every replica, log order).
+    pub fn apply_replicated(&self, delta: OffsetDelta) {
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        if delta.full {
+            table.clear();
+        }
+        for k in &delta.removed {
+            table.remove(k);
+        }
+        for (k, queues) in delta.set {
+            if !table.contains_key(&k) && table.len() >= TOPIC_GROUPS_MAX {
+                tracing::warn!(key = %k, "offset table full; replicated offsets dropped");
+                continue;
+            }
+            let entry = table.entry(k).or_default();
+            for (q, off) in queues {
+                entry.insert(q, off);
+            }
+        }
+        self.version.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The committed offset, `None` if the group never committed one for this queue.
@@ -149,10 +212,16 @@ impl ConsumerOffsetManager {
     pub fn remove_group(&self, group: &str) {
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         let before = table.len();
+        let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
         table.retain(|k, _| {
-            k.split_once(TOPIC_GROUP_SEPARATOR)
+            let keep = k
+                .split_once(TOPIC_GROUP_SEPARATOR)
                 .map(|(_, g)| g != group)
-                .unwrap_or(true)
+                .unwrap_or(true);
+            if let (false, Some(d)) = (keep, dirty.as_mut()) {
+                d.record_remove(k);
+            }
+            keep
         });
         if table.len() != before {
             self.version.fetch_add(1, Ordering::Relaxed);
@@ -163,10 +232,16 @@ impl ConsumerOffsetManager {
     pub fn remove_topic(&self, topic: &str) {
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         let before = table.len();
+        let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
         table.retain(|k, _| {
-            k.split_once(TOPIC_GROUP_SEPARATOR)
+            let keep = k
+                .split_once(TOPIC_GROUP_SEPARATOR)
                 .map(|(t, _)| t != topic)
-                .unwrap_or(true)
+                .unwrap_or(true);
+            if let (false, Some(d)) = (keep, dirty.as_mut()) {
+                d.record_remove(k);
+            }
+            keep
         });
         if table.len() != before {
             self.version.fetch_add(1, Ordering::Relaxed);
@@ -275,6 +350,30 @@ mod tests {
         assert_eq!(m2.topics_of_group("G"), vec!["T"]);
         m2.remove_group("G2");
         assert_eq!(m2.groups_of_topic("T"), vec!["G"]);
+    }
+
+    #[test]
+    fn tracked_changes_replicate_to_another_table() {
+        let cfg = BrokerConfig::default();
+        let leader = ConsumerOffsetManager::open(&cfg, false).unwrap();
+        let follower = ConsumerOffsetManager::open(&cfg, false).unwrap();
+        leader.commit("G", "T", 0, 1).unwrap();
+        assert!(leader.take_changes().is_empty(), "not tracking yet");
+        leader.track_changes(true);
+        leader.commit("G", "T", 0, 5).unwrap();
+        leader.commit("G", "T", 0, 6).unwrap();
+        leader.commit("G2", "T", 1, 3).unwrap();
+        let d = leader.take_changes();
+        assert_eq!(d.set.len(), 2, "coalesced per topic@group");
+        follower.apply_replicated(d);
+        assert_eq!(follower.query("G", "T", 0), Some(6));
+        leader.remove_group("G2");
+        follower.apply_replicated(leader.take_changes());
+        assert_eq!(follower.query("G2", "T", 1), None);
+        follower.commit("X", "T", 0, 9).unwrap();
+        follower.apply_replicated(leader.full_delta());
+        assert_eq!(follower.query("X", "T", 0), None, "a full delta replaces");
+        assert_eq!(follower.query("G", "T", 0), Some(6));
     }
 
     #[test]

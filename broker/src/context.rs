@@ -6,10 +6,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use remoting::shutdown::Shutdown;
+use tokio::sync::watch;
 
 use crate::client::{ConsumerManager, ProducerManager};
 use crate::config::BrokerConfig;
 use crate::consumer_offset::ConsumerOffsetManager;
+use crate::group::Role;
 use crate::lock_manager::RebalanceLockManager;
 use crate::subscription_group::SubscriptionGroupManager;
 use crate::topic_config::TopicConfigManager;
@@ -33,12 +35,26 @@ pub struct BrokerContext {
     pub store_host: SocketAddr,
     /// Fires when the broker shuts down.
     pub shutdown: Shutdown,
+    /// Current role (single mode: constant master). Read by processors and registration.
+    pub role: watch::Receiver<Role>,
+    /// Group mode (`enableDLegerCommitLog`) state; None in single-replica mode.
+    pub group: Option<Arc<crate::replication::GroupMode>>,
 }
 
 impl BrokerContext {
     /// The broker's own name (message queues, routes).
     pub fn broker_name(&self) -> &str {
         &self.config.broker_name
+    }
+
+    /// Accepts writes: always in single mode; the writable DLedger leader in group mode.
+    pub fn is_master(&self) -> bool {
+        self.role.borrow().master
+    }
+
+    /// The brokerId to advertise now (0 = master).
+    pub fn broker_id(&self) -> i64 {
+        self.role.borrow().broker_id
     }
 }
 

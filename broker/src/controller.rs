@@ -18,6 +18,8 @@ use crate::client::{ConsumerManager, ProducerManager};
 use crate::config::{BrokerConfig, ConfigError, FlushDiskType};
 use crate::consumer_offset::ConsumerOffsetManager;
 use crate::context::{BrokerContext, RegisterTrigger};
+use crate::group::{Peers, Role};
+use crate::replication::{self, Appliers, GroupMode};
 use crate::lock_manager::RebalanceLockManager;
 use crate::processor;
 use crate::subscription_group::SubscriptionGroupManager;
@@ -93,11 +95,30 @@ pub fn store_config(config: &BrokerConfig, store_host: SocketAddr) -> store::Sto
     }
 }
 
+/// The DLedger part of the store configuration (group mode).
+pub fn dledger_store_config(config: &BrokerConfig, peers: &Peers) -> store::DLedgerStoreConfig {
+    let peers_text = peers
+        .peers
+        .iter()
+        .map(|p| format!("{}-{}", p.id, p.dledger_addr))
+        .collect::<Vec<_>>()
+        .join(";");
+    let mut dl = store::DLedgerStoreConfig::new(&peers.group, &peers_text, &peers.self_id);
+    let nonzero_u64 = |v: u64| (v != 0).then_some(v);
+    let nonzero_u32 = |v: u32| (v != 0).then_some(v);
+    dl.tick_ms = nonzero_u64(config.dleger_tick_ms);
+    dl.heartbeat_ticks = nonzero_u32(config.dleger_heartbeat_ticks);
+    dl.election_timeout_ticks = nonzero_u32(config.dleger_election_timeout_ticks);
+    dl
+}
+
 /// The REGISTER_BROKER content for the current topic table (Java `registerBrokerAll`):
 /// when the broker is not read-write, every topic advertises the broker permission.
+/// `broker_id` is the current role's (0 = master).
 pub fn registration(
     config: &BrokerConfig,
     topics: &TopicConfigManager,
+    broker_id: i64,
 ) -> namesrv_client::BrokerRegistration {
     let snapshot = topics.snapshot();
     let rw = perm::READ | perm::WRITE;
@@ -124,7 +145,7 @@ pub fn registration(
         cluster_name: config.broker_cluster_name.clone(),
         broker_name: config.broker_name.clone(),
         broker_addr: config.broker_addr(),
-        broker_id: config.broker_id,
+        broker_id,
         ha_server_addr: config.ha_server_addr(),
         topic_config_wrapper: namesrv_client::TopicConfigSerializeWrapper {
             data_version: namesrv_client::DataVersion::new(
@@ -213,9 +234,30 @@ impl Broker {
             })
             .await??
         };
-        let store = {
+        let schedule = Arc::new(crate::schedule::ScheduleMessageService::new());
+        let (role_tx, role_rx) = tokio::sync::watch::channel(Role::single(&config));
+        let (store, group) = if config.enable_dleger_commit_log {
+            let peers = Peers::from_config(&config)?;
+            let gm = GroupMode::new(peers);
+            let mut dl = dledger_store_config(&config, &gm.peers);
+            // Registered before the store replays the retained metadata history.
+            dl.metadata_listener = Some(gm.metadata_listener(
+                Appliers {
+                    topics: topic_config.clone(),
+                    groups: subscription_groups.clone(),
+                    offsets: consumer_offsets.clone(),
+                    schedule: schedule.clone(),
+                },
+                tokio::runtime::Handle::current(),
+            ));
             let sc = store_config(&config, listen_addr);
-            blocking(move || store::MessageStore::open(sc)).await??
+            let store = blocking(move || store::MessageStore::open_dledger(sc, dl)).await??;
+            // Until the role task runs: a follower of an unknown leader.
+            role_tx.send_replace(Role::group(false, false, 0, None, gm.peers.self_index));
+            (store, Some(gm))
+        } else {
+            let sc = store_config(&config, listen_addr);
+            (blocking(move || store::MessageStore::open(sc)).await??, None)
         };
 
         let shutdown = Shutdown::new();
@@ -229,11 +271,13 @@ impl Broker {
             producer_manager: Arc::new(ProducerManager::new()),
             lock_manager: Arc::new(RebalanceLockManager::default()),
             pull_hold: Arc::new(crate::long_polling::PullRequestHoldService::new()),
-            schedule: Arc::new(crate::schedule::ScheduleMessageService::new()),
+            schedule,
             register: Arc::new(RegisterTrigger::default()),
             broker_addr: config.broker_addr(),
             store_host: listen_addr,
             shutdown: shutdown.clone(),
+            role: role_rx,
+            group: group.clone(),
         });
         // Persist the built-in topics right away so topics.json always exists.
         {
@@ -246,10 +290,23 @@ impl Broker {
         let local_addr = server.local_addr();
         let mut tasks = vec![tokio::spawn(server.run(shutdown.clone()))];
 
+        if let Some(gm) = &group {
+            let store_role = ctx.store.role();
+            tasks.push(tokio::spawn(replication::run_role_loop(
+                ctx.clone(),
+                store_role,
+                role_tx,
+            )));
+            tasks.push(tokio::spawn(replication::run_replicator(
+                ctx.clone(),
+                gm.clone(),
+            )));
+        }
         ctx.pull_hold.start(ctx.clone());
         ctx.schedule.start(ctx.clone());
         tasks.push(tokio::spawn(offset_persist_loop(ctx.clone())));
         tasks.push(tokio::spawn(channel_scan_loop(ctx.clone())));
+        tasks.push(tokio::spawn(topic_change_loop(ctx.clone())));
 
         let namesrv_addrs = config.namesrv_addrs();
         let mut namesrv = None;
@@ -263,15 +320,20 @@ impl Broker {
                 client_cfg,
             ));
             let source_ctx = ctx.clone();
-            let source: namesrv_client::RegistrationSource =
-                Arc::new(move || registration(&source_ctx.config, &source_ctx.topic_config));
+            // Reads the current role each round: a role change registers the new brokerId.
+            let source: namesrv_client::RegistrationSource = Arc::new(move || {
+                registration(
+                    &source_ctx.config,
+                    &source_ctx.topic_config,
+                    source_ctx.broker_id(),
+                )
+            });
             let handle = client.clone().start_periodic(
                 config.register_name_server_period,
                 source,
                 shutdown.clone(),
             );
             ctx.register.set(handle.clone());
-            tasks.push(tokio::spawn(topic_change_loop(ctx.clone())));
             let wait_ms = config.register_broker_timeout_mills + FIRST_REGISTER_WAIT_SLACK_MS;
             if tokio::time::timeout(Duration::from_millis(wait_ms), handle.wait_rounds(1))
                 .await
@@ -310,8 +372,13 @@ impl Broker {
     /// close the store.
     pub async fn shutdown(self) {
         let ctx = self.ctx;
+        if let Some(gm) = &ctx.group {
+            // Group mode: a master hands leadership to the most caught-up follower first,
+            // so clients find a new master before this one disappears.
+            gm.hand_off(&ctx).await;
+        }
         if let Some(client) = &self.namesrv {
-            let reg = registration(&ctx.config, &ctx.topic_config);
+            let reg = registration(&ctx.config, &ctx.topic_config, ctx.broker_id());
             match client.unregister_broker(&reg).await {
                 Ok(_) => tracing::info!("unregistered from NameServer"),
                 Err(e) => tracing::warn!(error = %e, "UNREGISTER_BROKER failed"),
@@ -337,6 +404,7 @@ impl Broker {
                     "subscriptionGroup.json",
                     c.subscription_groups.persist_blocking(),
                 ),
+                ("delayOffset.json", c.schedule.persist_blocking()),
             ] {
                 if let Err(e) = r {
                     tracing::error!(error = %e, "persisting {what} at shutdown failed");
@@ -437,12 +505,18 @@ async fn channel_scan_loop(ctx: Arc<BrokerContext>) {
     }
 }
 
-/// Re-register at once whenever the topic table changed.
+/// Re-register at once whenever the topic table changed (and, in group mode, wake the
+/// metadata replicator so the change is proposed without waiting for its next batch).
 async fn topic_change_loop(ctx: Arc<BrokerContext>) {
     loop {
         tokio::select! {
             _ = ctx.shutdown.wait() => break,
-            _ = ctx.topic_config.changes().notified() => ctx.register.register_now(),
+            _ = ctx.topic_config.changes().notified() => {
+                ctx.register.register_now();
+                if let Some(gm) = &ctx.group {
+                    gm.poke();
+                }
+            }
         }
     }
 }
@@ -457,7 +531,7 @@ mod tests {
         let mut config = BrokerConfig::for_test(dir.path());
         config.listen_port = 10999;
         let topics = TopicConfigManager::open(Arc::new(config.clone()), false).unwrap();
-        let reg = registration(&config, &topics);
+        let reg = registration(&config, &topics, config.broker_id);
         assert_eq!(reg.broker_addr, "127.0.0.1:10999");
         assert_eq!(
             reg.topic_config_wrapper.topic_config_table["TBW102"].perm,
@@ -469,7 +543,7 @@ mod tests {
         );
 
         config.broker_permission = perm::READ; // draining: read-only
-        let reg = registration(&config, &topics);
+        let reg = registration(&config, &topics, 0);
         assert!(reg
             .topic_config_wrapper
             .topic_config_table

@@ -25,6 +25,7 @@ pub mod lock_manager;
 pub mod long_polling;
 pub mod persist;
 pub mod processor;
+pub mod replication;
 pub mod schedule;
 pub mod subscription_group;
 pub mod topic_config;

@@ -43,6 +43,8 @@ pub struct ScheduleMessageService {
     /// level (1-based) → next consume-queue offset to deliver.
     offsets: Mutex<BTreeMap<usize, i64>>,
     dirty: AtomicBool,
+    /// Bumped by local progress changes (not by replicated ones).
+    version: std::sync::atomic::AtomicU64,
     started: AtomicBool,
     path: OnceLock<PathBuf>,
     /// Serialises file writes (the periodic task and a shutdown call share one tmp file).
@@ -58,7 +60,9 @@ impl ScheduleMessageService {
     /// Load progress and spawn one delivery task per delay level plus the persist task.
     /// Runs only on a master (`brokerId == 0`). Idempotent.
     pub fn start(self: &Arc<Self>, ctx: Arc<BrokerContext>) {
-        if ctx.config.broker_id != 0 || self.started.swap(true, Ordering::AcqRel) {
+        // Group mode: every replica runs the loops; delivery waits for the master role.
+        let eligible = ctx.config.enable_dleger_commit_log || ctx.config.broker_id == 0;
+        if !eligible || self.started.swap(true, Ordering::AcqRel) {
             return;
         }
         let path = ctx.config.config_dir().join(DELAY_OFFSET_FILE);
@@ -90,9 +94,34 @@ impl ScheduleMessageService {
 
     fn load(&self, table: Vec<(usize, i64)>) {
         let mut offsets = self.offsets.lock().unwrap_or_else(|p| p.into_inner());
+        // Max: in group mode the metadata log may already have applied newer progress.
         for (level, off) in table {
-            offsets.insert(level, off.max(0));
+            let slot = offsets.entry(level).or_insert(0);
+            *slot = (*slot).max(off);
         }
+    }
+
+    /// Group mode, on every replica: progress committed through the metadata log.
+    pub fn apply_replicated(&self, table: Vec<(usize, i64)>) {
+        let changed = {
+            let mut offsets = self.offsets.lock().unwrap_or_else(|p| p.into_inner());
+            let mut changed = false;
+            for (level, off) in table.into_iter().take(crate::config::DELAY_LEVELS_MAX) {
+                let off = off.max(0);
+                if offsets.insert(level, off) != Some(off) {
+                    changed = true;
+                }
+            }
+            changed
+        };
+        if changed {
+            self.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// Bumped by every local progress change (the group replicator compares it).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Next offset to deliver for `level` (0 if never delivered).
@@ -106,6 +135,7 @@ impl ScheduleMessageService {
         let slot = offsets.entry(level).or_insert(0);
         if *slot != offset {
             *slot = offset;
+            self.version.fetch_add(1, Ordering::AcqRel);
             self.dirty.store(true, Ordering::Release);
         }
     }
@@ -164,6 +194,19 @@ impl ScheduleMessageService {
         loop {
             if ctx.shutdown.is_triggered() {
                 return;
+            }
+            if !ctx.is_master() {
+                // Only the writable leader delivers (group mode); followers wait.
+                let mut role = ctx.role.clone();
+                let alive = tokio::select! {
+                    r = role.wait_for(|r| r.master) => r.is_ok(),
+                    _ = ctx.shutdown.wait() => return,
+                };
+                if !alive {
+                    ctx.shutdown.wait().await;
+                    return;
+                }
+                continue;
             }
             // Subscribe before reading so an arrival after the read still wakes us.
             let mut waiter = ctx.pull_hold.subscribe(SCHEDULE_TOPIC, queue_id);

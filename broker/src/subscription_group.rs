@@ -225,6 +225,38 @@ impl SubscriptionGroupManager {
         serde_json::to_string(&self.snapshot()).unwrap_or_default()
     }
 
+    /// Group mode, on every replica: replace the table with one committed through the
+    /// metadata log (the leader's full table); persists.
+    pub fn replace_from_replica(&self, wrapper: SubscriptionGroupWrapper) {
+        {
+            let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+            let new: BTreeMap<String, Arc<SubscriptionGroupConfig>> = wrapper
+                .subscription_group_table
+                .into_iter()
+                .take(GROUPS_MAX)
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect();
+            if *table == new {
+                return;
+            }
+            *table = new;
+            self.bump_version();
+        }
+        self.persist_async();
+    }
+
+    /// A follower's view (group mode): the group if replicated, else — when auto-create is
+    /// on — a default config that is NOT inserted (only the leader changes the table).
+    pub fn find_or_default(&self, group: &str) -> Option<Arc<SubscriptionGroupConfig>> {
+        if let Some(g) = self.get(group) {
+            return Some(g);
+        }
+        if !self.config.auto_create_subscription_group || validate_topic_name(group).is_err() {
+            return None;
+        }
+        Some(Arc::new(SubscriptionGroupConfig::new(group)))
+    }
+
     fn bump_version(&self) {
         let mut v = self.data_version.lock().unwrap_or_else(|e| e.into_inner());
         *v = v.next();

@@ -522,6 +522,28 @@ impl TopicConfigManager {
         Some(created)
     }
 
+    /// Group mode, on every replica: replace the table with one committed through the
+    /// metadata log (the leader's full table). The local dataVersion is bumped (it only has
+    /// to change for the NameServer to re-read the table); persists and re-registers.
+    pub fn replace_from_replica(&self, wrapper: TopicConfigSerializeWrapper) {
+        {
+            let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+            let new: BTreeMap<String, Arc<TopicConfig>> = wrapper
+                .topic_config_table
+                .into_iter()
+                .take(TOPICS_MAX)
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect();
+            if *table == new {
+                return;
+            }
+            *table = new;
+            self.bump_version();
+        }
+        tracing::debug!("topic table replaced from the metadata log");
+        self.after_change();
+    }
+
     /// Called with the table write lock held, so version and table change together.
     fn bump_version(&self) {
         let mut v = self.data_version.lock().unwrap_or_else(|e| e.into_inner());

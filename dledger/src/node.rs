@@ -637,6 +637,12 @@ impl DLedgerNode {
         *m = Metrics::new();
     }
 
+    /// Testing aid: the next fsync of this node's store fails (EIO), exercising fail-stop.
+    #[doc(hidden)]
+    pub fn inject_fsync_failure(&self) {
+        self.store.inject_fsync_failure();
+    }
+
     /// The fatal storage error that stopped this node, if any.
     pub fn fatal_error(&self) -> Option<String> {
         self.shared.fatal.lock().ok().and_then(|f| f.clone())

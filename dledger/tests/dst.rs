@@ -10,7 +10,7 @@
 //! heal, a leader must be elected and a new append must commit within a bound.
 //!
 //! `cargo test -p dledger --test dst` runs 1,000 seeds; `DST_SEEDS=N` runs N; `DST_SEED=S`
-//! replays one seed (with a trace when `DST_TRACE=1`; `DST_HS_FIRST=0|1` pins the order in
+//! replays one seed, `DST_SEED_START=K` shifts the range (with a trace when `DST_TRACE=1`; `DST_HS_FIRST=0|1` pins the order in
 //! which a Ready's hard state and entries are written, otherwise drawn from the seed).
 //!
 //! Model notes: only log entries get bitflips (the hard-state file is assumed protected by its
@@ -1118,7 +1118,11 @@ fn dst() {
         .unwrap_or(DEFAULT_SEEDS);
     let mut failures: BTreeMap<u64, String> = BTreeMap::new();
     let mut seeds: Vec<u64> = REGRESSION_SEEDS.to_vec();
-    seeds.extend(0..count);
+    let start: u64 = std::env::var("DST_SEED_START")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    seeds.extend(start..start.saturating_add(count));
     for &seed in &seeds {
         if let Err(e) = run_seed(seed, false) {
             if failures.len() < 5 {

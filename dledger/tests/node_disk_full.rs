@@ -77,3 +77,41 @@ async fn disk_full_refuses_appends_and_keeps_acknowledged_entries() {
     assert!(r.index > acked.last().unwrap().0);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_failure_stops_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let peers = format!("n0-127.0.0.1:{}", free_port());
+    let cfg = DLedgerConfig::new("solo", &peers, "n0", dir.path()).unwrap();
+    let node = DLedgerNode::start(cfg.clone()).await.unwrap();
+    leader_ready(&node).await;
+    let ok = node.append(Bytes::from_static(b"durable")).await.unwrap();
+    let mut role = node.role();
+    node.inject_fsync_failure();
+    match node.append(Bytes::from_static(b"lost")).await {
+        Err(DLedgerError::Storage(msg)) => assert!(msg.contains("fsync"), "{msg}"),
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+    assert!(node.fatal_error().is_some_and(|m| m.contains("fsync")));
+    // Fail-stop: the node no longer leads nor accepts anything.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        role.wait_for(|s| s.role != Role::Leader && !s.ready_for_writes),
+    )
+    .await
+    .expect("node kept its role after an fsync failure")
+    .ok();
+    match node.append(Bytes::from_static(b"after")).await {
+        Err(DLedgerError::Storage(msg)) => assert!(msg.contains("fsync"), "{msg}"),
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+    drop(node);
+    // What was acknowledged before is intact.
+    let node = DLedgerNode::start(cfg).await.unwrap();
+    leader_ready(&node).await;
+    assert_eq!(
+        node.read(ok.index).unwrap().data,
+        Bytes::from_static(b"durable")
+    );
+    node.shutdown().await;
+}

@@ -425,3 +425,31 @@ fn truncation_behind_a_blank_marker_places_entries_from_the_previous_end() {
             ))
     );
 }
+
+#[test]
+fn crash_between_snapshot_meta_and_segment_deletion_is_cleaned_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    append(
+        &store,
+        &(1..=5).map(|i| entry(i, 1, 100)).collect::<Vec<_>>(),
+    );
+    drop(store);
+    // Simulate: the meta file of a reset far ahead was written, the old segment not deleted.
+    let old = std::fs::read(segment_path(dir.path(), 0)).unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    let next_pos = 40 * 64 * 1024 + 100;
+    store.reset_to_snapshot(500, 4, next_pos).unwrap();
+    drop(store);
+    std::fs::write(segment_path(dir.path(), 0), &old).unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert!(!segment_path(dir.path(), 0).exists());
+    assert_eq!((store.first_index(), store.last_index()), (501, 500));
+    append(&store, &[entry(501, 4, 100)]);
+    assert_eq!(store.entry_pos(501).unwrap(), next_pos);
+    assert_eq!(
+        store.segment_count(),
+        1,
+        "no intermediate segments are created"
+    );
+}

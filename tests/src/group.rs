@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use remoting::codes::{request, response};
-use remoting::headers::offset::{QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader};
+use remoting::headers::offset::{
+    QueryConsumerOffsetRequestHeader, UpdateConsumerOffsetRequestHeader,
+};
 use remoting::headers::pull::{sys_flag, PullMessageRequestHeader, PullMessageResponseHeader};
 use remoting::headers::send::{SendMessageRequestHeaderV2, SendMessageResponseHeader};
 use remoting::RemotingCommand;
@@ -97,7 +99,11 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// Poll `ready` every few ms until it is true or `timeout_ms` passes.
-pub fn wait_until(what: &str, timeout_ms: u64, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
+pub fn wait_until(
+    what: &str,
+    timeout_ms: u64,
+    mut ready: impl FnMut() -> Result<bool>,
+) -> Result<()> {
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     loop {
         if ready()? {
@@ -227,7 +233,10 @@ impl Group {
         let broker_addrs: Vec<String> = (0..GROUP_NODES)
             .map(|j| format!("n{j}-{}", self.node_addr(j)))
             .collect();
-        conf.push_str(&format!("dLegerPeerBrokerAddrs={}\n", broker_addrs.join(";")));
+        conf.push_str(&format!(
+            "dLegerPeerBrokerAddrs={}\n",
+            broker_addrs.join(";")
+        ));
         for (k, v) in &self.opts.extra {
             conf.push_str(&format!("{k}={v}\n"));
         }
@@ -241,7 +250,9 @@ impl Group {
     /// re-points the proxies that lead to it.
     pub fn start_node(&mut self, i: usize) -> Result<()> {
         if self.nodes[i].proc.is_some() {
-            return Err(HarnessError::Unexpected(format!("node {i} already running")));
+            return Err(HarnessError::Unexpected(format!(
+                "node {i} already running"
+            )));
         }
         let mut last_err = None;
         for attempt in 0..START_ATTEMPTS {
@@ -430,10 +441,16 @@ impl Group {
     pub fn create_topic(&self, master: usize, topic: &str, queues: i32) -> Result<()> {
         self.admin(master)?.create_topic(topic, queues)?;
         let addr = self.node_addr(master);
-        wait_until(&format!("a route for {topic} to {addr}"), MASTER_TIMEOUT_MS, || {
-            Ok(route_master(&self.namesrv_addr(), topic, &self.opts.group_name)?.as_deref()
-                == Some(addr.as_str()))
-        })
+        wait_until(
+            &format!("a route for {topic} to {addr}"),
+            MASTER_TIMEOUT_MS,
+            || {
+                Ok(
+                    route_master(&self.namesrv_addr(), topic, &self.opts.group_name)?.as_deref()
+                        == Some(addr.as_str()),
+                )
+            },
+        )
     }
 
     /// The last bytes of every log (for assertion messages).
@@ -463,7 +480,10 @@ impl Drop for Group {
             }
             eprintln!("==== namesrv.log ====\n{}", self.namesrv.log_tail());
             if std::env::var_os("KEEP_TEST_DIRS").is_some() {
-                if let Ok(empty) = tempfile::Builder::new().prefix("rmq-group-empty-").tempdir() {
+                if let Ok(empty) = tempfile::Builder::new()
+                    .prefix("rmq-group-empty-")
+                    .tempdir()
+                {
                     let kept = std::mem::replace(&mut self.dir, empty);
                     eprintln!("keeping test dir {}", kept.keep().display());
                 }
@@ -621,7 +641,10 @@ pub fn drain_queue(addr: &str, topic: &str, queue_id: i32) -> Result<Vec<Record>
             expression_type: Some("TAG".into()),
             ..Default::default()
         };
-        let resp = c.invoke(RemotingCommand::request_with_header(request::PULL_MESSAGE, &hdr))?;
+        let resp = c.invoke(RemotingCommand::request_with_header(
+            request::PULL_MESSAGE,
+            &hdr,
+        ))?;
         match resp.code {
             response::SUCCESS => {
                 let h: PullMessageResponseHeader = resp.decode_header()?;
@@ -679,7 +702,12 @@ pub fn commit_offset(
 }
 
 /// QUERY_CONSUMER_OFFSET (14); `None` when not found.
-pub fn query_offset(c: &mut AdminClient, group: &str, topic: &str, queue_id: i32) -> Result<Option<i64>> {
+pub fn query_offset(
+    c: &mut AdminClient,
+    group: &str,
+    topic: &str,
+    queue_id: i32,
+) -> Result<Option<i64>> {
     let hdr = QueryConsumerOffsetRequestHeader {
         consumer_group: group.into(),
         topic: topic.into(),
@@ -742,7 +770,9 @@ impl FollowingProducer {
         if let Some(m) = route_master(&self.namesrv, &self.topic, &self.group)? {
             return Ok(Some(m));
         }
-        Ok(registered_brokers(&self.namesrv, &self.group)?.get(&0).cloned())
+        Ok(registered_brokers(&self.namesrv, &self.group)?
+            .get(&0)
+            .cloned())
     }
 
     /// One attempt (no retry): connect to the current master if needed, send once.
@@ -788,6 +818,37 @@ impl FollowingProducer {
                 self.conn = None;
                 Sent::Failed(format!("{addr}: {e}"))
             }
+        }
+    }
+}
+
+impl FollowingProducer {
+    /// Send `key` until acknowledged (re-resolving the master after each failure) or
+    /// `timeout_ms` passes; returns the acknowledgement and the failed attempts before it.
+    pub fn send_until_acked(
+        &mut self,
+        queue_id: i32,
+        key: &str,
+        timeout_ms: u64,
+    ) -> Result<(Sent, Vec<String>)> {
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        let mut failures = Vec::new();
+        loop {
+            match self.send(queue_id, key) {
+                a @ Sent::Acked { .. } => return Ok((a, failures)),
+                Sent::Failed(e) => {
+                    if failures.len() < 100 {
+                        failures.push(e);
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Timeout {
+                    what: format!("an acknowledgement of {key}; failures: {failures:?}"),
+                    timeout_ms,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(PRODUCER_RETRY_PAUSE_MS));
         }
     }
 }
@@ -845,9 +906,9 @@ pub fn verify_all(
     for (key, pos) in acked {
         match seen.get(key) {
             None => v.lost.push(key.clone()),
-            Some(at) if !at.contains(pos) => {
-                v.moved.push(format!("{key}: acked at {pos:?}, stored at {at:?}"))
-            }
+            Some(at) if !at.contains(pos) => v
+                .moved
+                .push(format!("{key}: acked at {pos:?}, stored at {at:?}")),
             Some(_) => {}
         }
     }
@@ -899,8 +960,8 @@ impl BackgroundProducer {
             let mut seq: u64 = 0;
             while seq < PRODUCER_MAX_MESSAGES && !stop2.load(Ordering::Relaxed) {
                 let key = format!("{prefix}-{seq:08}");
-                let queue_id = i32::try_from(seq % u64::try_from(queues.max(1)).unwrap_or(1))
-                    .unwrap_or(0);
+                let queue_id =
+                    i32::try_from(seq % u64::try_from(queues.max(1)).unwrap_or(1)).unwrap_or(0);
                 match p.send(queue_id, &key) {
                     Sent::Acked {
                         addr,

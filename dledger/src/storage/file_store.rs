@@ -175,6 +175,8 @@ pub struct FileStore {
 
 struct Inner {
     cfg: FileStoreConfig,
+    /// Fault injection for fail-stop tests: the next sync fails as if fsync returned EIO.
+    fail_next_sync: std::sync::atomic::AtomicBool,
     state: RwLock<State>,
     writer: std::sync::Mutex<Pending>,
 }
@@ -255,6 +257,20 @@ impl FileStore {
             }));
         }
 
+        // Segments wholly before the start point are left over by a crash between writing
+        // `store.meta` and deleting them (retention or snapshot reset): delete them now, so
+        // the segment list stays contiguous up to where the log continues.
+        let stale = segments
+            .iter()
+            .take_while(|x: &&Arc<Segment>| x.base_pos + seg_size <= start_pos)
+            .count();
+        if stale > 0 {
+            for x in segments.drain(..stale) {
+                fs::remove_file(&x.path).map_err(|e| StorageError::io(&x.path, e))?;
+            }
+            sync_dir(&cfg.dir)?;
+        }
+
         let mut store_state = State {
             first_index,
             prev_term,
@@ -272,6 +288,7 @@ impl FileStore {
         store_state.cache_first = next_index;
         let inner = Inner {
             cfg,
+            fail_next_sync: std::sync::atomic::AtomicBool::new(false),
             state: RwLock::new(store_state),
             writer: std::sync::Mutex::new(Pending {
                 slots: Vec::new(),
@@ -590,15 +607,29 @@ impl FileStore {
             return Err(StorageError::Poisoned);
         }
         let dirty = std::mem::take(&mut w.dirty);
+        if self
+            .inner
+            .fail_next_sync
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
         {
+            w.poisoned = true;
+            return Err(StorageError::fsync(
+                &self.inner.cfg.dir,
+                std::io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
+        // fsync without holding the state lock (readers and `compact` must not wait on it).
+        let to_sync: Vec<Arc<Segment>> = {
             let s = self.read_state();
-            for base in &dirty {
-                if let Some(seg) = find_segment(&s, *base) {
-                    if let Err(e) = seg.file.sync_data() {
-                        w.poisoned = true;
-                        return Err(StorageError::fsync(&seg.path, e));
-                    }
-                }
+            dirty
+                .iter()
+                .filter_map(|b| find_segment(&s, *b).cloned())
+                .collect()
+        };
+        for seg in &to_sync {
+            if let Err(e) = seg.file.sync_data() {
+                w.poisoned = true;
+                return Err(StorageError::fsync(&seg.path, e));
             }
         }
         if w.dir_dirty {
@@ -851,6 +882,14 @@ impl FileStore {
         let s = self.read_state();
         let k = s.index.partition_point(|x| x.pos < pos);
         (k < s.index.len()).then_some(s.first_index + k as u64)
+    }
+
+    /// Testing aid: make the next `sync_and_publish` fail like an fsync returning EIO.
+    #[doc(hidden)]
+    pub fn inject_fsync_failure(&self) {
+        self.inner
+            .fail_next_sync
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Number of segment files currently in use.

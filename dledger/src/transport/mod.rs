@@ -22,6 +22,8 @@ use crate::core::{Message, NodeId};
 const HANDSHAKE_MAGIC: u32 = 0x444c_4752; // "DLGR"
 const PROTOCOL_VERSION: u8 = 1;
 const MAX_GROUP_NAME_BYTES: usize = 256;
+/// Inbound connections served at once (peers reconnect; stale ones end on EOF).
+const MAX_INBOUND_CONNS: usize = 64;
 /// Bytes gathered into one socket write before flushing.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
@@ -261,7 +263,15 @@ async fn accept_task(
     loop {
         tokio::select! {
             acc = listener.accept() => {
-                let Ok((stream, _)) = acc else { continue };
+                let Ok((stream, _)) = acc else {
+                    // e.g. out of file descriptors: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(cfg.reconnect_min_ms.max(1))).await;
+                    continue;
+                };
+                if conns.len() >= MAX_INBOUND_CONNS {
+                    tracing::warn!("too many inbound connections; refusing one");
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 conns.spawn(conn_task(
                     Arc::clone(&cfg),

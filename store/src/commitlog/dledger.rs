@@ -475,7 +475,7 @@ impl DLedgerCommitLog {
     }
 
     /// Assigned queue offsets may have a hole or be stale: stop puts until they are rebuilt.
-    fn request_resync(&self) {
+    pub(crate) fn request_resync(&self) {
         self.resync_needed.store(true, Ordering::Release);
         if self.writable_term.swap(0, Ordering::AcqRel) != 0 {
             self.role_tx.send_modify(|r| r.writable = false);
@@ -887,7 +887,17 @@ impl DLedgerCommitLog {
             }
         }
         if let Some(rt) = rt {
-            rt.shutdown_background();
+            // Wait for the workers to drop every task (sockets closed, so the ports can be
+            // bound again), from a fresh thread: the caller may be inside some runtime.
+            let t = std::thread::Builder::new()
+                .name("dledger-rt-stop".into())
+                .spawn(move || rt.shutdown_timeout(Duration::from_millis(STOP_TIMEOUT_MS)));
+            match t {
+                Ok(t) => {
+                    let _ = t.join();
+                }
+                Err(e) => tracing::warn!(error = %e, "could not wait for the dledger runtime"),
+            }
         }
         self.committed.notify();
         self.idle.notify_waiters();

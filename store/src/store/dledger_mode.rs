@@ -73,26 +73,34 @@ impl MessageStore {
     }
 }
 
-/// Follows the node's role. Every change makes the store non-writable first; a leader whose
-/// term NOOP committed becomes writable once (1) no put of an earlier term is still between
-/// its hook and its outcome, (2) the dispatcher reached the committed end (NOOP included),
-/// (3) the queue-offset table was rebuilt from the consume queues. A resync request (a put
-/// failed after its queue offsets were assigned) repeats (1)–(3) in the same term.
+/// Follows the node's role. A change of role or term makes the store non-writable first; a
+/// leader whose term NOOP committed becomes writable once (1) no put of an earlier term is
+/// still between its hook and its outcome, (2) the dispatcher reached the committed end (NOOP
+/// included), (3) the queue-offset table was rebuilt from the consume queues. A resync
+/// request (a put failed after its queue offsets were assigned) repeats (1)–(3) in the same
+/// term. (dledger's `ready_for_writes` may flap within a term while commits are applied;
+/// only role/term changes count.)
 async fn role_loop(
     core: Weak<StoreCore>,
     log: Weak<DLedgerCommitLog>,
     mut rx: watch::Receiver<RoleState>,
 ) {
+    let mut writable_in: Option<u64> = None;
     loop {
         let rs = *rx.borrow_and_update();
         {
             let Some(l) = log.upgrade() else { return };
-            l.set_not_writable(&rs);
-            let _ = l.take_resync();
+            let resync = l.take_resync();
+            let keep = rs.role == Role::Leader && writable_in == Some(rs.term) && !resync;
+            if !keep {
+                writable_in = None;
+                l.set_not_writable(&rs);
+            }
         }
-        if rs.role == Role::Leader && rs.ready_for_writes {
+        if writable_in.is_none() && rs.role == Role::Leader && rs.ready_for_writes {
             match become_writable(&core, &log, &mut rx, &rs).await {
-                Catchup::Done | Catchup::RoleChanged => {}
+                Catchup::Done => writable_in = Some(rs.term),
+                Catchup::RoleChanged => {}
                 Catchup::Stopped => return,
             }
         }
@@ -113,6 +121,12 @@ enum Catchup {
     Stopped,
 }
 
+/// The node left the leadership of `rs.term`.
+fn moved(rx: &watch::Receiver<RoleState>, rs: &RoleState) -> bool {
+    let cur = *rx.borrow();
+    cur.role != Role::Leader || cur.term != rs.term
+}
+
 async fn become_writable(
     core: &Weak<StoreCore>,
     log: &Weak<DLedgerCommitLog>,
@@ -124,9 +138,20 @@ async fn become_writable(
         let Some(l) = log.upgrade() else {
             return Catchup::Stopped;
         };
-        tokio::select! {
-            _ = l.wait_idle() => {}
-            r = rx.changed() => return if r.is_err() { Catchup::Stopped } else { Catchup::RoleChanged },
+        let idle = l.wait_idle();
+        tokio::pin!(idle);
+        loop {
+            tokio::select! {
+                _ = &mut idle => break,
+                r = rx.changed() => {
+                    if r.is_err() {
+                        return Catchup::Stopped;
+                    }
+                    if moved(rx, rs) {
+                        return Catchup::RoleChanged;
+                    }
+                }
+            }
         }
     }
     // (2) dispatcher at the committed end (which includes this term's NOOP).
@@ -135,7 +160,7 @@ async fn become_writable(
         None => return Catchup::Stopped,
     };
     loop {
-        if rx.has_changed().unwrap_or(true) {
+        if moved(rx, rs) {
             return Catchup::RoleChanged;
         }
         let Some(c) = core.upgrade() else {
@@ -163,9 +188,10 @@ async fn become_writable(
     let Some(l) = log.upgrade() else {
         return Catchup::Stopped;
     };
-    if rx.has_changed().unwrap_or(true) || l.take_resync() {
-        // Another round: the loop re-evaluates (a resync sets not-writable again).
+    if moved(rx, rs) || l.take_resync() {
+        // Another round: the loop re-evaluates.
         l.set_not_writable(rs);
+        l.request_resync();
         return Catchup::RoleChanged;
     }
     l.set_writable(rs);

@@ -1,0 +1,379 @@
+//! Three DLedger-mode MessageStores in one process on 127.0.0.1: election, replicated puts
+//! with identical queues on every replica, NotLeader on followers, metadata in log order,
+//! failover with dense queue offsets, restart and catch-up.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use store::{
+    AcceptAllFilter, DLedgerStoreConfig, FlushDiskType, MessageStore, MetadataKind,
+    MetadataListener, StoreError, StoreRole,
+};
+use tokio::sync::{mpsc, watch};
+
+const N: usize = 3;
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Cluster {
+    dirs: Vec<tempfile::TempDir>,
+    peers: String,
+    stores: Vec<Option<Arc<MessageStore>>>,
+    meta: Vec<Arc<Mutex<Vec<(MetadataKind, Vec<u8>, u64)>>>>,
+    meta_count: Vec<watch::Sender<usize>>,
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    // Hold all listeners at once so the ports are distinct.
+    let ls: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+fn listener(
+    log: Arc<Mutex<Vec<(MetadataKind, Vec<u8>, u64)>>>,
+    count: watch::Sender<usize>,
+) -> MetadataListener {
+    Arc::new(move |k, p, i| {
+        let mut g = log.lock().unwrap();
+        g.push((k, p.to_vec(), i));
+        count.send_replace(g.len());
+    })
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let ports = free_ports(N);
+        let peers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        let mut c = Cluster {
+            dirs: (0..N).map(|_| tempfile::tempdir().unwrap()).collect(),
+            peers,
+            stores: (0..N).map(|_| None).collect(),
+            meta: (0..N).map(|_| Arc::new(Mutex::new(Vec::new()))).collect(),
+            meta_count: (0..N).map(|_| watch::channel(0).0).collect(),
+        };
+        let mut hs = Vec::new();
+        for i in 0..N {
+            hs.push(c.open_task(i));
+        }
+        for (i, h) in hs.into_iter().enumerate() {
+            c.stores[i] = Some(h.await.unwrap());
+        }
+        c
+    }
+
+    fn open_task(&mut self, i: usize) -> tokio::task::JoinHandle<Arc<MessageStore>> {
+        // A restarted replica starts a fresh metadata history (the listener sees it all again).
+        self.meta[i].lock().unwrap().clear();
+        self.meta_count[i].send_replace(0);
+        let cfg = common::config(self.dirs[i].path(), FlushDiskType::SyncFlush);
+        let mut dl = DLedgerStoreConfig::new("g1", &self.peers, &format!("n{i}"));
+        dl.metadata_listener = Some(listener(
+            Arc::clone(&self.meta[i]),
+            self.meta_count[i].clone(),
+        ));
+        tokio::task::spawn_blocking(move || MessageStore::open_dledger(cfg, dl).unwrap())
+    }
+
+    async fn restart(&mut self, i: usize) {
+        assert!(self.stores[i].is_none());
+        let s = self.open_task(i).await.unwrap();
+        self.stores[i] = Some(s);
+    }
+
+    fn store(&self, i: usize) -> &Arc<MessageStore> {
+        self.stores[i].as_ref().unwrap()
+    }
+
+    fn alive(&self) -> Vec<usize> {
+        (0..N).filter(|i| self.stores[*i].is_some()).collect()
+    }
+
+    /// Waits for a replica to become writable (event-driven over the role watches).
+    async fn writable(&self) -> usize {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut tasks = Vec::new();
+        for i in self.alive() {
+            let mut w = self.store(i).role();
+            let tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    if w.borrow_and_update().writable {
+                        let _ = tx.send(i);
+                        return;
+                    }
+                    if w.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        let r = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("no replica became writable")
+            .unwrap();
+        for t in tasks {
+            t.abort();
+        }
+        r
+    }
+
+    /// Halts (crash-like stop) replica `i`.
+    async fn halt(&mut self, i: usize) {
+        let s = self.stores[i].take().unwrap();
+        tokio::task::spawn_blocking(move || s.halt()).await.unwrap();
+    }
+
+    /// Waits until every live replica dispatched up to `end`.
+    async fn dispatched_everywhere(&self, end: i64) {
+        for i in self.alive() {
+            let s = Arc::clone(self.store(i));
+            let ok = tokio::task::spawn_blocking(move || s.wait_dispatched(end, WAIT))
+                .await
+                .unwrap();
+            assert!(ok, "replica {i} did not dispatch up to {end}");
+        }
+    }
+
+    async fn shutdown(mut self) {
+        for i in self.alive() {
+            let s = self.stores[i].take().unwrap();
+            tokio::task::spawn_blocking(move || s.shutdown()).await.unwrap();
+        }
+    }
+}
+
+type QueueView = Vec<(i64, i64, Bytes)>;
+
+/// (queue offset, phys offset, record bytes) of every message of a queue.
+fn queue_view(s: &MessageStore, topic: &str, q: i32) -> QueueView {
+    let mut out = Vec::new();
+    let mut off = 0;
+    for _ in 0..1000 {
+        let r = s.get_message(topic, q, off, 32, 1 << 20, &AcceptAllFilter);
+        if r.messages.is_empty() {
+            break;
+        }
+        for (b, qo) in r.messages.iter().zip(&r.message_queue_offsets) {
+            let m = common::decode(b);
+            assert_eq!(m.queue_offset, *qo);
+            out.push((*qo, m.commit_log_offset, b.clone()));
+        }
+        off = r.next_begin_offset;
+    }
+    out
+}
+
+fn assert_dense(v: &QueueView, n: usize) {
+    assert_eq!(v.len(), n, "queue size");
+    for (k, (qo, _, _)) in v.iter().enumerate() {
+        assert_eq!(*qo, k as i64, "dense queue offsets");
+    }
+}
+
+async fn put(s: &MessageStore, q: i32, body: &str) -> Result<store::PutMessageResult, StoreError> {
+    s.put_message(common::msg("TopicA", q, body.as_bytes(), "KEYS\u{1}k\u{2}"))
+        .await
+}
+
+fn leader_end(s: &MessageStore) -> i64 {
+    s.commit_log_max_offset()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_puts_identical_everywhere_and_followers_refuse() {
+    let c = Cluster::start().await;
+    let l = c.writable().await;
+    let leader = c.store(l);
+    assert!(leader.is_writable());
+    let role: StoreRole = leader.role().borrow().clone();
+    assert!(role.is_leader && role.writable);
+    assert_eq!(role.leader_id.as_deref(), Some(format!("n{l}").as_str()));
+    assert_eq!(role.self_index, l);
+
+    let mut acked = Vec::new();
+    for k in 0..20 {
+        let r = put(leader, k % 2, &format!("m{k}")).await.unwrap();
+        acked.push((k % 2, r));
+    }
+    // One batch = one entry; consecutive queue offsets, phys = entry pos + 48 + offset.
+    let batch: Vec<_> = (0..5)
+        .map(|k| common::msg("TopicA", 1, format!("b{k}").as_bytes(), ""))
+        .collect();
+    let br = leader.put_messages(batch).await.unwrap();
+    assert_eq!(br.queue_offset, 10);
+    let ids: Vec<&str> = br.msg_id.split(',').collect();
+    assert_eq!(ids.len(), 5);
+
+    // Acknowledged queue offsets are what consumers see.
+    for (q, r) in &acked {
+        let v = leader.get_message("TopicA", *q, r.queue_offset, 1, 1 << 20, &AcceptAllFilter);
+        assert_eq!(v.message_queue_offsets, vec![r.queue_offset]);
+        let m = common::decode(&v.messages[0]);
+        assert_eq!(m.commit_log_offset, r.phys_offset);
+        assert_eq!(leader.look_message_by_offset(r.phys_offset).unwrap(), v.messages[0]);
+    }
+
+    c.dispatched_everywhere(leader_end(leader)).await;
+    let base0 = queue_view(leader, "TopicA", 0);
+    let base1 = queue_view(leader, "TopicA", 1);
+    assert_dense(&base0, 10);
+    assert_dense(&base1, 15);
+    // Batch records are contiguous inside one entry.
+    let b: Vec<i64> = base1[10..].iter().map(|(_, p, _)| *p).collect();
+    for w in b.windows(2) {
+        assert!(w[1] > w[0]);
+    }
+    for i in 0..N {
+        let s = c.store(i);
+        assert_eq!(queue_view(s, "TopicA", 0), base0, "replica {i} queue 0");
+        assert_eq!(queue_view(s, "TopicA", 1), base1, "replica {i} queue 1");
+        // The index is built on every replica too.
+        assert_eq!(s.query_message("TopicA", "k", 64, 0, i64::MAX).messages.len(), 20);
+        if i != l {
+            assert!(!s.is_writable());
+            match put(s, 0, "x").await {
+                Err(StoreError::NotLeader { leader }) => {
+                    assert_eq!(leader.as_deref(), Some(format!("n{l}").as_str()))
+                }
+                other => panic!("follower put: {other:?}"),
+            }
+            assert!(matches!(
+                s.append_metadata(MetadataKind::TopicConfig, Bytes::from_static(b"t"))
+                    .await,
+                Err(StoreError::NotLeader { .. })
+            ));
+        }
+    }
+    let st = leader.dledger_status().await.unwrap();
+    assert_eq!(st.peers.len(), N - 1);
+    c.shutdown().await;
+}
+
+async fn wait_meta(c: &Cluster, i: usize, n: usize) {
+    let mut w = c.meta_count[i].subscribe();
+    tokio::time::timeout(WAIT, w.wait_for(|v| *v >= n))
+        .await
+        .unwrap_or_else(|_| panic!("replica {i} did not apply {n} metadata entries"))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_applied_in_log_order_on_every_replica_and_replayed_on_restart() {
+    let mut c = Cluster::start().await;
+    let l = c.writable().await;
+    let leader = Arc::clone(c.store(l));
+    let kinds = [
+        MetadataKind::TopicConfig,
+        MetadataKind::SubscriptionGroup,
+        MetadataKind::ConsumerOffsets,
+        MetadataKind::DelayOffsets,
+        MetadataKind::Custom(42),
+    ];
+    for k in 0..10usize {
+        let payload = Bytes::from(format!("meta-{k}"));
+        leader
+            .append_metadata(kinds[k % kinds.len()], payload)
+            .await
+            .unwrap();
+        // Interleaved messages are dispatched normally.
+        put(&leader, 0, &format!("m{k}")).await.unwrap();
+    }
+    for i in 0..N {
+        wait_meta(&c, i, 10).await;
+    }
+    let expect = c.meta[l].lock().unwrap().clone();
+    assert_eq!(expect.len(), 10);
+    for (k, (kind, p, _)) in expect.iter().enumerate() {
+        assert_eq!(*kind, kinds[k % kinds.len()]);
+        assert_eq!(p, format!("meta-{k}").as_bytes());
+    }
+    assert!(expect.windows(2).all(|w| w[0].2 < w[1].2), "log order");
+    for i in 0..N {
+        assert_eq!(*c.meta[i].lock().unwrap(), expect, "replica {i}");
+    }
+    // A restarted follower replays the same history (its dispatch checkpoint is past it).
+    let f = (l + 1) % N;
+    c.dispatched_everywhere(leader_end(&leader)).await;
+    let s = c.stores[f].take().unwrap();
+    tokio::task::spawn_blocking(move || s.shutdown()).await.unwrap();
+    c.restart(f).await;
+    wait_meta(&c, f, 10).await;
+    assert_eq!(*c.meta[f].lock().unwrap(), expect);
+    // A listener registered late gets the history too.
+    let late = Arc::new(Mutex::new(Vec::new()));
+    let (tx, _rx) = watch::channel(0);
+    leader.set_metadata_listener(listener(Arc::clone(&late), tx));
+    assert_eq!(*late.lock().unwrap(), expect);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_keeps_acknowledged_messages_and_dense_offsets_then_restart_catches_up() {
+    let mut c = Cluster::start().await;
+    let l1 = c.writable().await;
+    let mut bodies = Vec::new();
+    for k in 0..15 {
+        let b = format!("before-{k}");
+        let r = put(c.store(l1), 0, &b).await.unwrap();
+        assert_eq!(r.queue_offset, k as i64);
+        bodies.push(b);
+    }
+    c.halt(l1).await;
+
+    let l2 = c.writable().await;
+    assert_ne!(l2, l1);
+    for k in 0..15 {
+        let b = format!("after-{k}");
+        let r = put(c.store(l2), 0, &b).await.unwrap();
+        // Dense across the leader change: every acknowledged message kept its offset.
+        assert_eq!(r.queue_offset, 15 + k as i64);
+        bodies.push(b);
+    }
+    let end = leader_end(c.store(l2));
+    c.dispatched_everywhere(end).await;
+    let view = queue_view(c.store(l2), "TopicA", 0);
+    assert_dense(&view, 30);
+    for ((_, _, rec), b) in view.iter().zip(&bodies) {
+        assert_eq!(common::decode(rec).body.as_ref(), b.as_bytes());
+    }
+    for i in c.alive() {
+        assert_eq!(queue_view(c.store(i), "TopicA", 0), view, "replica {i}");
+    }
+
+    // The old leader comes back as a follower, catches up and serves identical queues.
+    c.restart(l1).await;
+    c.dispatched_everywhere(end).await;
+    assert_eq!(queue_view(c.store(l1), "TopicA", 0), view);
+    assert!(!c.store(l1).is_writable() || c.writable().await == l1);
+
+    // Leadership transfer: the target becomes writable and continues the offsets.
+    let cur = c.writable().await;
+    let target = (cur + 1) % N;
+    c.store(cur)
+        .transfer_leadership(Some(&format!("n{target}")))
+        .await
+        .unwrap();
+    let mut w = c.store(target).role();
+    tokio::time::timeout(WAIT, w.wait_for(|r| r.writable))
+        .await
+        .expect("transfer target did not become writable")
+        .unwrap();
+    let r = put(c.store(target), 0, "after-transfer").await.unwrap();
+    assert_eq!(r.queue_offset, 30);
+    c.shutdown().await;
+}
+
+#[allow(dead_code)]
+fn _paths(_: &Path) -> PathBuf {
+    PathBuf::new()
+}
