@@ -96,7 +96,12 @@ impl ConsumerOffsetManager {
         if !table.contains_key(&k) && table.len() >= TOPIC_GROUPS_MAX {
             return Err(OffsetError::TableFull);
         }
-        if let Some(d) = self.dirty.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Some(d) = self
+            .dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
             d.record_set(&k, queue_id, offset);
         }
         let queues = table.entry(k).or_default();
@@ -126,7 +131,12 @@ impl ConsumerOffsetManager {
 
     /// Put back changes whose proposal failed (newer changes win).
     pub fn restore_changes(&self, older: OffsetDelta) {
-        if let Some(d) = self.dirty.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Some(d) = self
+            .dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
             d.merge_older(older);
         }
     }

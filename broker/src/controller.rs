@@ -19,9 +19,9 @@ use crate::config::{BrokerConfig, ConfigError, FlushDiskType};
 use crate::consumer_offset::ConsumerOffsetManager;
 use crate::context::{BrokerContext, RegisterTrigger};
 use crate::group::{Peers, Role};
-use crate::replication::{self, Appliers, GroupMode};
 use crate::lock_manager::RebalanceLockManager;
 use crate::processor;
+use crate::replication::{self, Appliers, GroupMode};
 use crate::subscription_group::SubscriptionGroupManager;
 use crate::topic_config::{now_ms, perm, TopicConfigManager};
 
@@ -235,6 +235,7 @@ impl Broker {
             .await??
         };
         let schedule = Arc::new(crate::schedule::ScheduleMessageService::new());
+        let lock_manager = Arc::new(RebalanceLockManager::default());
         let (role_tx, role_rx) = tokio::sync::watch::channel(Role::single(&config));
         let (store, group) = if config.enable_dleger_commit_log {
             let peers = Peers::from_config(&config)?;
@@ -247,6 +248,7 @@ impl Broker {
                     groups: subscription_groups.clone(),
                     offsets: consumer_offsets.clone(),
                     schedule: schedule.clone(),
+                    locks: lock_manager.clone(),
                 },
                 tokio::runtime::Handle::current(),
             ));
@@ -257,7 +259,10 @@ impl Broker {
             (store, Some(gm))
         } else {
             let sc = store_config(&config, listen_addr);
-            (blocking(move || store::MessageStore::open(sc)).await??, None)
+            (
+                blocking(move || store::MessageStore::open(sc)).await??,
+                None,
+            )
         };
 
         let shutdown = Shutdown::new();
@@ -269,7 +274,7 @@ impl Broker {
             consumer_offsets,
             consumer_manager: Arc::new(ConsumerManager::new()),
             producer_manager: Arc::new(ProducerManager::new()),
-            lock_manager: Arc::new(RebalanceLockManager::default()),
+            lock_manager,
             pull_hold: Arc::new(crate::long_polling::PullRequestHoldService::new()),
             schedule,
             register: Arc::new(RegisterTrigger::default()),

@@ -194,6 +194,7 @@ pub enum MetaKind {
     SubscriptionGroups = 2,
     ConsumerOffsets = 3,
     DelayOffsets = 4,
+    Locks = 5,
 }
 
 impl MetaKind {
@@ -203,6 +204,7 @@ impl MetaKind {
             2 => MetaKind::SubscriptionGroups,
             3 => MetaKind::ConsumerOffsets,
             4 => MetaKind::DelayOffsets,
+            5 => MetaKind::Locks,
             _ => return None,
         })
     }
@@ -244,6 +246,31 @@ impl OffsetDelta {
         if !self.removed.iter().any(|k| k == key) {
             self.removed.push(key.to_string());
         }
+    }
+
+    /// Split into deltas of about `max_bytes` of JSON each, applied in order: the first
+    /// keeps `full` and the removals, so a big table never exceeds the entry size limit.
+    pub fn split(self, max_bytes: usize) -> Vec<OffsetDelta> {
+        // Rough JSON size: key + quotes/braces, ~24 bytes per queue entry.
+        let cost = |k: &str, q: &BTreeMap<i32, i64>| k.len() + 8 + q.len() * 24;
+        let mut out = vec![OffsetDelta {
+            full: self.full,
+            set: BTreeMap::new(),
+            removed: self.removed,
+        }];
+        let mut size: usize = out[0].removed.iter().map(|k| k.len() + 3).sum();
+        for (k, q) in self.set {
+            let c = cost(&k, &q);
+            if size + c > max_bytes && !out.last().is_some_and(OffsetDelta::is_empty) {
+                out.push(OffsetDelta::default());
+                size = 0;
+            }
+            size += c;
+            if let Some(last) = out.last_mut() {
+                last.set.insert(k, q);
+            }
+        }
+        out
     }
 
     /// Put an older, unsent delta back in front of this one (a failed proposal): newer
@@ -355,7 +382,11 @@ mod tests {
         assert_eq!(p.self_index, 1);
         assert_eq!(p.peers.len(), 3);
         assert_eq!(p.broker_addr_of("n0"), Some("127.0.0.1:30911"));
-        assert_eq!(p.broker_addr_of("n1"), Some("127.0.0.1:30921"), "own address");
+        assert_eq!(
+            p.broker_addr_of("n1"),
+            Some("127.0.0.1:30921"),
+            "own address"
+        );
         assert_eq!(p.peers[2].dledger_addr, "127.0.0.1:40913");
 
         let mut c = cfg();
@@ -364,7 +395,10 @@ mod tests {
         assert!(e.contains("dLegerSelfId"), "{e}");
         let mut c = cfg();
         c.dleger_peers = Some("n0-127.0.0.1:1;n0-127.0.0.1:2".into());
-        assert!(Peers::from_config(&c).unwrap_err().to_string().contains("twice"));
+        assert!(Peers::from_config(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
         let mut c = cfg();
         c.dleger_peer_broker_addrs = Some("n9-127.0.0.1:1".into());
         assert!(Peers::from_config(&c)
@@ -373,6 +407,35 @@ mod tests {
             .contains("dLegerPeerBrokerAddrs"));
         assert!(parse_id_addr_list("n0127.0.0.1:1").is_err());
         assert!(c.validate().is_err(), "validate checks the peers too");
+    }
+
+    #[test]
+    fn shipped_group_confs_are_one_ready_group() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/dledger");
+        let mut ports = Vec::new();
+        let mut roots = Vec::new();
+        for i in 0..3 {
+            let path = dir.join(format!("broker-n{i}.conf"));
+            let loaded = BrokerConfig::load(Some(&path), &[]).unwrap();
+            assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+            let c = loaded.config;
+            c.validate().unwrap();
+            assert!(c.enable_dleger_commit_log);
+            assert_eq!(c.broker_name, "broker-a");
+            let p = Peers::from_config(&c).unwrap();
+            assert_eq!(p.self_index, i);
+            assert_eq!(p.broker_addr_of(&p.self_id), Some(c.broker_addr().as_str()));
+            assert!(p.peers.iter().all(|peer| peer.broker_addr.is_some()));
+            ports.push(c.listen_port);
+            roots.push(c.store_path_root_dir);
+        }
+        ports.dedup();
+        roots.dedup();
+        assert_eq!(
+            (ports.len(), roots.len()),
+            (3, 3),
+            "distinct ports and data dirs"
+        );
     }
 
     #[test]
@@ -425,5 +488,22 @@ mod tests {
         assert_eq!(newer.set["T@G"], BTreeMap::from([(0, 9), (1, 2)]));
         assert_eq!(newer.set["T@H"], BTreeMap::from([(0, 1)]));
         assert_eq!(newer.removed, vec!["T@H".to_string()]);
+
+        let mut big = OffsetDelta {
+            full: true,
+            ..OffsetDelta::default()
+        };
+        for i in 0..100 {
+            big.record_set(&format!("Topic{i}@Group"), 0, i);
+        }
+        let parts = big.clone().split(500);
+        assert!(parts.len() > 5, "{}", parts.len());
+        assert!(parts[0].full && !parts[1].full);
+        let n: usize = parts.iter().map(|p| p.set.len()).sum();
+        assert_eq!(n, 100);
+        for p in &parts {
+            assert!(serde_json::to_vec(p).unwrap().len() < 1000);
+        }
+        assert_eq!(big.clone().split(usize::MAX), vec![big]);
     }
 }

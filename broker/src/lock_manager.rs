@@ -6,7 +6,10 @@
 //! memory only, like Java's.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
 
 use crate::body::MessageQueue;
 use crate::topic_config::now_ms;
@@ -34,6 +37,18 @@ pub struct RebalanceLockManager {
     max_live_ms: i64,
     /// group → queue → holder. One mutex: lock calls are rare (every 20 s per client).
     table: Mutex<HashMap<String, HashMap<MessageQueue, LockEntry>>>,
+    /// Bumped when a holder changes (grant, take-over, release), not on renewals: group
+    /// mode replicates the holder table when it changes.
+    version: AtomicU64,
+}
+
+/// One held lock, as replicated in group mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldLock {
+    pub group: String,
+    pub mq: MessageQueue,
+    pub client_id: String,
 }
 
 impl Default for RebalanceLockManager {
@@ -48,6 +63,7 @@ impl RebalanceLockManager {
         RebalanceLockManager {
             max_live_ms,
             table: Mutex::new(HashMap::new()),
+            version: AtomicU64::new(0),
         }
     }
 
@@ -86,6 +102,7 @@ impl RebalanceLockManager {
                     tracing::info!(group, ?mq, old = %e.client_id, new = client_id, "expired queue lock taken over");
                     e.client_id = client_id.to_string();
                     e.last_update_ms = now_ms;
+                    self.version.fetch_add(1, Ordering::Relaxed);
                     ok.push(mq.clone());
                 }
                 Some(_) => {}
@@ -100,6 +117,7 @@ impl RebalanceLockManager {
                             last_update_ms: now_ms,
                         },
                     );
+                    self.version.fetch_add(1, Ordering::Relaxed);
                     ok.push(mq.clone());
                 }
             }
@@ -116,6 +134,7 @@ impl RebalanceLockManager {
         for mq in mqs {
             if locks.get(mq).is_some_and(|e| e.client_id == client_id) {
                 locks.remove(mq);
+                self.version.fetch_add(1, Ordering::Relaxed);
             }
         }
         if locks.is_empty() {
@@ -137,7 +156,65 @@ impl RebalanceLockManager {
         if locks.is_empty() {
             table.remove(group);
         }
+        if released > 0 {
+            self.version.fetch_add(1, Ordering::Relaxed);
+        }
         released
+    }
+
+    /// Bumped whenever a holder changes (group-mode replication compares it).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
+    }
+
+    /// Every live lock (group mode: replicated so holders keep their queues on failover).
+    pub fn snapshot(&self) -> Vec<HeldLock> {
+        let now = now_ms();
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for (group, locks) in table.iter() {
+            for (mq, e) in locks {
+                if !e.is_expired(now, self.max_live_ms) {
+                    out.push(HeldLock {
+                        group: group.clone(),
+                        mq: mq.clone(),
+                        client_id: e.client_id.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Group mode, on every replica: the holders committed through the metadata log,
+    /// stamped `now_ms` (a lock lives a full lifetime after it was replicated).
+    pub fn replace_from_replica(&self, held: Vec<HeldLock>, now_ms: i64) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.clear();
+        for h in held {
+            if !table.contains_key(&h.group) && table.len() >= LOCK_GROUPS_MAX {
+                continue;
+            }
+            let locks = table.entry(h.group).or_default();
+            if locks.len() < LOCKS_PER_GROUP_MAX {
+                locks.insert(
+                    h.mq,
+                    LockEntry {
+                        client_id: h.client_id,
+                        last_update_ms: now_ms,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A new master restarts every lock's lifetime: holders had no master to renew with
+    /// during the failover.
+    pub fn refresh_all(&self, now_ms: i64) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        for e in table.values_mut().flat_map(|l| l.values_mut()) {
+            e.last_update_ms = now_ms;
+        }
     }
 
     /// Whether `client_id` holds a live lock on `mq` (pull of orderly consumers).
@@ -206,5 +283,26 @@ mod tests {
             m.try_lock_batch_at("G", &[mq(0)], "c2", t0 + 50_002),
             vec![mq(0)]
         );
+    }
+
+    #[test]
+    fn replicated_locks_keep_their_holders() {
+        let leader = RebalanceLockManager::new(60_000);
+        let v0 = leader.version();
+        leader.try_lock_batch("G", &[mq(0), mq(1)], "c1");
+        assert!(leader.version() > v0);
+        let v1 = leader.version();
+        leader.try_lock_batch("G", &[mq(0)], "c1");
+        assert_eq!(leader.version(), v1, "a renewal is no holder change");
+
+        let follower = RebalanceLockManager::new(60_000);
+        let t = now_ms();
+        follower.replace_from_replica(leader.snapshot(), t);
+        assert!(follower.is_locked_by_at("G", &mq(1), "c1", t + 59_000));
+        assert!(follower
+            .try_lock_batch_at("G", &[mq(1)], "c2", t + 1)
+            .is_empty());
+        follower.refresh_all(t + 50_000);
+        assert!(follower.is_locked_by_at("G", &mq(1), "c1", t + 100_000));
     }
 }

@@ -17,9 +17,14 @@ use tokio::sync::watch;
 use crate::consumer_offset::ConsumerOffsetManager;
 use crate::context::BrokerContext;
 use crate::group::{MetaEntry, MetaKind, OffsetDelta, Peers, Role};
+use crate::lock_manager::{HeldLock, RebalanceLockManager};
 use crate::schedule::{decode_delay_offsets, ScheduleMessageService};
 use crate::subscription_group::{SubscriptionGroupManager, SubscriptionGroupWrapper};
 use crate::topic_config::{DataVersion, TopicConfigManager, TopicConfigSerializeWrapper};
+
+/// Target JSON size of one consumer-offset entry (the store caps metadata payloads at
+/// `MAX_METADATA_PAYLOAD_BYTES`, 8 MiB).
+const OFFSET_ENTRY_TARGET_BYTES: usize = 2 * 1024 * 1024;
 
 /// ext field marking a request a follower forwarded (never forwarded twice).
 pub const FORWARDED_EXT: &str = "dLegerForwarded";
@@ -31,6 +36,7 @@ struct ProposeState {
     topics: Option<DataVersion>,
     groups: Option<DataVersion>,
     delay: Option<u64>,
+    locks: Option<u64>,
     offsets_full_sent: bool,
 }
 
@@ -56,6 +62,7 @@ pub struct Appliers {
     pub groups: Arc<SubscriptionGroupManager>,
     pub offsets: Arc<ConsumerOffsetManager>,
     pub schedule: Arc<ScheduleMessageService>,
+    pub locks: Arc<RebalanceLockManager>,
 }
 
 fn store_kind(kind: MetaKind) -> MetadataKind {
@@ -64,6 +71,7 @@ fn store_kind(kind: MetaKind) -> MetadataKind {
         MetaKind::SubscriptionGroups => MetadataKind::SubscriptionGroup,
         MetaKind::ConsumerOffsets => MetadataKind::ConsumerOffsets,
         MetaKind::DelayOffsets => MetadataKind::DelayOffsets,
+        MetaKind::Locks => MetadataKind::Lock,
     }
 }
 
@@ -136,9 +144,17 @@ impl GroupMode {
                 .map_err(|e| e.to_string())
                 .and_then(decode_delay_offsets)
                 .map(|t| a.schedule.apply_replicated(t)),
+            MetaKind::Locks => serde_json::from_slice::<Vec<HeldLock>>(body)
+                .map(|l| {
+                    a.locks
+                        .replace_from_replica(l, crate::topic_config::now_ms())
+                })
+                .map_err(|e| e.to_string()),
         };
         match result {
-            Ok(()) => tracing::debug!(index, kind = ?entry.kind, proposer = %entry.proposer, term = entry.term, "metadata entry applied"),
+            Ok(()) => {
+                tracing::debug!(index, kind = ?entry.kind, proposer = %entry.proposer, term = entry.term, "metadata entry applied")
+            }
             Err(e) => {
                 tracing::error!(index, kind = ?entry.kind, error = %e, "bad metadata entry body skipped")
             }
@@ -186,6 +202,8 @@ impl GroupMode {
             };
             ctx.consumer_offsets.track_changes(true);
             self.proposing_term.store(term, Ordering::Release);
+            // Holders could not renew while there was no master.
+            ctx.lock_manager.refresh_all(crate::topic_config::now_ms());
         }
         let topics_v = ctx.topic_config.data_version();
         if st.topics != Some(topics_v) {
@@ -214,6 +232,16 @@ impl GroupMode {
                 .await?;
             st.delay = Some(delay_v);
         }
+        let locks_v = ctx.lock_manager.version();
+        if st.locks != Some(locks_v) {
+            let body = serde_json::to_vec(&ctx.lock_manager.snapshot()).map_err(|e| {
+                StoreError::MessageIllegal {
+                    reason: e.to_string(),
+                }
+            })?;
+            self.append(ctx, MetaKind::Locks, term, body.into()).await?;
+            st.locks = Some(locks_v);
+        }
         let (delta, full) = if st.offsets_full_sent {
             (ctx.consumer_offsets.take_changes(), false)
         } else {
@@ -222,17 +250,26 @@ impl GroupMode {
             (ctx.consumer_offsets.full_delta(), true)
         };
         if !delta.is_empty() {
-            let body = serde_json::to_vec(&delta).map_err(|e| StoreError::MessageIllegal {
-                reason: e.to_string(),
-            })?;
-            if let Err(e) = self
-                .append(ctx, MetaKind::ConsumerOffsets, term, body.into())
-                .await
-            {
-                if !full {
-                    ctx.consumer_offsets.restore_changes(delta);
+            let mut parts = delta.split(OFFSET_ENTRY_TARGET_BYTES).into_iter();
+            while let Some(part) = parts.next() {
+                let body = serde_json::to_vec(&part).map_err(|e| StoreError::MessageIllegal {
+                    reason: e.to_string(),
+                })?;
+                if let Err(e) = self
+                    .append(ctx, MetaKind::ConsumerOffsets, term, body.into())
+                    .await
+                {
+                    if !full {
+                        // Not proposed: keep for the next round (newer commits win).
+                        let mut rest = part;
+                        for mut later in parts {
+                            later.merge_older(rest);
+                            rest = later;
+                        }
+                        ctx.consumer_offsets.restore_changes(rest);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
         }
         st.offsets_full_sent = true;

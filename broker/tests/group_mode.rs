@@ -73,6 +73,8 @@ fn group_config(
         dleger_self_id: Some(format!("n{i}")),
         dleger_peer_broker_addrs: Some(list(broker_ports)),
         dleger_metadata_batch_interval_ms: 50,
+        // n0 serves pulls as a follower; n1 and n2 point clients at the master.
+        slave_read_enable: i == 0,
         ..BrokerConfig::for_test(dir)
     }
 }
@@ -214,6 +216,51 @@ fn offset_cmd(code: i32, topic: &str, q: i32, commit: Option<i64>) -> RemotingCo
     cmd
 }
 
+fn pull(topic: &str, queue_id: i32, offset: i64) -> RemotingCommand {
+    let mut cmd = RemotingCommand::request(request::PULL_MESSAGE);
+    for (k, v) in [
+        ("consumerGroup", "GG".to_string()),
+        ("topic", topic.to_string()),
+        ("queueId", queue_id.to_string()),
+        ("queueOffset", offset.to_string()),
+        ("maxMsgNums", "32".to_string()),
+        ("sysFlag", "4".to_string()), // SUBSCRIPTION: the expression travels with the pull
+        ("commitOffset", "0".to_string()),
+        ("suspendTimeoutMillis", "0".to_string()),
+        ("subscription", "*".to_string()),
+        ("subVersion", "0".to_string()),
+        ("expressionType", "TAG".to_string()),
+    ] {
+        cmd.ext_fields.insert(k.into(), v);
+    }
+    cmd
+}
+
+fn lock_cmd(code: i32, client_id: &str, queues: &[i32]) -> RemotingCommand {
+    let mqs: Vec<String> = queues
+        .iter()
+        .map(|q| format!(r#"{{"brokerName":"broker-a","queueId":{q},"topic":"GroupTopic"}}"#))
+        .collect();
+    let body = format!(
+        r#"{{"clientId":"{client_id}","consumerGroup":"GG","mqSet":[{}]}}"#,
+        mqs.join(",")
+    );
+    RemotingCommand::request(code).with_body(body.into_bytes())
+}
+
+fn locked_queues(resp: &RemotingCommand) -> Vec<i64> {
+    assert_eq!(resp.code, response::SUCCESS, "{:?}", resp.remark);
+    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+    let mut q: Vec<i64> = v["lockOKMQSet"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["queueId"].as_i64().unwrap())
+        .collect();
+    q.sort();
+    q
+}
+
 async fn route_master(ns_addr: &str, topic: &str) -> Option<String> {
     let client = namesrv_client::NamesrvClient::new(vec![ns_addr.to_string()], Default::default());
     let route = client.get_route_info(topic).await.ok()??;
@@ -226,6 +273,10 @@ async fn route_master(ns_addr: &str, topic: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_roles_forwarding_and_failover() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let mut g = Group::start().await;
     let leader = g.master().await;
     let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
@@ -247,7 +298,10 @@ async fn three_replicas_roles_forwarding_and_failover() {
     let r = call(&fc, create_topic("GroupTopic")).await;
     assert_eq!(r.code, response::SYSTEM_ERROR);
     assert!(r.remark.unwrap_or_default().contains("slave"));
-    assert_eq!(call(&lc, create_topic("GroupTopic")).await.code, response::SUCCESS);
+    assert_eq!(
+        call(&lc, create_topic("GroupTopic")).await.code,
+        response::SUCCESS
+    );
     for f in &followers {
         let b = g.brokers[*f].as_ref().unwrap();
         eventually("topic replicated", || async {
@@ -266,6 +320,29 @@ async fn three_replicas_roles_forwarding_and_failover() {
     assert_eq!(ok.code, response::SUCCESS, "{:?}", ok.remark);
     let refused = call(&fc, send("GroupTopic")).await;
     assert_eq!(refused.code, response::SERVICE_NOT_AVAILABLE);
+
+    // Pulls on followers: committed data with slaveReadEnable, else "retry at the master".
+    for f in &followers {
+        let b = g.brokers[*f].as_ref().unwrap();
+        let c = connect(&g.addr(*f)).await;
+        if b.ctx.config.slave_read_enable {
+            let body = eventually("follower serves the message", || async {
+                let r = call(&c, pull("GroupTopic", 0, 0)).await;
+                (r.code == response::SUCCESS).then_some(r.body)
+            })
+            .await;
+            let msgs = store::message::decode_messages(&body).unwrap();
+            assert_eq!(&msgs[0].body[..], b"hello group");
+        } else {
+            let r = call(&c, pull("GroupTopic", 0, 0)).await;
+            assert_eq!(r.code, response::PULL_RETRY_IMMEDIATELY);
+            assert_eq!(r.ext("suggestWhichBrokerId"), Some("0"));
+        }
+    }
+
+    // An orderly consumer's queue lock is replicated: it survives the failover below.
+    let locked = call(&lc, lock_cmd(request::LOCK_BATCH_MQ, "client-1", &[0, 1])).await;
+    assert_eq!(locked_queues(&locked), vec![0, 1]);
 
     // An offset commit reaching a follower is forwarded to the leader.
     let up = call(
@@ -320,6 +397,12 @@ async fn three_replicas_roles_forwarding_and_failover() {
     }
     let ok = call(&nc, send("GroupTopic")).await;
     assert_eq!(ok.code, response::SUCCESS, "{:?}", ok.remark);
+    let other = call(
+        &nc,
+        lock_cmd(request::LOCK_BATCH_MQ, "client-2", &[0, 1, 2]),
+    )
+    .await;
+    assert_eq!(locked_queues(&other), vec![2], "client-1 keeps its locks");
     let all = call(&nc, RemotingCommand::request(request::GET_ALL_TOPIC_CONFIG)).await;
     let v: serde_json::Value = serde_json::from_slice(&all.body).unwrap();
     assert_eq!(v["topicConfigTable"]["GroupTopic"]["readQueueNums"], 2);

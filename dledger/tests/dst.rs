@@ -402,6 +402,8 @@ struct Sim {
     crash_pm: u64,
     hs_first: bool,
     healed: bool,
+    /// Client load: mostly idle clusters let lagging nodes catch up and win elections.
+    propose_pm: u64,
     chaos_steps: u64,
     step: u64,
     next_payload: u64,
@@ -442,10 +444,9 @@ impl Sim {
         let clock_faults = rng.chance(400);
         let fsync_pm = [900, 500, 150, 40][rng.below(4) as usize];
         let crash_pm = [5, 15, 40][rng.below(3) as usize];
-        let chaos_steps = {
-            let mut side = Rng::new(seed ^ 0x5EED);
-            MIN_CHAOS_STEPS + side.below(MAX_CHAOS_STEPS - MIN_CHAOS_STEPS)
-        };
+        let mut side = Rng::new(seed ^ 0x5EED);
+        let chaos_steps = MIN_CHAOS_STEPS + side.below(MAX_CHAOS_STEPS - MIN_CHAOS_STEPS);
+        let propose_pm = [10, 60, 400][side.below(3) as usize];
         // Drawn from a side stream so adding this knob did not reshuffle existing seeds.
         let hs_first = std::env::var("DST_HS_FIRST")
             .map(|v| v == "1")
@@ -465,6 +466,7 @@ impl Sim {
             crash_pm,
             hs_first,
             healed: false,
+            propose_pm,
             chaos_steps,
             step: 0,
             next_payload: 1,
@@ -1047,7 +1049,7 @@ impl Sim {
             }
             self.tick_all(chaos);
             self.deliver()?;
-            if self.rng.chance(400) || !chaos {
+            if self.rng.chance(self.propose_pm) || !chaos {
                 self.propose();
             }
             for i in 0..self.n {

@@ -1141,3 +1141,89 @@ fn stale_responses_are_harmless() {
     );
     assert_eq!(n.committed(), 2);
 }
+
+mod backoff {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn log_from_terms(terms: &[u64]) -> Vec<Entry> {
+        terms
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| ent(i as u64 + 1, t))
+            .collect()
+    }
+
+    fn leader_term_at(l: &[u64], i: u64) -> u64 {
+        if i == 0 {
+            0
+        } else {
+            l[(i - 1) as usize]
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// A divergent follower converges to the leader's log through reject hints, in a number
+        /// of round trips bounded by the terms involved (not by the log length), and its
+        /// conflicting tail is truncated.
+        #[test]
+        fn divergent_follower_converges(
+            mut lterms in proptest::collection::vec(1u64..6, 0..40),
+            mut fsuffix in proptest::collection::vec(1u64..6, 0..15),
+            prefix_frac in 0.0f64..1.0,
+        ) {
+            lterms.sort_unstable();
+            fsuffix.sort_unstable();
+            let p = ((lterms.len() as f64) * prefix_frac) as usize;
+            let base = if p == 0 { 0 } else { lterms[p - 1] };
+            let fsuffix: Vec<u64> = fsuffix.into_iter().map(|t| t.max(base)).collect();
+            // Log Matching: a divergent entry never shares (index, term) with the leader.
+            for (k, &t) in fsuffix.iter().enumerate() {
+                prop_assume!(lterms.get(p + k) != Some(&t));
+            }
+            let mut fterms: Vec<u64> = lterms[..p].to_vec();
+            fterms.extend(&fsuffix);
+            let leader_term = lterms.iter().chain(fterms.iter()).copied().max().unwrap_or(0) + 1;
+            let hs = HardState { term: leader_term - 1, vote: None, commit: 0 };
+            let mut f = node(2, &[1, 2, 3], storage_with(&log_from_terms(&fterms), hs));
+            let lastl = lterms.len() as u64;
+            let mut prev = lastl;
+            let mut trips = 0;
+            loop {
+                trips += 1;
+                prop_assert!(trips <= 16, "too many round trips");
+                let entries: Vec<Entry> = (prev + 1..=lastl).map(|i| ent(i, leader_term_at(&lterms, i))).collect();
+                let m = append(1, 2, leader_term, (prev, leader_term_at(&lterms, prev)), entries, 0);
+                f.step(m).expect("step");
+                let msgs = drain(&mut f);
+                let resp = msgs.iter().find_map(|m| match m.kind {
+                    MsgKind::AppendResp { index, reject, hint_index, hint_term, .. } => Some((index, reject, hint_index, hint_term)),
+                    _ => None,
+                });
+                let Some((index, reject, hint_index, hint_term)) = resp else {
+                    return Err(TestCaseError::fail("no append response"));
+                };
+                if !reject {
+                    prop_assert_eq!(index, lastl);
+                    break;
+                }
+                // Leader side of the back-off (as the core does): largest index <= hint whose
+                // term is <= the follower's hint term.
+                let mut probe = hint_index.min(lastl);
+                while probe > 0 && leader_term_at(&lterms, probe) > hint_term {
+                    probe -= 1;
+                }
+                prop_assert!(probe < prev, "no progress: prev {} probe {}", prev, probe);
+                prop_assert_eq!(index, prev, "a reject names the rejected prev index");
+                prev = probe;
+            }
+            // The leader's log is now a prefix; an extra (uncommitted) tail may remain until
+            // the leader appends over it (only conflicting entries are deleted, §5.3).
+            prop_assert!(f.last_index() >= lastl);
+            let got: Vec<u64> = (1..=lastl).map(|i| f.term_of(i).unwrap_or(0)).collect();
+            prop_assert_eq!(got, lterms);
+        }
+    }
+}

@@ -2,21 +2,8 @@
 
 use thiserror::Error;
 
-/// A body that could not be decoded.
-#[derive(Debug, Error)]
-pub enum BodyError {
-    #[error("invalid JSON body: {0}")]
-    Json(#[source] serde_json::Error),
-    #[error("body is not UTF-8")]
-    NotUtf8,
-    #[error("body of {size_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
-    TooLarge {
-        size_bytes: usize,
-        limit_bytes: usize,
-    },
-    #[error("invalid compressed register body: {0}")]
-    Compressed(String),
-}
+/// A body that could not be decoded (defined next to the bodies, in `remoting`).
+pub use remoting::body::BodyError;
 
 /// A failed call to one NameServer (or to all of them).
 #[derive(Debug, Error)]

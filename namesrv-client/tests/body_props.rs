@@ -24,6 +24,7 @@ fn broker_data() -> impl Strategy<Value = BrokerData> {
             broker_addrs,
             broker_name,
             cluster,
+            ..Default::default()
         })
 }
 

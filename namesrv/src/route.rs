@@ -164,6 +164,7 @@ impl RouteInfoManager {
                         broker_addrs: BTreeMap::new(),
                         broker_name: reg.broker_name.to_string(),
                         cluster: reg.cluster_name.to_string(),
+                        ..Default::default()
                     }
                 });
             // One address holds one id: a role change moves it (namesrv.md §2, §6).

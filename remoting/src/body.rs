@@ -404,165 +404,19 @@ pub struct GroupList {
 
 // ------------------------------------------------------------------ topics, namesrv
 
-/// `DataVersion.java`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct DataVersion {
-    #[serde(deserialize_with = "lenient_i64")]
-    pub counter: i64,
-    /// 5.x only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state_version: Option<i64>,
-    #[serde(deserialize_with = "lenient_i64")]
-    pub timestamp: i64,
-}
+/// NameServer protocol bodies (DataVersion, TopicConfig, RegisterBrokerBody, route data,
+/// ClusterInfo, TopicList, KvTable). `namesrv-client` re-exports this module as its `body`.
+pub mod namesrv;
 
-impl DataVersion {
-    /// Java `nextVersion`: bump counter, refresh timestamp.
-    pub fn next_version(&mut self, now_ms: i64) {
-        self.counter += 1;
-        self.timestamp = now_ms;
-    }
-}
+pub use crate::error::BodyError;
+pub use namesrv::{
+    BrokerData, ClusterInfo, DataVersion, KvTable, QueueData, RegisterBrokerBody,
+    RegisterBrokerResult, TopicConfig, TopicConfigSerializeWrapper, TopicFilterType, TopicList,
+    TopicRouteData,
+};
 
-/// `TopicConfig.java`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct TopicConfig {
-    /// 5.x only (`+key=value` attributes).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<BTreeMap<String, String>>,
-    #[serde(deserialize_with = "lenient_bool")]
-    pub order: bool,
-    #[serde(deserialize_with = "lenient_i32")]
-    pub perm: i32,
-    #[serde(deserialize_with = "lenient_i32")]
-    pub read_queue_nums: i32,
-    /// `SINGLE_TAG` / `MULTI_TAG`.
-    #[serde(deserialize_with = "null_default")]
-    pub topic_filter_type: String,
-    #[serde(deserialize_with = "null_default")]
-    pub topic_name: String,
-    #[serde(deserialize_with = "lenient_i32")]
-    pub topic_sys_flag: i32,
-    #[serde(deserialize_with = "lenient_i32")]
-    pub write_queue_nums: i32,
-}
-
-impl Default for TopicConfig {
-    /// Java defaults: 16 queues, perm RW (6), SINGLE_TAG.
-    fn default() -> Self {
-        TopicConfig {
-            attributes: None,
-            order: false,
-            perm: 6,
-            read_queue_nums: 16,
-            topic_filter_type: "SINGLE_TAG".to_string(),
-            topic_name: String::new(),
-            topic_sys_flag: 0,
-            write_queue_nums: 16,
-        }
-    }
-}
-
-/// GET_ALL_TOPIC_CONFIG (21) body and part of the REGISTER_BROKER body.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct TopicConfigSerializeWrapper {
-    pub data_version: DataVersion,
-    #[serde(deserialize_with = "null_default")]
-    pub topic_config_table: BTreeMap<String, TopicConfig>,
-}
-
-/// REGISTER_BROKER (103) body (uncompressed form).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct RegisterBrokerBody {
-    #[serde(deserialize_with = "null_default")]
-    pub filter_server_list: Vec<String>,
-    pub topic_config_serialize_wrapper: TopicConfigSerializeWrapper,
-}
-
-/// `KVTable.java`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct KVTable {
-    #[serde(deserialize_with = "null_default")]
-    pub table: BTreeMap<String, String>,
-}
-
-/// `TopicList.java` (206, 224, 304…).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct TopicList {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub broker_addr: Option<String>,
-    #[serde(deserialize_with = "null_default")]
-    pub topic_list: BTreeSet<String>,
-}
-
-/// `QueueData.java`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct QueueData {
-    #[serde(deserialize_with = "null_default")]
-    pub broker_name: String,
-    #[serde(deserialize_with = "lenient_i32")]
-    pub perm: i32,
-    #[serde(deserialize_with = "lenient_i32")]
-    pub read_queue_nums: i32,
-    #[serde(deserialize_with = "lenient_i32")]
-    pub topic_sys_flag: i32,
-    #[serde(deserialize_with = "lenient_i32")]
-    pub write_queue_nums: i32,
-}
-
-/// `BrokerData.java`. `brokerAddrs` is keyed by brokerId (0 = master); serde emits quoted
-/// keys (standard JSON, what Java namesrvs send to clients with version ≥ 401); use
-/// [`fastjson::broker_data`] for fastjson's bare keys.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct BrokerData {
-    #[serde(deserialize_with = "null_default")]
-    pub broker_addrs: BTreeMap<i64, String>,
-    #[serde(deserialize_with = "null_default")]
-    pub broker_name: String,
-    #[serde(deserialize_with = "null_default")]
-    pub cluster: String,
-    /// 5.x only.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_opt_bool"
-    )]
-    pub enable_acting_master: Option<bool>,
-    /// 5.x only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub zone_name: Option<String>,
-}
-
-/// GET_ROUTEINFO_BY_TOPIC (105) response body, `TopicRouteData.java`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct TopicRouteData {
-    #[serde(deserialize_with = "null_default")]
-    pub broker_datas: Vec<BrokerData>,
-    #[serde(deserialize_with = "null_default")]
-    pub filter_server_table: BTreeMap<String, Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub order_topic_conf: Option<String>,
-    #[serde(deserialize_with = "null_default")]
-    pub queue_datas: Vec<QueueData>,
-}
-
-/// GET_BROKER_CLUSTER_INFO (106) response body, `ClusterInfo.java`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ClusterInfo {
-    #[serde(deserialize_with = "null_default")]
-    pub broker_addr_table: BTreeMap<String, BrokerData>,
-    #[serde(deserialize_with = "null_default")]
-    pub cluster_addr_table: BTreeMap<String, BTreeSet<String>>,
-}
+/// Java's spelling (`KVTable.java`).
+pub type KVTable = KvTable;
 
 // ------------------------------------------------------------------ connections, groups
 
@@ -783,6 +637,9 @@ pub mod fastjson {
     use super::{BrokerData, MessageQueue, TopicRouteData};
     use crate::error::RemotingError;
 
+    mod style;
+    pub use style::{normalize, write_number_key, write_str, JsonStyle};
+
     /// Nesting limit of the parser (bounded recursion on hostile input).
     pub const MAX_DEPTH: usize = 64;
 
@@ -885,31 +742,16 @@ pub mod fastjson {
 
     /// BrokerData with bare numeric `brokerAddrs` keys (fastjson default form).
     pub fn broker_data(b: &BrokerData) -> String {
-        let mut o = Object::new();
-        o.raw_field("brokerAddrs", &number_keyed_map(&b.broker_addrs));
-        o.field("brokerName", &b.broker_name);
-        o.field("cluster", &b.cluster);
-        if let Some(x) = b.enable_acting_master {
-            o.field("enableActingMaster", &x);
-        }
-        if let Some(z) = &b.zone_name {
-            o.field("zoneName", z);
-        }
-        o.finish()
+        let mut out = String::with_capacity(128);
+        b.write_json(&mut out, JsonStyle::Fastjson);
+        out
     }
 
     /// TopicRouteData in fastjson's default form (what Java namesrvs send to clients whose
     /// request version < 401, namesrv.md §4).
     pub fn topic_route_data(r: &TopicRouteData) -> String {
-        let brokers: Vec<String> = r.broker_datas.iter().map(broker_data).collect();
-        let mut o = Object::new();
-        o.raw_field("brokerDatas", &format!("[{}]", brokers.join(",")));
-        o.field("filterServerTable", &r.filter_server_table);
-        if let Some(c) = &r.order_topic_conf {
-            o.field("orderTopicConf", c);
-        }
-        o.field("queueDatas", &r.queue_datas);
-        o.finish()
+        // `encode` writes only `&str` pieces, so the bytes are UTF-8.
+        String::from_utf8(r.encode(JsonStyle::Fastjson)).unwrap_or_default()
     }
 
     /// Parse fastjson output into a `serde_json::Value`. Non-string keys (bare numbers,

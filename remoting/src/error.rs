@@ -28,3 +28,19 @@ pub enum RemotingError {
     #[error("too many requests in flight ({limit})")]
     Busy { limit: usize },
 }
+
+/// A body that could not be decoded (NameServer protocol bodies, [`crate::body::namesrv`]).
+#[derive(Debug, Error)]
+pub enum BodyError {
+    #[error("invalid JSON body: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("body is not UTF-8")]
+    NotUtf8,
+    #[error("body of {size_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
+    TooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
+    #[error("invalid compressed register body: {0}")]
+    Compressed(String),
+}

@@ -21,10 +21,10 @@ pub use commitlog::dledger::{
     DLedgerCommitLog, DLedgerStoreConfig, MetadataKind, MetadataListener, StoreRole,
 };
 pub use commitlog::{AppendRequest, AppendResult, CommitLog, LogRead, QueueOffsetTable, Watermark};
-/// Status of the DLedger node of a store (`MessageStore::dledger_status`).
-pub use dledger::node::NodeStatus as DLedgerNodeStatus;
 pub use config::{parse_delay_levels, FlushDiskType, StoreConfig};
 pub use consume_queue::{CqUnit, CQ_UNIT_SIZE};
+/// Status of the DLedger node of a store (`MessageStore::dledger_status`).
+pub use dledger::node::NodeStatus as DLedgerNodeStatus;
 pub use env::{Clock, DiskProbe, FileAllocator, StoreEnv, SystemClock};
 pub use error::StoreError;
 pub use file_log::FileCommitLog;

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,11 +17,14 @@ use tokio::sync::{mpsc, watch};
 const N: usize = 3;
 const WAIT: Duration = Duration::from_secs(20);
 
+/// (kind, payload, log index) as applied by a replica.
+type MetaLog = Arc<Mutex<Vec<(MetadataKind, Vec<u8>, u64)>>>;
+
 struct Cluster {
     dirs: Vec<tempfile::TempDir>,
     peers: String,
     stores: Vec<Option<Arc<MessageStore>>>,
-    meta: Vec<Arc<Mutex<Vec<(MetadataKind, Vec<u8>, u64)>>>>,
+    meta: Vec<MetaLog>,
     meta_count: Vec<watch::Sender<usize>>,
 }
 
@@ -34,10 +36,7 @@ fn free_ports(n: usize) -> Vec<u16> {
     ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
-fn listener(
-    log: Arc<Mutex<Vec<(MetadataKind, Vec<u8>, u64)>>>,
-    count: watch::Sender<usize>,
-) -> MetadataListener {
+fn listener(log: MetaLog, count: watch::Sender<usize>) -> MetadataListener {
     Arc::new(move |k, p, i| {
         let mut g = log.lock().unwrap();
         g.push((k, p.to_vec(), i));
@@ -147,7 +146,9 @@ impl Cluster {
     async fn shutdown(mut self) {
         for i in self.alive() {
             let s = self.stores[i].take().unwrap();
-            tokio::task::spawn_blocking(move || s.shutdown()).await.unwrap();
+            tokio::task::spawn_blocking(move || s.shutdown())
+                .await
+                .unwrap();
         }
     }
 }
@@ -220,7 +221,10 @@ async fn replicated_puts_identical_everywhere_and_followers_refuse() {
         assert_eq!(v.message_queue_offsets, vec![r.queue_offset]);
         let m = common::decode(&v.messages[0]);
         assert_eq!(m.commit_log_offset, r.phys_offset);
-        assert_eq!(leader.look_message_by_offset(r.phys_offset).unwrap(), v.messages[0]);
+        assert_eq!(
+            leader.look_message_by_offset(r.phys_offset).unwrap(),
+            v.messages[0]
+        );
     }
 
     c.dispatched_everywhere(leader_end(leader)).await;
@@ -238,7 +242,12 @@ async fn replicated_puts_identical_everywhere_and_followers_refuse() {
         assert_eq!(queue_view(s, "TopicA", 0), base0, "replica {i} queue 0");
         assert_eq!(queue_view(s, "TopicA", 1), base1, "replica {i} queue 1");
         // The index is built on every replica too.
-        assert_eq!(s.query_message("TopicA", "k", 64, 0, i64::MAX).messages.len(), 20);
+        assert_eq!(
+            s.query_message("TopicA", "k", 64, 0, i64::MAX)
+                .messages
+                .len(),
+            20
+        );
         if i != l {
             assert!(!s.is_writable());
             match put(s, 0, "x").await {
@@ -285,6 +294,8 @@ async fn metadata_applied_in_log_order_on_every_replica_and_replayed_on_restart(
             .append_metadata(kinds[k % kinds.len()], payload)
             .await
             .unwrap();
+        // Resolved only once the leader's own listener applied it.
+        assert_eq!(c.meta[l].lock().unwrap().len(), k + 1);
         // Interleaved messages are dispatched normally.
         put(&leader, 0, &format!("m{k}")).await.unwrap();
     }
@@ -305,7 +316,9 @@ async fn metadata_applied_in_log_order_on_every_replica_and_replayed_on_restart(
     let f = (l + 1) % N;
     c.dispatched_everywhere(leader_end(&leader)).await;
     let s = c.stores[f].take().unwrap();
-    tokio::task::spawn_blocking(move || s.shutdown()).await.unwrap();
+    tokio::task::spawn_blocking(move || s.shutdown())
+        .await
+        .unwrap();
     c.restart(f).await;
     wait_meta(&c, f, 10).await;
     assert_eq!(*c.meta[f].lock().unwrap(), expect);
@@ -373,7 +386,217 @@ async fn failover_keeps_acknowledged_messages_and_dense_offsets_then_restart_cat
     c.shutdown().await;
 }
 
-#[allow(dead_code)]
-fn _paths(_: &Path) -> PathBuf {
-    PathBuf::new()
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_puts_across_a_leader_crash_stay_dense_and_lose_nothing_acknowledged() {
+    let mut c = Cluster::start().await;
+    let l1 = c.writable().await;
+    const WRITERS: usize = 4;
+    const PER_WRITER: usize = 40;
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let stores: Vec<Option<Arc<MessageStore>>> = c.stores.clone();
+        let ack_tx = ack_tx.clone();
+        writers.push(tokio::spawn(async move {
+            let mut k = 0;
+            let mut attempts = 0;
+            // Bounded: each message is retried on other replicas until acknowledged.
+            while k < PER_WRITER && attempts < 20_000 {
+                attempts += 1;
+                let body = format!("w{w}-{k}");
+                let mut done = false;
+                for s in stores.iter().flatten() {
+                    if !s.is_writable() {
+                        continue;
+                    }
+                    if let Ok(r) = put(s, (w % 2) as i32, &body).await {
+                        let _ = ack_tx.send(((w % 2) as i32, r.queue_offset, body.clone()));
+                        done = true;
+                        break;
+                    }
+                }
+                if done {
+                    k += 1;
+                } else {
+                    // Nobody writable right now: wait for a role change on any replica.
+                    let mut rs: Vec<_> = stores.iter().flatten().map(|s| s.role()).collect();
+                    let (tx, mut rx) = mpsc::channel::<()>(1);
+                    let waits: Vec<_> = rs
+                        .drain(..)
+                        .map(|mut r| {
+                            let tx = tx.clone();
+                            tokio::spawn(async move {
+                                let _ = r.wait_for(|v| v.writable).await;
+                                let _ = tx.send(()).await;
+                            })
+                        })
+                        .collect();
+                    let _ = tokio::time::timeout(WAIT, rx.recv()).await;
+                    for t in waits {
+                        t.abort();
+                    }
+                }
+            }
+            k
+        }));
+    }
+    drop(ack_tx);
+    // Crash the leader once some messages are in.
+    let mut acked = Vec::new();
+    while acked.len() < 30 {
+        acked.push(ack_rx.recv().await.unwrap());
+    }
+    c.halt(l1).await;
+    while let Some(a) = ack_rx.recv().await {
+        acked.push(a);
+    }
+    for w in writers {
+        assert_eq!(w.await.unwrap(), PER_WRITER);
+    }
+    assert_eq!(acked.len(), WRITERS * PER_WRITER);
+    let l2 = c.writable().await;
+    let end = leader_end(c.store(l2));
+    c.dispatched_everywhere(end).await;
+    for q in 0..2 {
+        let view = queue_view(c.store(l2), "TopicA", q);
+        // Dense: no holes; unacknowledged attempts may have committed too (at-least-once).
+        for (k, (qo, _, _)) in view.iter().enumerate() {
+            assert_eq!(*qo, k as i64, "queue {q} dense");
+        }
+        for (aq, qo, body) in acked.iter().filter(|a| a.0 == q) {
+            let (_, _, rec) = &view[*qo as usize];
+            assert_eq!(*aq, q);
+            assert_eq!(
+                common::decode(rec).body.as_ref(),
+                body.as_bytes(),
+                "acked at {qo}"
+            );
+        }
+        for i in c.alive() {
+            assert_eq!(queue_view(c.store(i), "TopicA", q), view, "replica {i}");
+        }
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_cluster_restart_serves_identical_queues_and_continues_offsets() {
+    let mut c = Cluster::start().await;
+    let l = c.writable().await;
+    for k in 0..12 {
+        put(c.store(l), 0, &format!("m{k}")).await.unwrap();
+    }
+    let end = leader_end(c.store(l));
+    c.dispatched_everywhere(end).await;
+    let view = queue_view(c.store(l), "TopicA", 0);
+    assert_dense(&view, 12);
+    for i in 0..N {
+        let s = c.stores[i].take().unwrap();
+        tokio::task::spawn_blocking(move || s.shutdown())
+            .await
+            .unwrap();
+    }
+    for i in 0..N {
+        c.restart(i).await;
+    }
+    // Queues are served from the checkpoint at once, before any election.
+    for i in 0..N {
+        assert_eq!(queue_view(c.store(i), "TopicA", 0), view, "replica {i}");
+    }
+    let l = c.writable().await;
+    let r = put(c.store(l), 0, "again").await.unwrap();
+    assert_eq!(r.queue_offset, 12);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncommitted_tail_of_an_isolated_leader_is_never_dispatched_and_gets_replaced() {
+    let mut c = Cluster::start().await;
+    let l = c.writable().await;
+    for k in 0..5 {
+        put(c.store(l), 0, &format!("m{k}")).await.unwrap();
+    }
+    c.dispatched_everywhere(leader_end(c.store(l))).await;
+    let followers: Vec<usize> = (0..N).filter(|i| *i != l).collect();
+    for &f in &followers {
+        let s = c.stores[f].take().unwrap();
+        tokio::task::spawn_blocking(move || s.shutdown())
+            .await
+            .unwrap();
+    }
+    // Alone, the leader writes these into its log but can never commit them.
+    for k in 0..3 {
+        let r = tokio::time::timeout(WAIT, put(c.store(l), 0, &format!("lost-{k}")))
+            .await
+            .expect("an uncommittable put must fail in bounded time");
+        assert!(r.is_err(), "put without quorum acknowledged: {r:?}");
+    }
+    assert_eq!(queue_view(c.store(l), "TopicA", 0).len(), 5);
+    c.halt(l).await;
+    for &f in &followers {
+        c.restart(f).await;
+    }
+    let l2 = c.writable().await;
+    for k in 0..5 {
+        let r = put(c.store(l2), 0, &format!("new-{k}")).await.unwrap();
+        assert_eq!(r.queue_offset, 5 + k as i64);
+    }
+    // The old leader rejoins: its uncommitted suffix is replaced by the new leader's entries.
+    c.restart(l).await;
+    let end = leader_end(c.store(l2));
+    c.dispatched_everywhere(end).await;
+    let view = queue_view(c.store(l2), "TopicA", 0);
+    assert_dense(&view, 10);
+    for (k, (_, _, rec)) in view.iter().enumerate().skip(5) {
+        assert_eq!(
+            common::decode(rec).body.as_ref(),
+            format!("new-{}", k - 5).as_bytes()
+        );
+    }
+    for i in 0..N {
+        assert_eq!(queue_view(c.store(i), "TopicA", 0), view, "replica {i}");
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_across_segment_ends_and_a_full_queue_rebuild_from_the_log() {
+    let mut c = Cluster::start().await;
+    let l = c.writable().await;
+    let big = "x".repeat(3000);
+    // > 2 segments (128 KiB each) of single entries and 3-message batch entries.
+    for k in 0..60 {
+        if k % 4 == 3 {
+            let batch: Vec<_> = (0..3)
+                .map(|j| common::msg("TopicA", 1, format!("{big}-{k}-{j}").as_bytes(), ""))
+                .collect();
+            c.store(l).put_messages(batch).await.unwrap();
+        } else {
+            put(c.store(l), 1, &format!("{big}-{k}")).await.unwrap();
+        }
+    }
+    assert!(c.store(l).commit_log_max_offset() > 2 * common::SEG as i64);
+    let end = leader_end(c.store(l));
+    c.dispatched_everywhere(end).await;
+    let view = queue_view(c.store(l), "TopicA", 1);
+    assert_dense(&view, 45 + 15 * 3);
+    for (_, phys, rec) in &view {
+        assert_eq!(c.store(l).look_message_by_offset(*phys).as_ref(), Some(rec));
+    }
+    // A follower loses its consume queues and checkpoint: rebuilt from the replicated log
+    // (blank segment ends, batch entries, NOOPs) to the same bytes and offsets.
+    let f = (l + 1) % N;
+    let s = c.stores[f].take().unwrap();
+    tokio::task::spawn_blocking(move || s.shutdown())
+        .await
+        .unwrap();
+    let root = c.dirs[f].path().to_path_buf();
+    std::fs::remove_dir_all(root.join("consumequeue")).unwrap();
+    let _ = std::fs::remove_file(root.join("dispatch_checkpoint"));
+    c.restart(f).await;
+    c.dispatched_everywhere(end).await;
+    for i in 0..N {
+        assert_eq!(queue_view(c.store(i), "TopicA", 1), view, "replica {i}");
+    }
+    c.shutdown().await;
 }

@@ -48,6 +48,8 @@ const START_ATTEMPTS: u32 = 3;
 pub const PULL_BATCH: i32 = 32;
 /// Upper bound on pulls per queue when draining (bounds a verification loop).
 const MAX_PULLS_PER_QUEUE: usize = 100_000;
+/// Upper bound on PULL_RETRY_IMMEDIATELY answers in one drain.
+const MAX_PULL_RETRIES: u32 = 100;
 
 /// Settings shared by the group's broker.confs.
 #[derive(Debug, Clone)]
@@ -216,7 +218,7 @@ impl Group {
         let mut conf = format!(
             "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nlistenPort={}\nnamesrvAddr={}\n\
              brokerIP1=127.0.0.1\nstorePathRootDir={}\nstorePathCommitLog={}\n\
-             flushDiskType=ASYNC_FLUSH\nautoCreateTopicEnable=true\n\
+             flushDiskType=ASYNC_FLUSH\nautoCreateTopicEnable=true\nslaveReadEnable=true\n\
              enableDLegerCommitLog=true\ndLegerGroup={}\ndLegerPeers={}\ndLegerSelfId=n{}\n",
             self.opts.cluster_name,
             self.opts.group_name,
@@ -437,20 +439,43 @@ impl Group {
         }
     }
 
-    /// Create `topic` on the master and wait until the namesrv routes it to that master.
-    pub fn create_topic(&self, master: usize, topic: &str, queues: i32) -> Result<()> {
-        self.admin(master)?.create_topic(topic, queues)?;
-        let addr = self.node_addr(master);
-        wait_until(
-            &format!("a route for {topic} to {addr}"),
-            MASTER_TIMEOUT_MS,
-            || {
-                Ok(
-                    route_master(&self.namesrv_addr(), topic, &self.opts.group_name)?.as_deref()
-                        == Some(addr.as_str()),
-                )
-            },
-        )
+    /// Create `topic` on the registered master (retrying on whichever node is registered as
+    /// master while a refusal lasts, as an operator would) and wait until the namesrv routes
+    /// it to a master. `master` is tried first. Returns the node that accepted it.
+    pub fn create_topic(&self, master: usize, topic: &str, queues: i32) -> Result<usize> {
+        let mut target = master;
+        let mut refusals = Vec::new();
+        let deadline = Instant::now() + Duration::from_millis(MASTER_TIMEOUT_MS);
+        let accepted = loop {
+            match self
+                .admin(target)
+                .and_then(|mut a| a.create_topic(topic, queues))
+            {
+                Ok(()) => break target,
+                Err(e) => {
+                    if refusals.len() < 20 {
+                        refusals.push(format!("n{target}: {e}"));
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Timeout {
+                    what: format!("creation of {topic}; refusals {refusals:?}"),
+                    timeout_ms: MASTER_TIMEOUT_MS,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
+            if let Ok(Some(m)) = self.registered_master() {
+                target = m;
+            }
+        };
+        if !refusals.is_empty() {
+            eprintln!("create_topic {topic}: refused before it was accepted: {refusals:?}");
+        }
+        wait_until(&format!("a route for {topic}"), MASTER_TIMEOUT_MS, || {
+            Ok(route_master(&self.namesrv_addr(), topic, &self.opts.group_name)?.is_some())
+        })?;
+        Ok(accepted)
     }
 
     /// The last bytes of every log (for assertion messages).
@@ -626,6 +651,7 @@ pub fn drain_queue(addr: &str, topic: &str, queue_id: i32) -> Result<Vec<Record>
     let mut c = AdminClient::connect(addr, REQUEST_TIMEOUT_MS)?;
     let mut out = Vec::new();
     let mut offset = 0i64;
+    let mut retries = 0u32;
     for _ in 0..MAX_PULLS_PER_QUEUE {
         let hdr = PullMessageRequestHeader {
             consumer_group: "group-test-verifier".into(),
@@ -660,7 +686,18 @@ pub fn drain_queue(addr: &str, topic: &str, queue_id: i32) -> Result<Vec<Record>
                 offset = h.next_begin_offset;
             }
             response::PULL_NOT_FOUND => return Ok(out),
-            response::PULL_RETRY_IMMEDIATELY => continue,
+            response::PULL_RETRY_IMMEDIATELY => {
+                // A slave without slaveReadEnable answers this forever (Java's
+                // PullMessageProcessor): bound it.
+                retries += 1;
+                if retries > MAX_PULL_RETRIES {
+                    return Err(HarnessError::Unexpected(format!(
+                        "pull {topic}/{queue_id}@{offset} on {addr}: PULL_RETRY_IMMEDIATELY {retries} times (a slave without slaveReadEnable?) {:?}",
+                        resp.ext_fields
+                    )));
+                }
+                continue;
+            }
             other => {
                 return Err(HarnessError::Unexpected(format!(
                     "pull {topic}/{queue_id}@{offset} on {addr}: code {other} {:?}",
@@ -1215,4 +1252,100 @@ pub fn percentile(v: &[u64], p: f64) -> u64 {
     s.sort_unstable();
     let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
     s[rank.clamp(1, s.len()) - 1]
+}
+
+/// What a client scenario script printed (one JSON object per stdout line).
+#[derive(Debug)]
+pub struct ClientRun {
+    pub success: bool,
+    pub events: Vec<serde_json::Value>,
+    pub stderr_tail: String,
+}
+
+impl ClientRun {
+    /// Values of `field` of every event of kind `event`.
+    pub fn field_of(&self, event: &str, field: &str) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|e| e.get("event").and_then(|v| v.as_str()) == Some(event))
+            .filter_map(|e| e.get(field).and_then(|v| v.as_str()).map(str::to_string))
+            .collect()
+    }
+}
+
+/// Longest script stdout line kept.
+const MAX_SCRIPT_LINE_BYTES: usize = 1024 * 1024;
+
+impl Group {
+    /// Run tests/clients/cpp/cpp_client.py (rocketmq-client-cpp via PyPI `rocketmq==0.4.4`)
+    /// against this group's namesrv with `args`; killed after `timeout_ms`.
+    pub fn run_cpp_client(&self, args: &[&str], timeout_ms: u64) -> Result<ClientRun> {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let python = paths::python()?;
+        let script = paths::clients_dir().join("cpp").join("cpp_client.py");
+        let home = self.dir.path().join("home");
+        let stderr_path = self
+            .dir
+            .path()
+            .join(format!("cpp-client-{}.stderr.log", now_ms()));
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script)
+            .arg("--namesrv")
+            .arg(self.namesrv_addr())
+            .args(args)
+            .current_dir(&home)
+            .env("HOME", &home)
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&stderr_path)?));
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            HarnessError::Missing(format!("cannot start {}: {e}", python.display()))
+        })?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| HarnessError::Unexpected("no stdout pipe".into()))?;
+        let reader = std::thread::spawn(move || {
+            let mut events = Vec::new();
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(mut line) = line else { break };
+                line.truncate(MAX_SCRIPT_LINE_BYTES);
+                events.push(
+                    serde_json::from_str::<serde_json::Value>(&line)
+                        .unwrap_or_else(|_| serde_json::json!({"event": "stdout", "line": line})),
+                );
+            }
+            events
+        });
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break Some(s);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(POLL_INTERVAL_MS));
+        };
+        let events = reader.join().unwrap_or_default();
+        Ok(ClientRun {
+            success: status.is_some_and(|s| s.success()),
+            events,
+            stderr_tail: read_tail(&stderr_path, LOG_TAIL_BYTES),
+        })
+    }
 }

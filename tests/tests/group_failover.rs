@@ -266,7 +266,16 @@ fn follower_with_deleted_store_rejoins_and_catches_up() {
 /// holds the new master's log.
 #[test]
 fn isolated_leader_acknowledges_nothing_and_majority_elects_a_new_leader() {
-    let topic = "GroupSplit";
+    isolated_leader_scenario("GroupSplit", Fault::Blackhole);
+}
+
+/// d, with the links refusing connections instead of swallowing bytes.
+#[test]
+fn leader_with_refused_links_acknowledges_nothing_and_majority_elects_a_new_leader() {
+    isolated_leader_scenario("GroupSplitDrop", Fault::Drop);
+}
+
+fn isolated_leader_scenario(topic: &str, fault: Fault) {
     let mut g = start_group();
     let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
     ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
@@ -277,7 +286,18 @@ fn isolated_leader_acknowledges_nothing_and_majority_elects_a_new_leader() {
     );
     let mut acked = send_batch(&g, topic, "before", 40);
 
-    g.isolate(m, Fault::Blackhole);
+    // The leader's replication traffic really flows through the proxies (so cutting them
+    // is a partition): both directions of both of its links carried bytes.
+    for j in (0..GROUP_NODES).filter(|&j| j != m) {
+        for (from, to) in [(m, j), (j, m)] {
+            let st = g.proxy(from, to).map(|p| p.stats()).unwrap_or_default();
+            assert!(
+                st.forwarded_bytes > 0,
+                "link n{from}->n{to} carried nothing through its proxy: {st:?}"
+            );
+        }
+    }
+    g.isolate(m, fault);
     // Write to the isolated leader until the majority has a new writable leader.
     let mut old_leader = ok!(
         g,
@@ -350,6 +370,17 @@ fn isolated_leader_acknowledges_nothing_and_majority_elects_a_new_leader() {
     );
     isolated_keys.push("isolated-late".into());
 
+    let discarded: u64 = (0..GROUP_NODES)
+        .filter(|&j| j != m)
+        .flat_map(|j| [g.proxy(m, j), g.proxy(j, m)])
+        .flatten()
+        .map(|p| p.stats().discarded_bytes)
+        .sum();
+    eprintln!(
+        "isolated n{m} ({fault:?}): {} writes refused or timed out, n{new_leader} elected, \
+         {discarded} bytes blackholed",
+        isolated_keys.len()
+    );
     g.heal();
     assert_replicas_identical(&g, new_leader, topic);
     let v = ok!(
@@ -405,23 +436,29 @@ fn committed_consumer_offsets_survive_a_failover() {
     // Wait for the followers to apply the replicated offsets (the event that makes the
     // commit durable across a failover), then crash the master.
     for f in (0..GROUP_NODES).filter(|&f| f != m) {
-        ok!(
-            g,
-            "offsets replicated",
-            tests::group::wait_until(
-                &format!("n{f} to report the committed offsets"),
-                CATCH_UP_TIMEOUT_MS,
-                || {
-                    let Ok(mut a) = g.admin(f) else {
-                        return Ok(false);
-                    };
-                    Ok((0..QUEUES).all(|q| {
-                        query_offset(&mut a, cg, topic, q).ok().flatten()
-                            == Some(committed[q as usize])
-                    }))
-                }
-            ),
+        let mut seen = Vec::new();
+        let r = tests::group::wait_until(
+            &format!("n{f} to report the committed offsets {committed:?}"),
+            CATCH_UP_TIMEOUT_MS,
+            || {
+                let Ok(mut a) = g.admin(f) else {
+                    return Ok(false);
+                };
+                seen = (0..QUEUES)
+                    .map(|q| query_offset(&mut a, cg, topic, q).map_err(|e| e.to_string()))
+                    .collect();
+                Ok(seen
+                    .iter()
+                    .zip(&committed)
+                    .all(|(s, c)| matches!(s, Ok(Some(o)) if o == c)))
+            },
         );
+        if let Err(e) = r {
+            panic!(
+                "offsets not replicated: {e}; n{f} reports {seen:?}\n{}",
+                g.logs()
+            );
+        }
     }
     ok!(g, "kill master", g.kill(m));
     let n = ok!(g, "new master", g.wait_master(FAILOVER_TIMEOUT_MS, Some(m)));

@@ -176,8 +176,12 @@ pub async fn process_pull(ctx: &Arc<BrokerContext>, request: &RemotingCommand) -
             .with_header(&PullMessageResponseHeader {
                 suggest_which_broker_id: 0,
                 next_begin_offset: header.queue_offset,
-                min_offset: ctx.store.min_offset_in_queue(&header.topic, header.queue_id),
-                max_offset: ctx.store.max_offset_in_queue(&header.topic, header.queue_id),
+                min_offset: ctx
+                    .store
+                    .min_offset_in_queue(&header.topic, header.queue_id),
+                max_offset: ctx
+                    .store
+                    .max_offset_in_queue(&header.topic, header.queue_id),
             });
     }
     let max_msgs = header.max_msg_nums.clamp(1, MAX_PULL_MSGS);
@@ -350,14 +354,14 @@ fn check_and_build_filter(
             .find_or_default(&header.consumer_group)
     };
     let group = group.ok_or_else(|| {
-            err(
-                response::SUBSCRIPTION_GROUP_NOT_EXIST,
-                format!(
-                    "subscription group [{}] does not exist",
-                    header.consumer_group
-                ),
-            )
-        })?;
+        err(
+            response::SUBSCRIPTION_GROUP_NOT_EXIST,
+            format!(
+                "subscription group [{}] does not exist",
+                header.consumer_group
+            ),
+        )
+    })?;
     if !group.consume_enable {
         return Err(err(
             response::NO_PERMISSION,

@@ -199,7 +199,18 @@ async fn send_message_inner(
     if !ctx.is_master() || (ctx.config.broker_id != 0 && !ctx.config.enable_dleger_commit_log) {
         return Err(reject(response::SERVICE_NOT_AVAILABLE, SLAVE_SEND_REMARK));
     }
+    let topics_before = ctx.group.as_ref().map(|_| ctx.topic_config.data_version());
     let topic_config = check_topic(ctx, &header, born_host)?;
+    if let (Some(before), Some(gm)) = (topics_before, ctx.group.as_ref()) {
+        if ctx.topic_config.data_version() != before {
+            // Group mode: an auto-created topic is committed through the metadata log
+            // before its first message, so a failover never leaves messages of a topic
+            // the new leader does not know.
+            gm.propose_changes(ctx)
+                .await
+                .map_err(|e| reject(response::SERVICE_NOT_AVAILABLE, e.to_string()))?;
+        }
+    }
 
     // Queue selection (Java: random write queue when < 0).
     let queue_nums = topic_config

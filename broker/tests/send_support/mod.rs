@@ -77,6 +77,9 @@ impl TestBroker {
             broker_addr: cfg.broker_addr(),
             store_host,
             shutdown: Shutdown::new(),
+            // Single-replica: a constant master role.
+            role: tokio::sync::watch::channel(broker::group::Role::single(&cfg)).1,
+            group: None,
         });
         ctx.pull_hold.start(ctx.clone());
         if with_schedule {

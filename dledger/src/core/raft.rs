@@ -397,7 +397,7 @@ impl<S: Storage> Raft<S> {
             && self.cfg.check_quorum
             && self
                 .lease_start()
-                .is_some_and(|s| self.now < s + 3 * u64::from(self.cfg.lease_ticks))
+                .is_some_and(|s| self.now < s + u64::from(self.cfg.lease_ticks))
     }
 
     // ---- message handling -------------------------------------------------------------

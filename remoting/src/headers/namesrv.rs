@@ -1,10 +1,14 @@
-//! NameServer calls: REGISTER_BROKER (103), UNREGISTER_BROKER (104), GET_ROUTEINFO_BY_TOPIC
-//! (105), QUERY_DATA_VERSION (322), BROKER_HEARTBEAT (904).
+//! NameServer request family: REGISTER_BROKER (103), UNREGISTER_BROKER (104),
+//! GET_ROUTEINFO_BY_TOPIC (105), QUERY_DATA_VERSION (322), BROKER_HEARTBEAT (904), the KV
+//! config calls (100–102, 219), topic/cluster listing (216, 224) and write-permission
+//! changes (205, 327). `namesrv-client` re-exports this module as its `headers`.
 //!
 //! Fields: `remoting/src/main/java/org/apache/rocketmq/remoting/protocol/header/namesrv/`
 //! `RegisterBroker{Request,Response}Header.java`, `UnRegisterBrokerRequestHeader.java`,
 //! `GetRouteInfoRequestHeader.java`, `QueryDataVersion{Request,Response}Header.java`,
-//! `BrokerHeartbeatRequestHeader.java` (namesrv.md §2–§4).
+//! `BrokerHeartbeatRequestHeader.java`, `namesrv/{PutKVConfig,GetKVConfig,DeleteKVConfig,GetKVListByNamespace,
+//! DeleteTopicFromNamesrv,WipeWritePermOfBroker,AddWritePermOfBroker}*Header.java`,
+//! `GetTopicsByClusterRequestHeader.java` (namesrv.md §2–§4).
 
 /// Optional extField read by 5.x NameServers on REGISTER_BROKER.
 pub const ZONE_NAME: &str = "__ZONE_NAME";
@@ -26,6 +30,7 @@ command_header! {
 }
 
 command_header! {
+    /// REGISTER_BROKER response: filled only for slaves whose master is registered.
     pub struct RegisterBrokerResponseHeader {
         ha_server_addr: Option<String> => "haServerAddr",
         master_addr: Option<String> => "masterAddr",
@@ -59,7 +64,8 @@ command_header! {
 
 command_header! {
     pub struct QueryDataVersionResponseHeader {
-        changed: bool => "changed",
+        /// Absent from some answers; callers treat `None` as "changed".
+        changed: Option<bool> => "changed",
     }
 }
 
@@ -75,5 +81,69 @@ command_header! {
         confirm_offset: Option<i64> => "confirmOffset",
         heartbeat_timeout_mills: Option<i64> => "heartbeatTimeoutMills",
         election_priority: Option<i32> => "electionPriority",
+    }
+}
+
+command_header! {
+    /// PUT_KV_CONFIG (100).
+    pub struct PutKvConfigRequestHeader {
+        namespace: String => "namespace",
+        key: String => "key",
+        value: String => "value",
+    }
+}
+
+command_header! {
+    /// GET_KV_CONFIG (101) and DELETE_KV_CONFIG (102).
+    pub struct KvConfigKeyRequestHeader {
+        namespace: String => "namespace",
+        key: String => "key",
+    }
+}
+
+command_header! {
+    pub struct GetKvConfigResponseHeader {
+        value: Option<String> => "value",
+    }
+}
+
+command_header! {
+    /// GET_KVLIST_BY_NAMESPACE (219).
+    pub struct GetKvListByNamespaceRequestHeader {
+        namespace: String => "namespace",
+    }
+}
+
+command_header! {
+    /// DELETE_TOPIC_IN_NAMESRV (216); `clusterName` limits the deletion to that cluster.
+    pub struct DeleteTopicFromNamesrvRequestHeader {
+        topic: String => "topic",
+        cluster_name: Option<String> => "clusterName",
+    }
+}
+
+command_header! {
+    /// GET_TOPICS_BY_CLUSTER (224).
+    pub struct GetTopicsByClusterRequestHeader {
+        cluster: String => "cluster",
+    }
+}
+
+command_header! {
+    /// WIPE_WRITE_PERM_OF_BROKER (205) and ADD_WRITE_PERM_OF_BROKER (327).
+    pub struct BrokerNameRequestHeader {
+        broker_name: String => "brokerName",
+    }
+}
+
+command_header! {
+    pub struct WipeWritePermOfBrokerResponseHeader {
+        wipe_topic_count: Option<i32> => "wipeTopicCount",
+    }
+}
+
+command_header! {
+    pub struct AddWritePermOfBrokerResponseHeader {
+        add_topic_count: Option<i32> => "addTopicCount",
     }
 }

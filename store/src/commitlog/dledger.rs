@@ -59,6 +59,8 @@ pub const MAX_METADATA_PAYLOAD_BYTES: usize = 8 * 1024 * 1024;
 const MAX_ENTRY_BYTES: u64 = 32 * 1024 * 1024;
 /// How long `open_dledger` waits for the node to start (recovery of its files).
 const START_TIMEOUT_MS: u64 = 60_000;
+/// How long `append_metadata` waits for the local listener after the commit.
+const META_APPLY_TIMEOUT_MS: u64 = 5_000;
 /// How long a clean stop waits for the node to finish its queued writes.
 const STOP_TIMEOUT_MS: u64 = 10_000;
 
@@ -261,6 +263,8 @@ pub struct DLedgerCommitLog {
     resync: Notify,
     role_tx: watch::Sender<StoreRole>,
     meta: Mutex<MetaState>,
+    /// Monotonic: metadata entries below this position were applied on this replica.
+    meta_applied: watch::Sender<i64>,
 }
 
 impl fmt::Debug for DLedgerCommitLog {
@@ -290,9 +294,16 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
 
 /// What sits at a dispatch position.
 enum Item {
-    Record { size: i64 },
+    Record {
+        size: i64,
+    },
     Blank,
-    Entry { size: i64, index: u64, kind: u32, body_len: i64 },
+    Entry {
+        size: i64,
+        index: u64,
+        kind: u32,
+        body_len: i64,
+    },
     Bad(String),
 }
 
@@ -375,6 +386,7 @@ impl DLedgerCommitLog {
                 listener: None,
                 applied_end: 0,
             }),
+            meta_applied: watch::channel(0).0,
         });
         // Commit watermark: follow the node's commit index.
         let weak = Arc::downgrade(&log);
@@ -440,7 +452,7 @@ impl DLedgerCommitLog {
 
     /// Publishes a non-writable role from the node's state (every role change first).
     pub(crate) fn set_not_writable(&self, rs: &RoleState) {
-        self.writable_term.store(0, Ordering::Release);
+        self.writable_term.store(0, Ordering::SeqCst);
         let r = StoreRole {
             is_leader: rs.role == Role::Leader,
             writable: false,
@@ -477,7 +489,7 @@ impl DLedgerCommitLog {
     /// Assigned queue offsets may have a hole or be stale: stop puts until they are rebuilt.
     pub(crate) fn request_resync(&self) {
         self.resync_needed.store(true, Ordering::Release);
-        if self.writable_term.swap(0, Ordering::AcqRel) != 0 {
+        if self.writable_term.swap(0, Ordering::SeqCst) != 0 {
             self.role_tx.send_modify(|r| r.writable = false);
         }
         self.resync.notify_one();
@@ -497,7 +509,7 @@ impl DLedgerCommitLog {
             let n = self.idle.notified();
             tokio::pin!(n);
             n.as_mut().enable();
-            if self.in_flight.load(Ordering::Acquire) == 0 {
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
                 return;
             }
             n.await;
@@ -506,6 +518,25 @@ impl DLedgerCommitLog {
 
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Raises the commit watermark to `pos` (the store's dispatch checkpoint at startup) when
+    /// this replica holds every byte below it. Everything below a checkpoint was committed
+    /// in this replica's log, and Raft never changes committed entries, so consume queues up
+    /// to it stay servable while the node re-learns the commit index (dledger persists the
+    /// commit index only with term/vote changes, so it restarts low).
+    pub(crate) fn raise_committed_floor(&self, pos: i64) {
+        if pos <= self.committed.get() {
+            return;
+        }
+        let held = self
+            .node()
+            .is_some_and(|n| n.read_at(pos as u64 - 1, 1).is_ok());
+        if held {
+            self.committed.publish(pos);
+        } else {
+            tracing::warn!(pos, "dledger log shorter than the dispatch checkpoint");
+        }
     }
 
     /// End position of the committed log, refreshed from the node.
@@ -548,8 +579,27 @@ impl DLedgerCommitLog {
         }
     }
 
-    fn submit(&self, mut req: AppendRequest) -> Result<AppendFuture, StoreError> {
-        let term = self.writable_term.load(Ordering::Acquire);
+    /// Counts the put in flight BEFORE looking at writability (SeqCst on both sides, like
+    /// the role watcher's "not writable, then wait for in_flight == 0"): either the watcher
+    /// sees this put and waits for its outcome, or the put sees "not writable" and stops.
+    /// So a queue-offset rebuild never runs while a hook may still use the old table.
+    fn submit(&self, req: AppendRequest) -> Result<AppendFuture, StoreError> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let r = self.submit_counted(req);
+        if r.is_err() {
+            self.end_in_flight();
+        }
+        r
+    }
+
+    fn end_in_flight(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    fn submit_counted(&self, mut req: AppendRequest) -> Result<AppendFuture, StoreError> {
+        let term = self.writable_term.load(Ordering::SeqCst);
         if term == 0 || self.stopping.load(Ordering::Acquire) {
             return Err(self.not_leader());
         }
@@ -633,7 +683,6 @@ impl DLedgerCommitLog {
         };
         let fut = node.append_batch_with_pos(vec![req.records], hook);
         drop(node);
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
         let (tx, rx) = oneshot::channel();
         let me = self.me.clone();
         // Own task: the outcome is accounted for even if the caller stops waiting.
@@ -643,6 +692,9 @@ impl DLedgerCommitLog {
                 let _ = tx.send(Err(StoreError::ShutDown));
                 return;
             };
+            // The entry is committed: make the watermark cover it before answering, so
+            // `max_offset` and reads see the acknowledged message.
+            l.refresh_committed();
             let out = match r {
                 Ok(v) => match v.first() {
                     Some(a) => {
@@ -671,9 +723,7 @@ impl DLedgerCommitLog {
                 }
             };
             l.in_flight_bytes.fetch_sub(len, Ordering::AcqRel);
-            if l.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-                l.idle.notify_waiters();
-            }
+            l.end_in_flight();
             let _ = tx.send(out);
         });
         Ok(Box::pin(async move {
@@ -681,7 +731,10 @@ impl DLedgerCommitLog {
         }))
     }
 
-    /// Appends a metadata entry; resolves once committed.
+    /// Appends a metadata entry; resolves once committed AND applied by this replica's
+    /// listener (so the leader's own state reflects it when the caller answers), or
+    /// `FlushTimeout` if local dispatch does not reach it in time (it is committed and will
+    /// still be applied everywhere).
     pub fn append_metadata(
         &self,
         kind: MetadataKind,
@@ -700,22 +753,35 @@ impl DLedgerCommitLog {
                 )));
             }
             let node = self.node().ok_or(StoreError::ShutDown)?;
+            let body_len = (METADATA_HEADER_BYTES + payload.len()) as i64;
             let mut b = BytesMut::with_capacity(METADATA_HEADER_BYTES + payload.len());
             b.put_slice(&METADATA_MAGIC);
             b.put_u8(METADATA_VERSION);
             b.put_u8(kind.code());
             b.put_u16(0);
             b.put_slice(&payload);
-            Ok(node.append(b.freeze()))
+            Ok((node.append(b.freeze()), body_len))
         })();
         let me = self.me.clone();
+        let mut applied = self.meta_applied.subscribe();
         async move {
-            let r = early?.await;
-            match r {
-                Ok(_) => Ok(()),
-                Err(e) => Err(match me.upgrade() {
-                    Some(l) => l.map_err(e),
-                    None => StoreError::ShutDown,
+            let (fut, body_len) = early?;
+            let a = match fut.await {
+                Ok(a) => a,
+                Err(e) => {
+                    return Err(match me.upgrade() {
+                        Some(l) => l.map_err(e),
+                        None => StoreError::ShutDown,
+                    })
+                }
+            };
+            let end = a.pos as i64 + ENTRY_HEADER_BYTES + body_len;
+            let wait = Duration::from_millis(META_APPLY_TIMEOUT_MS);
+            match tokio::time::timeout(wait, applied.wait_for(|v| *v >= end)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err(StoreError::ShutDown),
+                Err(_) => Err(StoreError::FlushTimeout {
+                    timeout_ms: META_APPLY_TIMEOUT_MS,
                 }),
             }
         }
@@ -760,6 +826,18 @@ impl DLedgerCommitLog {
             p = next.max(p + 8);
         }
         m.applied_end = m.applied_end.max(upto);
+        self.publish_meta_applied(m.applied_end);
+    }
+
+    fn publish_meta_applied(&self, end: i64) {
+        self.meta_applied.send_if_modified(|v| {
+            if end > *v {
+                *v = end;
+                true
+            } else {
+                false
+            }
+        });
     }
 
     fn call_listener(m: &MetaState, index: u64, body: &Bytes) {
@@ -776,13 +854,20 @@ impl DLedgerCommitLog {
         }
         let node = self.node()?;
         let peek = node
-            .read_at((pos + ENTRY_HEADER_BYTES) as u64, METADATA_HEADER_BYTES as u64)
+            .read_at(
+                (pos + ENTRY_HEADER_BYTES) as u64,
+                METADATA_HEADER_BYTES as u64,
+            )
             .ok()?;
         if peek[0..4] != METADATA_MAGIC {
             return None;
         }
         if peek[4] != METADATA_VERSION {
-            tracing::error!(pos, version = peek[4], "unknown metadata entry version; skipped");
+            tracing::error!(
+                pos,
+                version = peek[4],
+                "unknown metadata entry version; skipped"
+            );
             return None;
         }
         node.read_at((pos + ENTRY_HEADER_BYTES) as u64, body_len as u64)
@@ -845,6 +930,7 @@ impl DLedgerCommitLog {
         }
         Self::call_listener(&m, index, body);
         m.applied_end = end;
+        self.publish_meta_applied(end);
     }
 
     /// Stops accepting appends (the node keeps running so dispatch can finish).
@@ -857,11 +943,7 @@ impl DLedgerCommitLog {
     /// Stops the node cleanly (queued writes finish) and its runtime. Blocking; idempotent.
     pub fn stop_node(&self) {
         self.stop_appends();
-        let node = self
-            .node
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let node = self.node.write().unwrap_or_else(|p| p.into_inner()).take();
         let rt = self
             .runtime
             .lock()
@@ -934,10 +1016,12 @@ impl DLedgerCommitLog {
                         })?
                 }
             };
-            node.transfer_leadership(id).await.map_err(|e| match me.upgrade() {
-                Some(l) => l.map_err(e),
-                None => StoreError::ShutDown,
-            })
+            node.transfer_leadership(id)
+                .await
+                .map_err(|e| match me.upgrade() {
+                    Some(l) => l.map_err(e),
+                    None => StoreError::ShutDown,
+                })
         }
     }
 
@@ -1053,7 +1137,7 @@ impl CommitLog for DLedgerCommitLog {
 
     fn max_offset(&self) -> i64 {
         // Java `DLedgerCommitLog.getMaxOffset`: the committed position.
-        self.committed.get()
+        self.committed_end()
     }
 
     fn flushed_offset(&self) -> i64 {
@@ -1086,5 +1170,37 @@ impl CommitLog for DLedgerCommitLog {
 
     fn fsync_count(&self) -> u64 {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_kind_codes_round_trip() {
+        for c in 0..=255u8 {
+            assert_eq!(MetadataKind::from_code(c).code(), c);
+        }
+        assert_eq!(MetadataKind::from_code(3), MetadataKind::ConsumerOffsets);
+    }
+
+    #[test]
+    fn dledger_config_follows_the_store_config() {
+        let store = StoreConfig {
+            store_path_root_dir: "/tmp/x".into(),
+            mapped_file_size_commit_log: 1 << 20,
+            ..StoreConfig::default()
+        };
+        let mut dl = DLedgerStoreConfig::new("g", "n0-127.0.0.1:1;n1-127.0.0.1:2", "n1");
+        dl.election_timeout_ticks = Some(50);
+        let c = dl.to_dledger_config(&store).unwrap();
+        assert_eq!(c.node_dir(), std::path::PathBuf::from("/tmp/x/dledger-n1"));
+        assert_eq!(c.segment_size_bytes, 1 << 20);
+        assert_eq!(c.max_entry_size_bytes as u64, (1 << 20) - 56);
+        assert_eq!(c.election_timeout_ticks, 50);
+        assert!(DLedgerStoreConfig::new("g", "n0-127.0.0.1:1", "n7")
+            .to_dledger_config(&store)
+            .is_err());
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use ::dledger::core::Role;
 use ::dledger::node::{NodeStatus, RoleState};
 
-use super::{lock_dir, MessageStore, StoreCore};
+use super::{lock_dir, read_checkpoint, MessageStore, StoreCore};
 use crate::commitlog::dledger::{
     DLedgerCommitLog, DLedgerStoreConfig, MetadataKind, MetadataListener, StoreRole,
 };
@@ -51,6 +51,9 @@ impl MessageStore {
             Arc::clone(&env.clock),
             Arc::clone(&queue_offsets),
         )?;
+        if root.join("consumequeue").exists() {
+            log.raise_committed_floor(read_checkpoint(&root));
+        }
         let as_log: Arc<dyn CommitLog> = log.clone();
         let store = match Self::open_with_log(config, env, as_log, queue_offsets, Some(lock)) {
             Ok(s) => s,
@@ -66,8 +69,7 @@ impl MessageStore {
         if let Some(role_rx) = log.node_role() {
             let core = Arc::downgrade(&store.core);
             let wlog = Arc::downgrade(&log);
-            log.runtime_handle()
-                .spawn(role_loop(core, wlog, role_rx));
+            log.runtime_handle().spawn(role_loop(core, wlog, role_rx));
         }
         Ok(store)
     }
