@@ -640,12 +640,27 @@ impl BrokerConfig {
         }
         if self.enable_dleger_commit_log {
             crate::group::Peers::from_config(self)?;
-            if !(10..=10_000).contains(&self.dleger_metadata_batch_interval_ms) {
-                return Err(Self::bad(
+            for (key, value, range) in [
+                (
                     "dLegerMetadataBatchIntervalMs",
                     self.dleger_metadata_batch_interval_ms,
-                    "must be 10..=10000 ms",
-                ));
+                    10..=10_000,
+                ),
+                (
+                    "dLegerTransferLeaderTimeoutMs",
+                    self.dleger_transfer_leader_timeout_ms,
+                    100..=600_000,
+                ),
+                (
+                    "dLegerForwardTimeoutMs",
+                    self.dleger_forward_timeout_ms,
+                    100..=600_000,
+                ),
+            ] {
+                if !range.contains(&value) {
+                    let reason = format!("must be {}..={} ms", range.start(), range.end());
+                    return Err(Self::bad(key, value, &reason));
+                }
             }
         }
         Ok(())

@@ -53,6 +53,9 @@ pub struct Broker {
     pub ctx: Arc<BrokerContext>,
     local_addr: SocketAddr,
     namesrv: Option<Arc<namesrv_client::NamesrvClient>>,
+    /// Stops the registration task before UNREGISTER_BROKER, so no round (e.g. one a
+    /// role change triggered) can re-register the broker after it unregistered.
+    register_shutdown: Shutdown,
     embedded_namesrv: Option<(namesrv::NameServerHandle, Shutdown)>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -315,6 +318,7 @@ impl Broker {
 
         let namesrv_addrs = config.namesrv_addrs();
         let mut namesrv = None;
+        let register_shutdown = Shutdown::new();
         if !namesrv_addrs.is_empty() {
             let client_cfg = namesrv_client::NamesrvClientConfig {
                 register_timeout_ms: config.register_broker_timeout_mills,
@@ -336,7 +340,7 @@ impl Broker {
             let handle = client.clone().start_periodic(
                 config.register_name_server_period,
                 source,
-                shutdown.clone(),
+                register_shutdown.clone(),
             );
             ctx.register.set(handle.clone());
             let wait_ms = config.register_broker_timeout_mills + FIRST_REGISTER_WAIT_SLACK_MS;
@@ -364,6 +368,7 @@ impl Broker {
             ctx,
             local_addr,
             namesrv,
+            register_shutdown,
             embedded_namesrv: None,
             tasks,
         })
@@ -381,6 +386,16 @@ impl Broker {
             // Group mode: a master hands leadership to the most caught-up follower first,
             // so clients find a new master before this one disappears.
             gm.hand_off(&ctx).await;
+        }
+        self.register_shutdown.trigger();
+        if let Some(handle) = ctx.register.handle() {
+            let join = handle.join();
+            if tokio::time::timeout(Duration::from_millis(SHUTDOWN_TASK_WAIT_MS), join)
+                .await
+                .is_err()
+            {
+                tracing::warn!("registration task did not stop in {SHUTDOWN_TASK_WAIT_MS} ms");
+            }
         }
         if let Some(client) = &self.namesrv {
             let reg = registration(&ctx.config, &ctx.topic_config, ctx.broker_id());

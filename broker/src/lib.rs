@@ -3,7 +3,9 @@
 //!
 //! Module map (Apache RocketMQ names, one file per request family under `processor/`):
 //! - `config`: broker.conf parsing (Java properties) and `--key=value` overrides.
-//! - `context`: `BrokerContext`, the shared state every processor holds.
+//! - `context`: `BrokerContext`, the shared state every processor holds (incl. the role).
+//! - `group`, `replication`: group mode (DLedger commitlog): roles, peers, the replicated
+//!   metadata entries, forwarding to the leader, leadership hand-off.
 //! - `controller`: builds everything, wires processors into the remoting dispatcher, runs.
 //! - `topic_config`, `subscription_group`, `consumer_offset`: persisted metadata managers.
 //! - `client`: consumer and producer channel managers (heartbeats, group membership).

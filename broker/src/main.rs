@@ -1,5 +1,6 @@
 //! `broker -c FILE [-n NAMESRV_ADDR] [--key=value ...]`: a RocketMQ-compatible broker.
-//! SIGINT/SIGTERM stop it gracefully (UNREGISTER_BROKER, persist offsets, flush the store).
+//! SIGINT/SIGTERM stop it gracefully (group mode: a master first hands leadership to a
+//! follower; then UNREGISTER_BROKER, persist offsets, flush the store).
 
 use std::process::ExitCode;
 

@@ -46,7 +46,8 @@ struct Group {
     /// Indexed by peer (n0, n1, n2); None once stopped.
     brokers: Vec<Option<Broker>>,
     broker_ports: Vec<u16>,
-    _dirs: Vec<tempfile::TempDir>,
+    dl_ports: Vec<u16>,
+    dirs: Vec<tempfile::TempDir>,
 }
 
 fn group_config(
@@ -81,6 +82,17 @@ fn group_config(
 
 impl Group {
     async fn start() -> Group {
+        let dl_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let broker_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        Group::start_in(dirs, dl_ports, broker_ports).await
+    }
+
+    async fn start_in(
+        dirs: Vec<tempfile::TempDir>,
+        dl_ports: Vec<u16>,
+        broker_ports: Vec<u16>,
+    ) -> Group {
         let ns_shutdown = Shutdown::new();
         let ns = namesrv::NameServer::start(
             "127.0.0.1:0".parse().unwrap(),
@@ -90,9 +102,6 @@ impl Group {
         .await
         .unwrap();
         let ns_addr = ns.local_addr().to_string();
-        let dl_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let broker_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
         let starts = (0..3).map(|i| {
             Broker::start(group_config(
                 dirs[i].path(),
@@ -112,7 +121,8 @@ impl Group {
             ns: (ns, ns_shutdown),
             brokers,
             broker_ports,
-            _dirs: dirs,
+            dl_ports,
+            dirs,
         }
     }
 
@@ -149,12 +159,14 @@ impl Group {
         }
     }
 
-    async fn stop(mut self) {
+    /// Stop everything; returns what a restart needs (data dirs and ports).
+    async fn stop(mut self) -> (Vec<tempfile::TempDir>, Vec<u16>, Vec<u16>) {
         for b in self.brokers.iter_mut().filter_map(Option::take) {
             b.shutdown().await;
         }
         self.ns.1.trigger();
         self.ns.0.join().await;
+        (self.dirs, self.dl_ports, self.broker_ports)
     }
 }
 
@@ -407,5 +419,59 @@ async fn three_replicas_roles_forwarding_and_failover() {
     let v: serde_json::Value = serde_json::from_slice(&all.body).unwrap();
     assert_eq!(v["topicConfigTable"]["GroupTopic"]["readQueueNums"], 2);
     drop(nc);
+    g.stop().await;
+}
+
+/// After a full stop, the replicated log alone restores the metadata: the local JSON
+/// files are deleted before the restart and every node rebuilds topics and offsets by
+/// replaying the metadata entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metadata_is_rebuilt_from_the_log_after_a_full_restart() {
+    let g = Group::start().await;
+    let leader = g.master().await;
+    let lc = connect(&g.addr(leader)).await;
+    assert_eq!(
+        call(&lc, create_topic("LogTopic")).await.code,
+        response::SUCCESS
+    );
+    let up = call(
+        &lc,
+        offset_cmd(request::UPDATE_CONSUMER_OFFSET, "LogTopic", 0, Some(42)),
+    )
+    .await;
+    assert_eq!(up.code, response::SUCCESS);
+    drop(lc);
+    let (dirs, dl_ports, broker_ports) = g.stop().await;
+    for d in &dirs {
+        for f in [
+            "topics.json",
+            "consumerOffset.json",
+            "subscriptionGroup.json",
+        ] {
+            let p = d.path().join("config").join(f);
+            if p.exists() {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
+    }
+
+    let g = Group::start_in(dirs, dl_ports, broker_ports).await;
+    let leader = g.master().await;
+    for b in g.brokers.iter().flatten() {
+        eventually("topic and offset rebuilt", || async {
+            (b.ctx.topic_config.contains("LogTopic")
+                && b.ctx.consumer_offsets.query("GG", "LogTopic", 0) == Some(42))
+            .then_some(())
+        })
+        .await;
+    }
+    let lc = connect(&g.addr(leader)).await;
+    let q = call(
+        &lc,
+        offset_cmd(request::QUERY_CONSUMER_OFFSET, "LogTopic", 0, None),
+    )
+    .await;
+    assert_eq!((q.code, q.ext("offset")), (response::SUCCESS, Some("42")));
+    drop(lc);
     g.stop().await;
 }

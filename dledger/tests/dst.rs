@@ -32,18 +32,19 @@ use dledger::core::{
 /// The simulator's knobs drawn from the seed have changed since some of these were found, so
 /// they no longer replay the original schedule; they stay as extra coverage.
 const REGRESSION_SEEDS: &[u64] = &[
-    0,     // core: Replicate window full of lost appends never drained (heartbeat resp frees one)
-    8,     // core: recovering follower behind a full window, stale match index never reset
-    13,    // core: same window stall after heal
-    841,   // core: correlated election timeouts from nearby seeds, split votes (splitmix seeding)
-    84,    // sim: a node that acked and then lost the entry to a bitflip still protects it
-    932,   // sim: long delays kept after heal (broadcast time must stay << election timeout)
-    5608,  // sim: torn rewrite of a truncated synced tail misread as corruption
-    5842,  // sim: a node counted as recovered before its durable state proved it
-    13624, // sim: same
-    14472, // sim: same
-    19444, // sim: same
-    25583, // sim: recovery judged on a crashed image whose last write was torn
+    0,      // core: Replicate window full of lost appends never drained (heartbeat resp frees one)
+    8,      // core: recovering follower behind a full window, stale match index never reset
+    13,     // core: same window stall after heal
+    841,    // core: correlated election timeouts from nearby seeds, split votes (splitmix seeding)
+    84,     // sim: a node that acked and then lost the entry to a bitflip still protects it
+    932,    // sim: long delays kept after heal (broadcast time must stay << election timeout)
+    5608,   // sim: torn rewrite of a truncated synced tail misread as corruption
+    5842,   // sim: a node counted as recovered before its durable state proved it
+    13624,  // sim: same
+    14472,  // sim: same
+    19444,  // sim: same
+    25583,  // sim: recovery judged on a crashed image whose last write was torn
+    317584, // core: recovering node ignored its pre-loss persisted commit backed by the log
 ];
 
 const DEFAULT_SEEDS: u64 = 1_000;

@@ -52,8 +52,16 @@ fn batch(queue_id: i32, seq: usize) -> Vec<MessageToStore> {
         .collect()
 }
 
-/// One burst; returns the time from the first put until everything is dispatched.
-fn burst(rt: &tokio::runtime::Runtime, store: &MessageStore, seq: &mut usize) -> Duration {
+/// Time of one burst.
+struct BurstTimes {
+    /// First put → everything dispatched.
+    total: Duration,
+    /// Last put acknowledged → everything dispatched (how far dispatch trails appends).
+    lag: Duration,
+}
+
+/// One burst of `BURST_MESSAGES` messages over `QUEUES` queues.
+fn burst(rt: &tokio::runtime::Runtime, store: &MessageStore, seq: &mut usize) -> BurstTimes {
     let batches: Vec<Vec<MessageToStore>> = (0..BURST_MESSAGES / BATCH_MESSAGES)
         .map(|b| {
             let v = batch(b as i32 % QUEUES, *seq);
@@ -72,11 +80,15 @@ fn burst(rt: &tokio::runtime::Runtime, store: &MessageStore, seq: &mut usize) ->
         }
         end
     });
+    let acked = Instant::now();
     assert!(
         store.wait_dispatched(end_offset, DISPATCH_TIMEOUT),
         "dispatch did not reach {end_offset} within {DISPATCH_TIMEOUT:?}"
     );
-    start.elapsed()
+    BurstTimes {
+        total: start.elapsed(),
+        lag: acked.elapsed(),
+    }
 }
 
 fn dispatch(c: &mut Criterion) {
@@ -101,7 +113,20 @@ fn dispatch(c: &mut Criterion) {
     g.bench_function("put_and_dispatch_1024x128B", |b| {
         b.iter_custom(|iters| {
             (0..iters)
-                .map(|_| burst(&rt, &store, &mut seq))
+                .map(|_| burst(&rt, &store, &mut seq).total)
+                .sum::<Duration>()
+        })
+    });
+    g.finish();
+
+    // No throughput here: the lag is a latency, not a per-message cost.
+    let mut g = c.benchmark_group("dispatch_lag");
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(10);
+    g.bench_function("after_last_put_1024x128B", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| burst(&rt, &store, &mut seq).lag)
                 .sum::<Duration>()
         })
     });

@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use crate::error::StoreError;
 
 pub mod dledger;
+mod dledger_map;
 
 /// One append: one record, or a batch of records for one (topic, queue) that must land
 /// contiguously with consecutive queue offsets.

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ struct Cluster {
     stores: Vec<Option<Arc<MessageStore>>>,
     meta: Vec<MetaLog>,
     meta_count: Vec<watch::Sender<usize>>,
+    /// End position of the last acknowledged put (what every replica must dispatch).
+    acked_end: AtomicI64,
 }
 
 fn free_ports(n: usize) -> Vec<u16> {
@@ -59,6 +62,7 @@ impl Cluster {
             stores: (0..N).map(|_| None).collect(),
             meta: (0..N).map(|_| Arc::new(Mutex::new(Vec::new()))).collect(),
             meta_count: (0..N).map(|_| watch::channel(0).0).collect(),
+            acked_end: AtomicI64::new(0),
         };
         let mut hs = Vec::new();
         for i in 0..N {
@@ -87,6 +91,32 @@ impl Cluster {
         assert!(self.stores[i].is_none());
         let s = self.open_task(i).await.unwrap();
         self.stores[i] = Some(s);
+    }
+
+    fn note(&self, r: &store::PutMessageResult) {
+        self.acked_end
+            .fetch_max(r.phys_offset + r.wrote_bytes as i64, Ordering::SeqCst);
+    }
+
+    fn acked_end(&self) -> i64 {
+        self.acked_end.load(Ordering::SeqCst)
+    }
+
+    /// Put on replica `i`; must be acknowledged.
+    async fn put(&self, i: usize, q: i32, body: &str) -> store::PutMessageResult {
+        let r = put(self.store(i), q, body).await.unwrap();
+        self.note(&r);
+        r
+    }
+
+    async fn put_batch(
+        &self,
+        i: usize,
+        batch: Vec<store::MessageToStore>,
+    ) -> store::PutMessageResult {
+        let r = self.store(i).put_messages(batch).await.unwrap();
+        self.note(&r);
+        r
     }
 
     fn store(&self, i: usize) -> &Arc<MessageStore> {
@@ -136,10 +166,17 @@ impl Cluster {
     async fn dispatched_everywhere(&self, end: i64) {
         for i in self.alive() {
             let s = Arc::clone(self.store(i));
+            let s2 = Arc::clone(&s);
             let ok = tokio::task::spawn_blocking(move || s.wait_dispatched(end, WAIT))
                 .await
                 .unwrap();
-            assert!(ok, "replica {i} did not dispatch up to {end}");
+            assert!(
+                ok,
+                "replica {i} did not dispatch up to {end}: dispatched {}, committed {}, role {:?}",
+                s2.dispatched_offset(),
+                s2.commit_log_max_offset(),
+                *s2.role().borrow()
+            );
         }
     }
 
@@ -186,10 +223,6 @@ async fn put(s: &MessageStore, q: i32, body: &str) -> Result<store::PutMessageRe
         .await
 }
 
-fn leader_end(s: &MessageStore) -> i64 {
-    s.commit_log_max_offset()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicated_puts_identical_everywhere_and_followers_refuse() {
     let c = Cluster::start().await;
@@ -203,14 +236,15 @@ async fn replicated_puts_identical_everywhere_and_followers_refuse() {
 
     let mut acked = Vec::new();
     for k in 0..20 {
-        let r = put(leader, k % 2, &format!("m{k}")).await.unwrap();
+        let r = c.put(l, k % 2, &format!("m{k}")).await;
         acked.push((k % 2, r));
     }
     // One batch = one entry; consecutive queue offsets, phys = entry pos + 48 + offset.
     let batch: Vec<_> = (0..5)
         .map(|k| common::msg("TopicA", 1, format!("b{k}").as_bytes(), ""))
         .collect();
-    let br = leader.put_messages(batch).await.unwrap();
+    let br = c.put_batch(l, batch).await;
+    c.dispatched_everywhere(c.acked_end()).await;
     assert_eq!(br.queue_offset, 10);
     let ids: Vec<&str> = br.msg_id.split(',').collect();
     assert_eq!(ids.len(), 5);
@@ -225,9 +259,11 @@ async fn replicated_puts_identical_everywhere_and_followers_refuse() {
             leader.look_message_by_offset(r.phys_offset).unwrap(),
             v.messages[0]
         );
+        // Zero copy: both reads are slices of the same mapping of the dledger segment.
+        let again = leader.get_message("TopicA", *q, r.queue_offset, 1, 1 << 20, &AcceptAllFilter);
+        assert_eq!(again.messages[0].as_ptr(), v.messages[0].as_ptr());
     }
 
-    c.dispatched_everywhere(leader_end(leader)).await;
     let base0 = queue_view(leader, "TopicA", 0);
     let base1 = queue_view(leader, "TopicA", 1);
     assert_dense(&base0, 10);
@@ -297,7 +333,7 @@ async fn metadata_applied_in_log_order_on_every_replica_and_replayed_on_restart(
         // Resolved only once the leader's own listener applied it.
         assert_eq!(c.meta[l].lock().unwrap().len(), k + 1);
         // Interleaved messages are dispatched normally.
-        put(&leader, 0, &format!("m{k}")).await.unwrap();
+        c.put(l, 0, &format!("m{k}")).await;
     }
     for i in 0..N {
         wait_meta(&c, i, 10).await;
@@ -314,7 +350,7 @@ async fn metadata_applied_in_log_order_on_every_replica_and_replayed_on_restart(
     }
     // A restarted follower replays the same history (its dispatch checkpoint is past it).
     let f = (l + 1) % N;
-    c.dispatched_everywhere(leader_end(&leader)).await;
+    c.dispatched_everywhere(c.acked_end()).await;
     let s = c.stores[f].take().unwrap();
     tokio::task::spawn_blocking(move || s.shutdown())
         .await
@@ -337,7 +373,7 @@ async fn failover_keeps_acknowledged_messages_and_dense_offsets_then_restart_cat
     let mut bodies = Vec::new();
     for k in 0..15 {
         let b = format!("before-{k}");
-        let r = put(c.store(l1), 0, &b).await.unwrap();
+        let r = c.put(l1, 0, &b).await;
         assert_eq!(r.queue_offset, k as i64);
         bodies.push(b);
     }
@@ -347,12 +383,12 @@ async fn failover_keeps_acknowledged_messages_and_dense_offsets_then_restart_cat
     assert_ne!(l2, l1);
     for k in 0..15 {
         let b = format!("after-{k}");
-        let r = put(c.store(l2), 0, &b).await.unwrap();
+        let r = c.put(l2, 0, &b).await;
         // Dense across the leader change: every acknowledged message kept its offset.
         assert_eq!(r.queue_offset, 15 + k as i64);
         bodies.push(b);
     }
-    let end = leader_end(c.store(l2));
+    let end = c.acked_end();
     c.dispatched_everywhere(end).await;
     let view = queue_view(c.store(l2), "TopicA", 0);
     assert_dense(&view, 30);
@@ -381,7 +417,7 @@ async fn failover_keeps_acknowledged_messages_and_dense_offsets_then_restart_cat
         .await
         .expect("transfer target did not become writable")
         .unwrap();
-    let r = put(c.store(target), 0, "after-transfer").await.unwrap();
+    let r = c.put(target, 0, "after-transfer").await;
     assert_eq!(r.queue_offset, 30);
     c.shutdown().await;
 }
@@ -410,7 +446,12 @@ async fn concurrent_puts_across_a_leader_crash_stay_dense_and_lose_nothing_ackno
                         continue;
                     }
                     if let Ok(r) = put(s, (w % 2) as i32, &body).await {
-                        let _ = ack_tx.send(((w % 2) as i32, r.queue_offset, body.clone()));
+                        let _ = ack_tx.send((
+                            (w % 2) as i32,
+                            r.queue_offset,
+                            body.clone(),
+                            r.phys_offset + r.wrote_bytes as i64,
+                        ));
                         done = true;
                         break;
                     }
@@ -455,7 +496,7 @@ async fn concurrent_puts_across_a_leader_crash_stay_dense_and_lose_nothing_ackno
     }
     assert_eq!(acked.len(), WRITERS * PER_WRITER);
     let l2 = c.writable().await;
-    let end = leader_end(c.store(l2));
+    let end = acked.iter().map(|a| a.3).max().unwrap();
     c.dispatched_everywhere(end).await;
     for q in 0..2 {
         let view = queue_view(c.store(l2), "TopicA", q);
@@ -463,7 +504,7 @@ async fn concurrent_puts_across_a_leader_crash_stay_dense_and_lose_nothing_ackno
         for (k, (qo, _, _)) in view.iter().enumerate() {
             assert_eq!(*qo, k as i64, "queue {q} dense");
         }
-        for (aq, qo, body) in acked.iter().filter(|a| a.0 == q) {
+        for (aq, qo, body, _) in acked.iter().filter(|a| a.0 == q) {
             let (_, _, rec) = &view[*qo as usize];
             assert_eq!(*aq, q);
             assert_eq!(
@@ -484,9 +525,9 @@ async fn whole_cluster_restart_serves_identical_queues_and_continues_offsets() {
     let mut c = Cluster::start().await;
     let l = c.writable().await;
     for k in 0..12 {
-        put(c.store(l), 0, &format!("m{k}")).await.unwrap();
+        c.put(l, 0, &format!("m{k}")).await;
     }
-    let end = leader_end(c.store(l));
+    let end = c.acked_end();
     c.dispatched_everywhere(end).await;
     let view = queue_view(c.store(l), "TopicA", 0);
     assert_dense(&view, 12);
@@ -504,7 +545,7 @@ async fn whole_cluster_restart_serves_identical_queues_and_continues_offsets() {
         assert_eq!(queue_view(c.store(i), "TopicA", 0), view, "replica {i}");
     }
     let l = c.writable().await;
-    let r = put(c.store(l), 0, "again").await.unwrap();
+    let r = c.put(l, 0, "again").await;
     assert_eq!(r.queue_offset, 12);
     c.shutdown().await;
 }
@@ -514,9 +555,9 @@ async fn uncommitted_tail_of_an_isolated_leader_is_never_dispatched_and_gets_rep
     let mut c = Cluster::start().await;
     let l = c.writable().await;
     for k in 0..5 {
-        put(c.store(l), 0, &format!("m{k}")).await.unwrap();
+        c.put(l, 0, &format!("m{k}")).await;
     }
-    c.dispatched_everywhere(leader_end(c.store(l))).await;
+    c.dispatched_everywhere(c.acked_end()).await;
     let followers: Vec<usize> = (0..N).filter(|i| *i != l).collect();
     for &f in &followers {
         let s = c.stores[f].take().unwrap();
@@ -538,12 +579,12 @@ async fn uncommitted_tail_of_an_isolated_leader_is_never_dispatched_and_gets_rep
     }
     let l2 = c.writable().await;
     for k in 0..5 {
-        let r = put(c.store(l2), 0, &format!("new-{k}")).await.unwrap();
+        let r = c.put(l2, 0, &format!("new-{k}")).await;
         assert_eq!(r.queue_offset, 5 + k as i64);
     }
     // The old leader rejoins: its uncommitted suffix is replaced by the new leader's entries.
     c.restart(l).await;
-    let end = leader_end(c.store(l2));
+    let end = c.acked_end();
     c.dispatched_everywhere(end).await;
     let view = queue_view(c.store(l2), "TopicA", 0);
     assert_dense(&view, 10);
@@ -570,13 +611,13 @@ async fn entries_across_segment_ends_and_a_full_queue_rebuild_from_the_log() {
             let batch: Vec<_> = (0..3)
                 .map(|j| common::msg("TopicA", 1, format!("{big}-{k}-{j}").as_bytes(), ""))
                 .collect();
-            c.store(l).put_messages(batch).await.unwrap();
+            c.put_batch(l, batch).await;
         } else {
-            put(c.store(l), 1, &format!("{big}-{k}")).await.unwrap();
+            c.put(l, 1, &format!("{big}-{k}")).await;
         }
     }
-    assert!(c.store(l).commit_log_max_offset() > 2 * common::SEG as i64);
-    let end = leader_end(c.store(l));
+    assert!(c.acked_end() > 2 * common::SEG as i64);
+    let end = c.acked_end();
     c.dispatched_everywhere(end).await;
     let view = queue_view(c.store(l), "TopicA", 1);
     assert_dense(&view, 45 + 15 * 3);

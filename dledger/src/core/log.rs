@@ -328,9 +328,13 @@ impl<S: Storage> RaftLog<S> {
         true
     }
 
-    /// Committed entries not yet handed out, bounded by what is durable locally.
+    /// Committed entries not yet handed out.
+    ///
+    /// Not bounded by the local durable index: a committed entry is durable on a quorum
+    /// already, so a leader may report it before its own fsync (thesis §10.2.1) and a follower
+    /// may apply what it has not synced yet (after a crash it is re-replicated identically).
     pub fn next_committed(&self, max_size_bytes: u64) -> Vec<Entry> {
-        let hi = self.committed.min(self.persisted);
+        let hi = self.committed;
         if self.applied >= hi {
             return Vec::new();
         }
@@ -339,7 +343,7 @@ impl<S: Storage> RaftLog<S> {
     }
 
     pub fn has_next_committed(&self) -> bool {
-        self.applied < self.committed.min(self.persisted)
+        self.applied < self.committed
     }
 
     pub fn applied_to(&mut self, index: u64) {

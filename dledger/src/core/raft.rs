@@ -147,9 +147,18 @@ impl<S: Storage> Raft<S> {
         self.randomized_timeout = (et + self.rng.next_u64() % et) as u32;
     }
 
+    /// Caught up after a data loss when the log holds an entry newer than the loss term (it
+    /// came from a leader that has every entry committed up to then), or a commit index backed
+    /// by the log reaches what the node had. The persisted commit from before the loss counts:
+    /// entries at or below it can only have been re-filled by leaders of a term >= the loss
+    /// term, which hold exactly the committed ones.
     fn check_recovered(&mut self) {
         if let Some((term, index)) = self.recovery {
-            if self.log.last_term() > term || self.log.committed >= index {
+            let backed = self
+                .log
+                .committed
+                .max(self.durable_commit.min(self.log.last_index()));
+            if self.log.last_term() > term || backed >= index {
                 self.recovery = None;
             }
         }

@@ -673,7 +673,7 @@ mod tests {
         route.broker_datas[0].zone_name = Some("z\u{e9}".into());
         let fast = String::from_utf8(route.encode(JsonStyle::Fastjson)).unwrap();
         assert!(fast.contains(
-            r#""cluster":"DefaultCluster","enableActingMaster":false,"zoneName":"z\u{e9}"}"#
+            "\"cluster\":\"DefaultCluster\",\"enableActingMaster\":false,\"zoneName\":\"z\u{e9}\"}"
         ));
         let standard = String::from_utf8(route.encode(JsonStyle::Standard)).unwrap();
         assert!(standard.contains(r#""enableActingMaster":false,"zoneName":"z\u00E9"}"#));

@@ -34,6 +34,7 @@ use ::dledger::config::DLedgerConfig;
 use ::dledger::core::Role;
 use ::dledger::node::{DLedgerError, DLedgerNode, NodeStatus, RoleState};
 
+use crate::commitlog::dledger_map::SegmentMaps;
 use crate::commitlog::{
     AppendFuture, AppendRequest, AppendResult, CommitLog, LogRead, QueueOffsetTable, Watermark,
 };
@@ -59,6 +60,9 @@ pub const MAX_METADATA_PAYLOAD_BYTES: usize = 8 * 1024 * 1024;
 const MAX_ENTRY_BYTES: u64 = 32 * 1024 * 1024;
 /// How long `open_dledger` waits for the node to start (recovery of its files).
 const START_TIMEOUT_MS: u64 = 60_000;
+/// Re-check interval while the commit index is not yet durable locally.
+const LOCAL_DURABLE_POLL_MIN_MS: u64 = 1;
+const LOCAL_DURABLE_POLL_MAX_MS: u64 = 50;
 /// How long `append_metadata` waits for the local listener after the commit.
 const META_APPLY_TIMEOUT_MS: u64 = 5_000;
 /// How long a clean stop waits for the node to finish its queued writes.
@@ -229,6 +233,8 @@ impl DLedgerStoreConfig {
 #[derive(Debug, Default)]
 struct HookSlot {
     hooked: AtomicBool,
+    /// Entry position the hook saw (the final cluster-wide one).
+    pos: AtomicI64,
     queue_offset: AtomicI64,
     store_timestamp_ms: AtomicI64,
 }
@@ -247,6 +253,8 @@ pub struct DLedgerCommitLog {
     node: RwLock<Option<Arc<DLedgerNode>>>,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     handle: tokio::runtime::Handle,
+    /// Zero-copy reads of committed bytes (pulls, dispatch, metadata).
+    maps: SegmentMaps,
     seg_size: i64,
     max_entry_bytes: usize,
     max_inflight_bytes: usize,
@@ -353,6 +361,7 @@ impl DLedgerCommitLog {
         let committed0 = node.committed_end_pos() as i64;
         let handle = rt.handle().clone();
         let seg_size = cfg.segment_size_bytes as i64;
+        let data_dir = cfg.node_dir().join("data");
         let max_entry_bytes = cfg.max_entry_size_bytes as usize;
         let (role_tx, _) = watch::channel(StoreRole {
             is_leader: false,
@@ -368,6 +377,7 @@ impl DLedgerCommitLog {
             node: RwLock::new(Some(Arc::clone(&node))),
             runtime: Mutex::new(Some(rt)),
             handle,
+            maps: SegmentMaps::new(data_dir, seg_size as u64),
             seg_size,
             max_entry_bytes,
             max_inflight_bytes: dl.max_inflight_bytes.max(max_entry_bytes),
@@ -392,14 +402,28 @@ impl DLedgerCommitLog {
         let weak = Arc::downgrade(&log);
         let mut crx = node.committed();
         log.handle.spawn(async move {
+            let mut poll_ms = LOCAL_DURABLE_POLL_MIN_MS;
             loop {
-                match weak.upgrade() {
+                crx.borrow_and_update();
+                let exact = match weak.upgrade() {
                     Some(l) => l.refresh_committed(),
                     None => return,
+                };
+                if let Some(l) = weak.upgrade() { eprintln!("DBG {} watch c={} exact={exact} wm={}", l.cfg.self_id, *crx.borrow(), l.committed.get()); }
+                if exact {
+                    poll_ms = LOCAL_DURABLE_POLL_MIN_MS;
+                    if crx.changed().await.is_err() {
+                        break;
+                    }
+                    continue;
                 }
-                if crx.changed().await.is_err() {
-                    break;
+                // The commit ran ahead of our own fsync and dledger has no watch for local
+                // durability: re-check shortly (backing off), or on the next commit.
+                tokio::select! {
+                    r = crx.changed() => if r.is_err() { break },
+                    _ = tokio::time::sleep(Duration::from_millis(poll_ms)) => {}
                 }
+                poll_ms = (poll_ms * 2).min(LOCAL_DURABLE_POLL_MAX_MS);
             }
             if let Some(l) = weak.upgrade() {
                 l.committed.notify();
@@ -416,11 +440,24 @@ impl DLedgerCommitLog {
             .map(Arc::clone)
     }
 
-    fn refresh_committed(&self) {
+    /// Publishes the commit watermark: the end of the commit index entry, but never beyond
+    /// what is durable HERE (dledger may report a commit, durable on a quorum, before this
+    /// replica's own fsync; `committed_end_pos` then falls back to the local durable end).
+    /// Returns whether the commit index entry itself is durable locally.
+    fn refresh_committed(&self) -> bool {
         let g = self.node.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = g.as_ref() {
-            self.committed.publish(n.committed_end_pos() as i64);
-        }
+        let Some(n) = g.as_ref() else {
+            return true;
+        };
+        let c = *n.committed().borrow();
+        self.committed.publish(n.committed_end_pos() as i64);
+        c == 0 || n.entry_pos(c).is_ok()
+    }
+
+    /// End of the commit index entry once it is durable locally (then the watermark is
+    /// exact); None while this replica's fsync lags the quorum's.
+    pub(crate) fn exact_committed_end(&self) -> Option<i64> {
+        self.refresh_committed().then(|| self.committed.get())
     }
 
     /// Runtime handle of the node (tasks that must live as long as the node).
@@ -670,6 +707,7 @@ impl DLedgerCommitLog {
                 }
                 drop(t);
                 slot.queue_offset.store(base, Ordering::Release);
+                slot.pos.store(pos as i64, Ordering::Release);
                 slot.store_timestamp_ms.store(now, Ordering::Release);
                 slot.hooked.store(true, Ordering::Release);
                 if let Some(l) = me.upgrade() {
@@ -698,7 +736,18 @@ impl DLedgerCommitLog {
             let out = match r {
                 Ok(v) => match v.first() {
                     Some(a) => {
-                        let base = a.pos as i64 + ENTRY_HEADER_BYTES;
+                        // The position the hook patched into the records (dledger asserts it
+                        // equals the final one; its result may not know it before the local
+                        // fsync).
+                        let hook_pos = slot.pos.load(Ordering::Acquire);
+                        if a.pos != u64::MAX && a.pos as i64 != hook_pos {
+                            tracing::error!(
+                                hook_pos,
+                                pos = a.pos,
+                                "entry position differs from the hook's"
+                            );
+                        }
+                        let base = hook_pos + ENTRY_HEADER_BYTES;
                         Ok(AppendResult {
                             phys_offsets: rel.iter().map(|r| base + r).collect(),
                             queue_offset: if req.assign_queue_offsets {
@@ -760,14 +809,20 @@ impl DLedgerCommitLog {
             b.put_u8(kind.code());
             b.put_u16(0);
             b.put_slice(&payload);
-            Ok((node.append(b.freeze()), body_len))
+            // The hook only records the entry's final position.
+            let pos = Arc::new(AtomicI64::new(-1));
+            let seen = Arc::clone(&pos);
+            let fut = node.append_batch_with_pos(vec![b], move |_body: &mut [u8], p: u64| {
+                seen.store(p as i64, Ordering::Release);
+            });
+            Ok((fut, body_len, pos))
         })();
         let me = self.me.clone();
         let mut applied = self.meta_applied.subscribe();
         async move {
-            let (fut, body_len) = early?;
-            let a = match fut.await {
-                Ok(a) => a,
+            let (fut, body_len, pos) = early?;
+            match fut.await {
+                Ok(_) => {}
                 Err(e) => {
                     return Err(match me.upgrade() {
                         Some(l) => l.map_err(e),
@@ -775,7 +830,7 @@ impl DLedgerCommitLog {
                     })
                 }
             };
-            let end = a.pos as i64 + ENTRY_HEADER_BYTES + body_len;
+            let end = pos.load(Ordering::Acquire) + ENTRY_HEADER_BYTES + body_len;
             let wait = Duration::from_millis(META_APPLY_TIMEOUT_MS);
             match tokio::time::timeout(wait, applied.wait_for(|v| *v >= end)).await {
                 Ok(Ok(_)) => Ok(()),
@@ -852,13 +907,8 @@ impl DLedgerCommitLog {
         if body_len < METADATA_HEADER_BYTES as i64 {
             return None;
         }
-        let node = self.node()?;
-        let peek = node
-            .read_at(
-                (pos + ENTRY_HEADER_BYTES) as u64,
-                METADATA_HEADER_BYTES as u64,
-            )
-            .ok()?;
+        let at = (pos + ENTRY_HEADER_BYTES) as u64;
+        let peek = self.maps.read(at, METADATA_HEADER_BYTES)?;
         if peek[0..4] != METADATA_MAGIC {
             return None;
         }
@@ -870,8 +920,7 @@ impl DLedgerCommitLog {
             );
             return None;
         }
-        node.read_at((pos + ENTRY_HEADER_BYTES) as u64, body_len as u64)
-            .ok()
+        self.maps.read(at, body_len as usize)
     }
 
     fn next_segment(&self, p: i64) -> i64 {
@@ -879,15 +928,11 @@ impl DLedgerCommitLog {
     }
 
     fn item_at(&self, p: i64) -> Item {
-        let Some(node) = self.node() else {
-            return Item::Bad("node stopped".into());
-        };
         if p % self.seg_size + 8 > self.seg_size {
             return Item::Blank;
         }
-        let head = match node.read_at(p as u64, 8) {
-            Ok(h) => h,
-            Err(e) => return Item::Bad(e.to_string()),
+        let Some(head) = self.maps.read(p as u64, 8) else {
+            return Item::Bad(format!("position {p} not readable"));
         };
         let a = be_i32(&head, 0);
         let b = be_i32(&head, 4);
@@ -903,9 +948,8 @@ impl DLedgerCommitLog {
         if a != ENTRY_MAGIC || (b as i64) < ENTRY_HEADER_BYTES {
             return Item::Bad(format!("no entry at {p}: magic {a} size {b}"));
         }
-        let h = match node.read_at(p as u64, ENTRY_HEADER_BYTES as u64) {
-            Ok(h) => h,
-            Err(e) => return Item::Bad(e.to_string()),
+        let Some(h) = self.maps.read(p as u64, ENTRY_HEADER_BYTES as usize) else {
+            return Item::Bad(format!("entry header at {p} not readable"));
         };
         let body_len = be_i32(&h, 44) as i64;
         if body_len + ENTRY_HEADER_BYTES != b as i64 {
@@ -981,6 +1025,7 @@ impl DLedgerCommitLog {
                 Err(e) => tracing::warn!(error = %e, "could not wait for the dledger runtime"),
             }
         }
+        self.maps.clear();
         self.committed.notify();
         self.idle.notify_waiters();
         tracing::info!(self_id = %self.cfg.self_id, "dledger node stopped");
@@ -1016,6 +1061,12 @@ impl DLedgerCommitLog {
                         })?
                 }
             };
+            // Stop puts first: while the transfer runs dledger refuses proposals, and a put
+            // refused after its queue offsets were assigned must not leave a hole if the
+            // transfer is abandoned. If we stay leader, the resync makes us writable again.
+            if let Some(l) = me.upgrade() {
+                l.request_resync();
+            }
             node.transfer_leadership(id)
                 .await
                 .map_err(|e| match me.upgrade() {
@@ -1079,8 +1130,8 @@ impl CommitLog for DLedgerCommitLog {
                         next: self.next_segment(from),
                     };
                 }
-                match self.node().map(|n| n.read_at(from as u64, size as u64)) {
-                    Some(Ok(data)) => LogRead::Record {
+                match self.maps.read(from as u64, size as usize) {
+                    Some(data) => LogRead::Record {
                         phys: from,
                         data,
                         next: from + size,
@@ -1110,6 +1161,7 @@ impl CommitLog for DLedgerCommitLog {
                 }
             }
             Item::Bad(reason) => {
+                eprintln!("DBG {} bad at {from} committed {committed}: {reason}", self.cfg.self_id);
                 if self.node().is_none() {
                     return LogRead::NotYet;
                 }
@@ -1125,8 +1177,7 @@ impl CommitLog for DLedgerCommitLog {
         if phys < 0 || size == 0 || phys.checked_add(size as i64)? > self.committed.get() {
             return None;
         }
-        let g = self.node.read().unwrap_or_else(|p| p.into_inner());
-        g.as_ref()?.read_at(phys as u64, size as u64).ok()
+        self.maps.read(phys as u64, size)
     }
 
     fn min_offset(&self) -> i64 {

@@ -156,10 +156,23 @@ async fn become_writable(
             }
         }
     }
-    // (2) dispatcher at the committed end (which includes this term's NOOP).
-    let end = match log.upgrade() {
-        Some(l) => l.committed_end(),
-        None => return Catchup::Stopped,
+    // (2) dispatcher at the committed end (which includes this term's NOOP). dledger may
+    // announce the commit before our own fsync of the entries below it: wait until the
+    // commit index entry is durable here, so `end` really covers every committed entry.
+    let mut poll_ms = 1;
+    let end = loop {
+        if moved(rx, rs) {
+            return Catchup::RoleChanged;
+        }
+        match log.upgrade().map(|l| l.exact_committed_end()) {
+            None => return Catchup::Stopped,
+            Some(Some(e)) => break e,
+            Some(None) => {
+                // No watch exists for local durability; bounded back-off re-check.
+                tokio::time::sleep(Duration::from_millis(poll_ms)).await;
+                poll_ms = (poll_ms * 2).min(DISPATCH_WAIT_SLICE_MS);
+            }
+        }
     };
     loop {
         if moved(rx, rs) {

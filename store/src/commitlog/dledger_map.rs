@@ -1,0 +1,87 @@
+//! Zero-copy reads of the DLedger data files: read-only shared mappings of
+//! `<node_dir>/data/<20-digit start position>`, sliced into `Bytes::from_owner` values that
+//! keep their mapping alive (pull bodies are never copied, and stay valid if the file is
+//! later deleted).
+//!
+//! Only COMMITTED ranges are handed out (callers check the commit watermark). dledger never
+//! rewrites committed bytes: its writer only appends past the published end, and suffix
+//! truncation (zeroing) never reaches below the commit index. So the bytes behind a slice
+//! are immutable for as long as it lives.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use memmap2::Mmap;
+
+/// Segments mapped at most (a bound on virtual memory and fds opened while mapping); the
+/// oldest mapping is dropped first (live slices keep theirs).
+const MAX_MAPPED_SEGMENTS: usize = 1024;
+
+struct Slice {
+    map: Arc<Mmap>,
+    off: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for Slice {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.off..self.off + self.len]
+    }
+}
+
+pub(crate) struct SegmentMaps {
+    dir: PathBuf,
+    seg_size: u64,
+    maps: RwLock<BTreeMap<u64, Arc<Mmap>>>,
+}
+
+impl SegmentMaps {
+    pub(crate) fn new(data_dir: PathBuf, seg_size: u64) -> SegmentMaps {
+        SegmentMaps {
+            dir: data_dir,
+            seg_size,
+            maps: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    fn map_of(&self, base: u64) -> Option<Arc<Mmap>> {
+        if let Some(m) = self
+            .maps
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&base)
+        {
+            return Some(Arc::clone(m));
+        }
+        let path = self.dir.join(format!("{base:020}"));
+        let file = File::open(&path).ok()?;
+        // SAFETY: read-only shared mapping of a dledger segment. Only committed ranges are
+        // read through it, and dledger never modifies committed bytes (module docs); other
+        // processes must not modify store files.
+        let map = Arc::new(unsafe { Mmap::map(&file) }.ok()?);
+        let mut g = self.maps.write().unwrap_or_else(|p| p.into_inner());
+        while g.len() >= MAX_MAPPED_SEGMENTS {
+            g.pop_first();
+        }
+        Some(Arc::clone(g.entry(base).or_insert(map)))
+    }
+
+    /// `len` bytes at `pos` (inside one segment), zero-copy.
+    pub(crate) fn read(&self, pos: u64, len: usize) -> Option<Bytes> {
+        let base = pos / self.seg_size * self.seg_size;
+        let off = (pos - base) as usize;
+        let map = self.map_of(base)?;
+        if len == 0 || off.checked_add(len)? > map.len() {
+            return None;
+        }
+        Some(Bytes::from_owner(Slice { map, off, len }))
+    }
+
+    /// Forget every mapping (live slices keep theirs).
+    pub(crate) fn clear(&self) {
+        self.maps.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
