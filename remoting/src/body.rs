@@ -369,22 +369,9 @@ pub struct LockBatchResponseBody {
     pub lock_ok_mq_set: BTreeSet<MessageQueue>,
 }
 
-/// UNLOCK_BATCH_MQ (42) request body (same shape as the lock request).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct UnlockBatchRequestBody {
-    #[serde(deserialize_with = "null_default")]
-    pub client_id: String,
-    #[serde(deserialize_with = "null_default")]
-    pub consumer_group: String,
-    #[serde(deserialize_with = "null_default")]
-    pub mq_set: BTreeSet<MessageQueue>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_opt_bool"
-    )]
-    pub only_this_broker: Option<bool>,
-}
+/// UNLOCK_BATCH_MQ (42) request body: Java's `UnlockBatchRequestBody` has exactly the members
+/// of the lock request (clientId, consumerGroup, mqSet, onlyThisBroker), so one type serves both.
+pub type UnlockBatchRequestBody = LockBatchRequestBody;
 
 /// GET_CONSUMER_LIST_BY_GROUP (38) response body.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -382,6 +382,21 @@ fn isolated_leader_scenario(topic: &str, fault: Fault) {
         isolated_keys.len()
     );
     g.heal();
+    // The deposed leader rejoins as a slave (brokerId = peer index + 1) of the new master.
+    let slave_id = i64::try_from(m).unwrap_or(0) + 1;
+    ok!(
+        g,
+        "old leader registered as slave",
+        tests::group::wait_until(
+            &format!("n{m} registered as slave {slave_id}"),
+            MASTER_TIMEOUT_MS,
+            || {
+                let reg = g.registered()?;
+                Ok(reg.get(&slave_id) == Some(&g.node_addr(m))
+                    && reg.get(&0) == Some(&g.node_addr(new_leader)))
+            }
+        )
+    );
     assert_replicas_identical(&g, new_leader, topic);
     let v = ok!(
         g,

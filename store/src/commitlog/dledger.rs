@@ -409,7 +409,6 @@ impl DLedgerCommitLog {
                     Some(l) => l.refresh_committed(),
                     None => return,
                 };
-                if let Some(l) = weak.upgrade() { eprintln!("DBG {} watch c={} exact={exact} wm={}", l.cfg.self_id, *crx.borrow(), l.committed.get()); }
                 if exact {
                     poll_ms = LOCAL_DURABLE_POLL_MIN_MS;
                     if crx.changed().await.is_err() {
@@ -440,24 +439,31 @@ impl DLedgerCommitLog {
             .map(Arc::clone)
     }
 
-    /// Publishes the commit watermark: the end of the commit index entry, but never beyond
-    /// what is durable HERE (dledger may report a commit, durable on a quorum, before this
-    /// replica's own fsync; `committed_end_pos` then falls back to the local durable end).
-    /// Returns whether the commit index entry itself is durable locally.
+    /// Publishes the commit watermark: the end of the commit index entry, only once that
+    /// entry is durable HERE (if dledger reports a commit before this replica's own fsync,
+    /// `committed_end_pos` would fall back to the local end, which may hold an uncommitted,
+    /// divergent tail). Returns whether it was published.
     fn refresh_committed(&self) -> bool {
         let g = self.node.read().unwrap_or_else(|p| p.into_inner());
         let Some(n) = g.as_ref() else {
             return true;
         };
         let c = *n.committed().borrow();
+        if c != 0 && n.entry_pos(c).is_err() {
+            return false;
+        }
         self.committed.publish(n.committed_end_pos() as i64);
-        c == 0 || n.entry_pos(c).is_ok()
+        true
     }
 
-    /// End of the commit index entry once it is durable locally (then the watermark is
-    /// exact); None while this replica's fsync lags the quorum's.
-    pub(crate) fn exact_committed_end(&self) -> Option<i64> {
-        self.refresh_committed().then(|| self.committed.get())
+    /// End of the commit watermark once it covers log index `index` and the commit index
+    /// entry is durable locally (then the watermark is exact); None while this replica's
+    /// fsync (or dledger's commit watch) lags.
+    pub(crate) fn exact_committed_end(&self, index: u64) -> Option<i64> {
+        let covered = self
+            .node()
+            .is_some_and(|n| *n.committed().borrow() >= index);
+        (covered && self.refresh_committed()).then(|| self.committed.get())
     }
 
     /// Runtime handle of the node (tasks that must live as long as the node).
@@ -1161,7 +1167,6 @@ impl CommitLog for DLedgerCommitLog {
                 }
             }
             Item::Bad(reason) => {
-                eprintln!("DBG {} bad at {from} committed {committed}: {reason}", self.cfg.self_id);
                 if self.node().is_none() {
                     return LogRead::NotYet;
                 }

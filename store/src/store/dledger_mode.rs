@@ -157,14 +157,22 @@ async fn become_writable(
         }
     }
     // (2) dispatcher at the committed end (which includes this term's NOOP). dledger may
-    // announce the commit before our own fsync of the entries below it: wait until the
-    // commit index entry is durable here, so `end` really covers every committed entry.
+    // announce the commit before our own fsync of the entries below it: take the core's
+    // commit index (>= the NOOP) and wait until it is durable here and covered by the
+    // watermark, so `end` really covers every committed entry.
+    let status = match log.upgrade() {
+        Some(l) => l.status(),
+        None => return Catchup::Stopped,
+    };
+    let Some(commit_index) = status.await.map(|s| s.commit_index) else {
+        return Catchup::Stopped;
+    };
     let mut poll_ms = 1;
     let end = loop {
         if moved(rx, rs) {
             return Catchup::RoleChanged;
         }
-        match log.upgrade().map(|l| l.exact_committed_end()) {
+        match log.upgrade().map(|l| l.exact_committed_end(commit_index)) {
             None => return Catchup::Stopped,
             Some(Some(e)) => break e,
             Some(None) => {
