@@ -26,6 +26,9 @@ use crate::topic_config::{DataVersion, TopicConfigManager, TopicConfigSerializeW
 /// `MAX_METADATA_PAYLOAD_BYTES`, 8 MiB).
 const OFFSET_ENTRY_TARGET_BYTES: usize = 2 * 1024 * 1024;
 
+/// Lower bound on waiting for one metadata entry to commit.
+const META_APPEND_TIMEOUT_MIN_MS: u64 = 1_000;
+
 /// ext field marking a request a follower forwarded (never forwarded twice).
 pub const FORWARDED_EXT: &str = "dLegerForwarded";
 
@@ -178,7 +181,17 @@ impl GroupMode {
         .map_err(|e| StoreError::MessageIllegal {
             reason: e.to_string(),
         })?;
-        ctx.store.append_metadata(store_kind(kind), entry).await
+        // Bounded: a proposal that cannot commit (no quorum) must not hold the proposal
+        // lock forever; the change is proposed again by the next round.
+        let timeout_ms = ctx
+            .config
+            .sync_flush_timeout
+            .max(META_APPEND_TIMEOUT_MIN_MS);
+        let append = ctx.store.append_metadata(store_kind(kind), entry);
+        match tokio::time::timeout(Duration::from_millis(timeout_ms), append).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::FlushTimeout { timeout_ms }),
+        }
     }
 
     /// Propose everything that changed since the last proposal of this term (all of it

@@ -11,7 +11,17 @@
 //!
 //! Roles are observed the way a client sees them: the namesrv's cluster info lists the group's
 //! brokers by id (0 = master = DLedger leader, followers = peer index + 1). A node's own view
-//! is probed with a send (followers answer SERVICE_NOT_AVAILABLE).
+//! is probed with a send (followers answer SERVICE_NOT_AVAILABLE); GET_BROKER_RUNTIME_INFO
+//! carries no role field today.
+//!
+//! Every node runs with `slaveReadEnable=true` so its queues can be pulled for comparison
+//! (a Java slave without it answers pulls with PULL_RETRY_IMMEDIATELY), and with
+//! `dLegerPeerBrokerAddrs` naming every node's client address.
+//!
+//! Users: `tests/tests/group_failover.rs`, `tests/tests/group_client.rs`,
+//! `src/bin/failover.rs`. Run: `cargo build -p broker -p namesrv && cargo test -p tests
+//! --test group_failover --test group_client` (`GROUP_KILLS=N` for more leader kills;
+//! `KEEP_TEST_DIRS=1` keeps the stores and logs of a failed test).
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};

@@ -510,3 +510,101 @@ fn committed_consumer_offsets_survive_a_failover() {
         ),
     );
 }
+
+/// a + d under load: the producer sends continuously while the master (twice) or a follower
+/// (once) is partitioned from the other replicas and healed again; no acknowledged message
+/// is lost and every replica ends with the master's log (the deposed leaders dropped their
+/// unacknowledged tails).
+#[test]
+fn partitions_under_load_lose_no_acknowledged_message() {
+    let topic = "GroupPartitions";
+    let mut g = start_group();
+    let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
+    ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
+    ok!(
+        g,
+        "all registered",
+        g.wait_all_registered(MASTER_TIMEOUT_MS)
+    );
+    let producer = BackgroundProducer::spawn(
+        &g.namesrv_addr(),
+        g.group_name(),
+        topic,
+        QUEUES,
+        1_000,
+        "part",
+    );
+    let rounds = [
+        (true, Fault::Blackhole),
+        (false, Fault::Drop),
+        (true, Fault::Drop),
+    ];
+    for (round, (isolate_master, fault)) in rounds.into_iter().enumerate() {
+        let before = producer.acked_count();
+        ok!(
+            g,
+            "progress",
+            producer.wait_acked(before, 50, PROGRESS_TIMEOUT_MS)
+        );
+        let master = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
+        let victim = if isolate_master {
+            master
+        } else {
+            (master + 1) % GROUP_NODES
+        };
+        let t0 = std::time::Instant::now();
+        g.isolate(victim, fault);
+        if isolate_master {
+            ok!(
+                g,
+                "new master",
+                g.wait_master(FAILOVER_TIMEOUT_MS, Some(victim))
+            );
+        }
+        // The majority side keeps (or resumes) acknowledging writes.
+        let n = producer.acked_count();
+        ok!(
+            g,
+            "progress during the partition",
+            producer.wait_acked(n, 50, FAILOVER_TIMEOUT_MS)
+        );
+        eprintln!(
+            "round {round}: isolated n{victim} ({fault:?}, master {isolate_master}); 50 acks on \
+             the majority side after {} ms",
+            t0.elapsed().as_millis()
+        );
+        g.heal();
+        ok!(
+            g,
+            "all registered after healing",
+            g.wait_all_registered(MASTER_TIMEOUT_MS)
+        );
+    }
+    let after = producer.acked_count();
+    ok!(
+        g,
+        "final progress",
+        producer.wait_acked(after, 50, PROGRESS_TIMEOUT_MS)
+    );
+    let state = producer.finish();
+    let master = ok!(g, "final master", g.wait_master(MASTER_TIMEOUT_MS, None));
+    let v = ok!(
+        g,
+        "verify",
+        verify_all(&g.node_addr(master), topic, QUEUES, &state.acked)
+    );
+    eprintln!(
+        "partitions: acknowledged {}, consumed {} records, {} duplicates, {} failed attempts",
+        v.acked, v.consumed_records, v.duplicates, state.failed_attempts
+    );
+    assert!(
+        v.lost.is_empty() && v.moved.is_empty() && v.offset_errors.is_empty(),
+        "lost {} (first {:?}), moved {:?}, offset errors {:?}\n{}",
+        v.lost.len(),
+        v.lost.iter().take(10).collect::<Vec<_>>(),
+        v.moved.iter().take(10).collect::<Vec<_>>(),
+        v.offset_errors,
+        g.logs()
+    );
+    assert_replicas_identical(&g, master, topic);
+}

@@ -328,13 +328,12 @@ impl<S: Storage> RaftLog<S> {
         true
     }
 
-    /// Committed entries not yet handed out.
+    /// Committed entries not yet handed out, bounded by what is durable locally.
     ///
-    /// Not bounded by the local durable index: a committed entry is durable on a quorum
-    /// already, so a leader may report it before its own fsync (thesis §10.2.1) and a follower
-    /// may apply what it has not synced yet (after a crash it is re-replicated identically).
+    /// Bounded by the local durable index: the runtime reads what it dispatches from its own
+    /// store. (Commit itself may advance on a quorum of followers alone, thesis §10.2.1.)
     pub fn next_committed(&self, max_size_bytes: u64) -> Vec<Entry> {
-        let hi = self.committed;
+        let hi = self.committed.min(self.persisted);
         if self.applied >= hi {
             return Vec::new();
         }
@@ -343,7 +342,7 @@ impl<S: Storage> RaftLog<S> {
     }
 
     pub fn has_next_committed(&self) -> bool {
-        self.applied < self.committed
+        self.applied < self.committed.min(self.persisted)
     }
 
     pub fn applied_to(&mut self, index: u64) {

@@ -14,7 +14,7 @@
 //!    hard state, the core adopts that term with its vote set to itself);
 //! 4. once durable, call `on_entries_persisted(last.index, last.term)` (for a snapshot-only
 //!    Ready: the snapshot's index/term) and send `persisted_messages`;
-//! 5. hand `committed_entries` to the state machine (they may precede this node's own fsync).
+//! 5. hand `committed_entries` to the state machine (only entries durable locally).
 
 mod config;
 mod errors;

@@ -25,9 +25,7 @@ pub struct Ready {
     /// Only after `hard_state`, `snapshot` and `entries` of this and every earlier Ready are
     /// durable (votes, append responses).
     pub persisted_messages: Vec<Message>,
-    /// Newly committed entries, in order, for the state machine. May run ahead of this node's
-    /// own fsync (durable on a quorum already); after a crash, entries above the persisted
-    /// commit are delivered again.
+    /// Newly committed entries that are also durable locally, in order, for the state machine.
     pub committed_entries: Vec<Entry>,
     /// (role, term, leader) when any of them changed since the previous Ready.
     pub role_change: Option<(Role, u64, Option<NodeId>)>,
