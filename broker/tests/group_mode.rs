@@ -197,6 +197,10 @@ fn create_topic(topic: &str) -> RemotingCommand {
 }
 
 fn send(topic: &str) -> RemotingCommand {
+    send_with_props(topic, "")
+}
+
+fn send_with_props(topic: &str, props: &str) -> RemotingCommand {
     let mut cmd = RemotingCommand::request(request::SEND_MESSAGE_V2);
     for (k, v) in [
         ("a", "group_producer"),
@@ -207,7 +211,7 @@ fn send(topic: &str) -> RemotingCommand {
         ("f", "0"),
         ("g", "1700000000000"),
         ("h", "0"),
-        ("i", ""),
+        ("i", props),
         ("j", "0"),
         ("k", "false"),
         ("m", "false"),
@@ -352,8 +356,30 @@ async fn three_replicas_roles_forwarding_and_failover() {
         }
     }
 
-    // An orderly consumer's queue lock is replicated: it survives the failover below.
-    let locked = call(&lc, lock_cmd(request::LOCK_BATCH_MQ, "client-1", &[0, 1])).await;
+    // A send-back reaching a follower (clients address it by the record's STOREHOST) is
+    // forwarded to the leader: delay level -1 dead-letters it into %DLQ%GG there.
+    let lp = call(&lc, pull("GroupTopic", 0, 0)).await;
+    assert_eq!(lp.code, response::SUCCESS);
+    let phys = store::message::decode_messages(&lp.body).unwrap()[0].commit_log_offset;
+    let mut back = RemotingCommand::request(request::CONSUMER_SEND_MSG_BACK);
+    for (k, v) in [
+        ("offset", phys.to_string()),
+        ("group", "GG".to_string()),
+        ("delayLevel", "-1".to_string()),
+        ("originTopic", "GroupTopic".to_string()),
+        ("unitMode", "false".to_string()),
+        ("maxReconsumeTimes", "16".to_string()),
+    ] {
+        back.ext_fields.insert(k.into(), v);
+    }
+    let r = call(&fc, back).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let leader_ctx = &g.brokers[leader].as_ref().unwrap().ctx;
+    assert!(leader_ctx.topic_config.contains("%DLQ%GG"));
+
+    // An orderly consumer's queue lock asked from a follower (stale route) is forwarded to
+    // the leader and replicated: it survives the failover below.
+    let locked = call(&fc, lock_cmd(request::LOCK_BATCH_MQ, "client-1", &[0, 1])).await;
     assert_eq!(locked_queues(&locked), vec![0, 1]);
 
     // An offset commit reaching a follower is forwarded to the leader.
@@ -472,6 +498,50 @@ async fn metadata_is_rebuilt_from_the_log_after_a_full_restart() {
     )
     .await;
     assert_eq!((q.code, q.ext("offset")), (response::SUCCESS, Some("42")));
+    drop(lc);
+    g.stop().await;
+}
+
+/// Delay delivery follows the role: only the master moves a due message to its topic, and
+/// its progress reaches the followers through the metadata log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delayed_messages_are_delivered_once_by_the_master() {
+    let g = Group::start().await;
+    let leader = g.master().await;
+    let lc = connect(&g.addr(leader)).await;
+    assert_eq!(
+        call(&lc, create_topic("DelayTopic")).await.code,
+        response::SUCCESS
+    );
+    // DELAY=1: level 1 (1 s).
+    let r = call(&lc, send_with_props("DelayTopic", "DELAY\u{1}1\u{2}")).await;
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    for b in g.brokers.iter().flatten() {
+        eventually("delay progress replicated", || async {
+            (b.ctx.schedule.offset(1) == 1).then_some(())
+        })
+        .await;
+    }
+    // Delivered exactly once (by the master): one message in the real topic everywhere.
+    for (i, b) in g.brokers.iter().enumerate() {
+        let b = b.as_ref().unwrap();
+        eventually("delivered message dispatched", || async {
+            (b.ctx.store.max_offset_in_queue("DelayTopic", 0) >= 1).then_some(())
+        })
+        .await;
+        assert_eq!(
+            b.ctx.store.max_offset_in_queue("DelayTopic", 0),
+            1,
+            "node {i}"
+        );
+    }
+    let body = call(&lc, RemotingCommand::request(request::GET_ALL_DELAY_OFFSET)).await;
+    assert_eq!(body.code, response::SUCCESS);
+    assert!(
+        String::from_utf8_lossy(&body.body).contains("1:1"),
+        "{:?}",
+        body.body
+    );
     drop(lc);
     g.stop().await;
 }

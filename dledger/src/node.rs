@@ -108,6 +108,8 @@ pub struct NodeStatus {
     pub fsync_latency: LatencySummary,
     pub commit_latency: LatencySummary,
     pub msgs_dropped: u64,
+    /// Lost acknowledged data at startup and not caught up yet: neither votes nor campaigns.
+    pub recovering: bool,
 }
 
 #[derive(Debug)]
@@ -308,7 +310,10 @@ impl DLedgerNode {
             hard_state: HardState {
                 term: hs.term,
                 vote: (hs.vote != 0).then_some(hs.vote),
-                commit: hs.commit.min(store.last_index()),
+                // Unclamped: the core clamps its log commit itself but keeps this value as
+                // the durable commit, so every hard state it emits later (e.g. on a term
+                // change while recovering) still carries it and a restart sees the loss again.
+                commit: hs.commit,
             },
             // A durable commit index beyond the recovered log means acknowledged entries
             // are gone (e.g. a damaged/removed segment); the core then refuses to vote until
@@ -1007,6 +1012,7 @@ impl NodeLoop {
             term: s.term,
             leader: s.leader,
             commit_index: s.commit,
+            recovering: self.raw.is_recovering(),
             first_index: s.first_index,
             last_index: last,
             peers,

@@ -105,8 +105,10 @@ fn torn_tail_is_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(cfg(dir.path())).unwrap();
     let entries: Vec<_> = (1..=10).map(|i| entry(i, 1, 500)).collect();
-    append(&store, &entries);
-    let last_pos = store.entry_pos(10).unwrap();
+    append(&store, &entries[..9]);
+    // Entry 10 is written but never synced: the crash tears it.
+    let last_pos = store.end_pos();
+    store.write_entries(&entries[9..]).unwrap();
     drop(store);
     // Tear the last entry: keep its header, zero half of its body.
     let f = OpenOptions::new()
@@ -398,11 +400,10 @@ fn truncation_behind_a_blank_marker_places_entries_from_the_previous_end() {
     assert_eq!(store.term(22).unwrap(), 2);
     // After a crash that loses the entry behind a durable blank marker, the next entry is
     // still placed from the end of the last entry.
-    append(
-        &store,
-        &(23..=24).map(|i| entry(i, 2, 3000)).collect::<Vec<_>>(),
-    );
-    let p24 = store.entry_pos(24).unwrap();
+    append(&store, &[entry(23, 2, 3000)]);
+    // Entry 24 is written but never synced (so the crash may tear it).
+    let p24 = dledger::storage::file_store::place_entry(64 * 1024, store.end_pos(), 3000);
+    store.write_entries(&[entry(24, 2, 3000)]).unwrap();
     drop(store);
     let f = OpenOptions::new()
         .write(true)
@@ -452,4 +453,131 @@ fn crash_between_snapshot_meta_and_segment_deletion_is_cleaned_up() {
         1,
         "no intermediate segments are created"
     );
+}
+
+/// A bad entry at or beyond the durable "synced up to" mark is a torn tail, even when valid
+/// (unsynced) entries follow it: pages of unsynced writes reach the disk in any order.
+#[test]
+fn damage_beyond_the_synced_mark_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    let entries: Vec<_> = (1..=10).map(|i| entry(i, 1, 500)).collect();
+    append(&store, &entries[..5]);
+    store.persist_synced_mark().unwrap();
+    let mark = store.persisted_synced_mark();
+    assert_eq!(mark, store.end_pos());
+    // 6..=10 written, never synced; the crash leaves 7 torn but 8..=10 intact.
+    store.write_entries(&entries[5..]).unwrap();
+    // Entry 6 starts at the old end; 7 follows it (48-byte header + 500-byte body).
+    let pos7 = store.end_pos() + 548;
+    drop(store);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(segment_path(dir.path(), 0))
+        .unwrap();
+    f.write_all_at(&[0xAB; 16], pos7 + 100).unwrap();
+    drop(f);
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!(store.last_index(), 6);
+    assert_eq!(store.entries(1, 7, u64::MAX).unwrap(), entries[..6]);
+    // What recovery kept is now synced and recorded as such.
+    assert_eq!(store.persisted_synced_mark(), store.end_pos());
+    assert_eq!(store.end_pos(), pos7);
+}
+
+/// A bad entry below the mark is corruption, even at the very end of the log (where a
+/// torn write would look the same without the mark).
+#[test]
+fn damage_below_the_synced_mark_is_refused_even_at_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    append(
+        &store,
+        &(1..=10).map(|i| entry(i, 1, 500)).collect::<Vec<_>>(),
+    );
+    store.persist_synced_mark().unwrap();
+    let last_pos = store.entry_pos(10).unwrap();
+    drop(store);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(segment_path(dir.path(), 0))
+        .unwrap();
+    f.write_all_at(&[0u8; 250], last_pos + 48 + 250).unwrap();
+    drop(f);
+    match FileStore::open(cfg(dir.path())) {
+        Err(StorageError::Corrupt { file, offset, .. }) => {
+            assert_eq!(file, segment_path(dir.path(), 0));
+            assert_eq!(offset, last_pos);
+        }
+        Err(e) => panic!("wrong error {e}"),
+        Ok(s) => panic!(
+            "opened with a damaged synced entry (last {})",
+            s.last_index()
+        ),
+    }
+}
+
+/// A synced segment that disappeared is corruption (the log ends below the mark).
+#[test]
+fn missing_synced_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    append(
+        &store,
+        &(1..=40).map(|i| entry(i, 1, 3000)).collect::<Vec<_>>(),
+    );
+    store.persist_synced_mark().unwrap();
+    let bases = store.segment_bases();
+    assert!(bases.len() >= 2);
+    drop(store);
+    std::fs::remove_file(segment_path(dir.path(), *bases.last().unwrap())).unwrap();
+    match FileStore::open(cfg(dir.path())) {
+        Err(StorageError::Corrupt { reason, .. }) => assert!(reason.contains("synced mark")),
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("opened without a synced segment"),
+    }
+}
+
+/// Suffix truncation and snapshot reset lower the mark durably before overwriting synced
+/// bytes, so a crash while rewriting the tail is recovered as a tear, not corruption.
+#[test]
+fn overwriting_a_synced_tail_lowers_the_mark_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    let old: Vec<_> = (1..=10).map(|i| entry(i, 1, 500)).collect();
+    append(&store, &old);
+    store.persist_synced_mark().unwrap();
+    let pos5 = store.entry_pos(5).unwrap();
+    // A new leader replaces 5.. ; the crash happens before the new entries are synced.
+    let new: Vec<_> = (5..=8).map(|i| entry(i, 2, 300)).collect();
+    store.write_entries(&new).unwrap();
+    assert_eq!(store.persisted_synced_mark(), pos5);
+    let pos6 = pos5 + 348;
+    drop(store);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(segment_path(dir.path(), 0))
+        .unwrap();
+    f.write_all_at(&[0xCD; 8], pos6 + 60).unwrap();
+    drop(f);
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!(store.last_index(), 5);
+    assert_eq!(store.term(5).unwrap(), 2);
+
+    // Snapshot reset to a lower position: the mark follows before the segments go.
+    let next_pos = 1000;
+    store.reset_to_snapshot(20, 3, next_pos).unwrap();
+    assert_eq!(store.persisted_synced_mark(), next_pos);
+    store
+        .write_entries(&[entry(21, 3, 100), entry(22, 3, 100)])
+        .unwrap();
+    drop(store);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(segment_path(dir.path(), 0))
+        .unwrap();
+    f.write_all_at(&[0xEF; 8], next_pos + 60).unwrap();
+    drop(f);
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert_eq!((store.first_index(), store.last_index()), (21, 20));
 }

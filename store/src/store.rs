@@ -1278,7 +1278,7 @@ impl StoreCore {
             }
         }
         if let Some(dl) = self.dledger.get() {
-            // After the dispatcher stopped: it reads through the node.
+            // Only after the dispatcher stopped: it follows the node's commit watermark.
             dl.stop_node();
         }
         if clean {

@@ -29,6 +29,7 @@ struct Cluster {
     meta_count: Vec<watch::Sender<usize>>,
     /// End position of the last acknowledged put (what every replica must dispatch).
     acked_end: AtomicI64,
+    tune: fn(&mut DLedgerStoreConfig),
 }
 
 fn free_ports(n: usize) -> Vec<u16> {
@@ -49,6 +50,10 @@ fn listener(log: MetaLog, count: watch::Sender<usize>) -> MetadataListener {
 
 impl Cluster {
     async fn start() -> Cluster {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(tune: fn(&mut DLedgerStoreConfig)) -> Cluster {
         let ports = free_ports(N);
         let peers = ports
             .iter()
@@ -63,6 +68,7 @@ impl Cluster {
             meta: (0..N).map(|_| Arc::new(Mutex::new(Vec::new()))).collect(),
             meta_count: (0..N).map(|_| watch::channel(0).0).collect(),
             acked_end: AtomicI64::new(0),
+            tune,
         };
         let mut hs = Vec::new();
         for i in 0..N {
@@ -78,8 +84,11 @@ impl Cluster {
         // A restarted replica starts a fresh metadata history (the listener sees it all again).
         self.meta[i].lock().unwrap().clear();
         self.meta_count[i].send_replace(0);
-        let cfg = common::config(self.dirs[i].path(), FlushDiskType::SyncFlush);
+        let mut cfg = common::config(self.dirs[i].path(), FlushDiskType::SyncFlush);
+        // Quorum fsyncs on a loaded 2-core machine can be slow; a put is still bounded.
+        cfg.sync_flush_timeout_ms = 15_000;
         let mut dl = DLedgerStoreConfig::new("g1", &self.peers, &format!("n{i}"));
+        (self.tune)(&mut dl);
         dl.metadata_listener = Some(listener(
             Arc::clone(&self.meta[i]),
             self.meta_count[i].clone(),
@@ -638,6 +647,52 @@ async fn entries_across_segment_ends_and_a_full_queue_rebuild_from_the_log() {
     c.dispatched_everywhere(end).await;
     for i in 0..N {
         assert_eq!(queue_view(c.store(i), "TopicA", 1), view, "replica {i}");
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_beyond_the_inflight_limit_is_refused_busy_and_offsets_stay_dense() {
+    // The in-flight limit is at least one max entry (one 128 KiB segment here).
+    let c = Cluster::start_with(|dl| dl.max_inflight_bytes = 1).await;
+    let l = c.writable().await;
+    let body = "y".repeat(3500);
+    let mut tasks = Vec::new();
+    for k in 0..120 {
+        let s = Arc::clone(c.store(l));
+        let b = format!("{body}-{k}");
+        tasks.push(tokio::spawn(async move { (put(&s, 0, &b).await, b) }));
+    }
+    let mut acked = Vec::new();
+    let mut busy = 0;
+    let mut unknown = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (Ok(r), b) => {
+                c.note(&r);
+                acked.push((r.queue_offset, b));
+            }
+            (Err(StoreError::Busy { .. }), _) => busy += 1,
+            // Outcome unknown (slow fsyncs on a loaded machine): may still commit.
+            (Err(StoreError::FlushTimeout { .. }), _) => unknown += 1,
+            (Err(e), _) => panic!("unexpected put error {e:?}"),
+        }
+    }
+    assert!(busy > 0, "the flood never hit the in-flight limit");
+    // Committed after everything before it: its end covers every entry of the flood.
+    let last = c.put(l, 0, "last").await;
+    c.dispatched_everywhere(c.acked_end()).await;
+    let view = queue_view(c.store(l), "TopicA", 0);
+    assert_dense(&view, last.queue_offset as usize + 1);
+    assert!(view.len() <= acked.len() + unknown + 1);
+    for (qo, b) in &acked {
+        assert_eq!(
+            common::decode(&view[*qo as usize].2).body.as_ref(),
+            b.as_bytes()
+        );
+    }
+    for i in 0..N {
+        assert_eq!(queue_view(c.store(i), "TopicA", 0), view, "replica {i}");
     }
     c.shutdown().await;
 }

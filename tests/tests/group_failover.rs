@@ -608,3 +608,67 @@ fn partitions_under_load_lose_no_acknowledged_message() {
     );
     assert_replicas_identical(&g, master, topic);
 }
+
+/// Every replica SIGKILLed at once under load, then restarted: an acknowledged message was
+/// fsynced by a majority before its acknowledgement, so none is lost, and the group
+/// elects a master again from what is on disk.
+#[test]
+fn whole_group_crash_under_load_loses_no_acknowledged_message() {
+    let topic = "GroupCrash";
+    let mut g = start_group();
+    let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
+    ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
+    ok!(
+        g,
+        "all registered",
+        g.wait_all_registered(MASTER_TIMEOUT_MS)
+    );
+    let producer = BackgroundProducer::spawn(
+        &g.namesrv_addr(),
+        g.group_name(),
+        topic,
+        QUEUES,
+        1_000,
+        "crash",
+    );
+    ok!(
+        g,
+        "progress",
+        producer.wait_acked(0, 300, PROGRESS_TIMEOUT_MS)
+    );
+    // Master last: its in-flight writes cannot commit once both followers are gone.
+    for i in (0..GROUP_NODES).filter(|&i| i != m).chain([m]) {
+        ok!(g, "kill", g.kill(i));
+    }
+    let acked_before_restart = producer.acked_count();
+    for i in 0..GROUP_NODES {
+        ok!(g, "restart", g.start_node(i));
+    }
+    ok!(
+        g,
+        "progress after the restart",
+        producer.wait_acked(acked_before_restart, 50, FAILOVER_TIMEOUT_MS)
+    );
+    let state = producer.finish();
+    let master = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
+    let v = ok!(
+        g,
+        "verify",
+        verify_all(&g.node_addr(master), topic, QUEUES, &state.acked)
+    );
+    eprintln!(
+        "whole-group crash: {} acknowledged before the crash, {} in total, {} records, {} \
+         duplicates",
+        acked_before_restart, v.acked, v.consumed_records, v.duplicates
+    );
+    assert!(
+        v.lost.is_empty() && v.moved.is_empty() && v.offset_errors.is_empty(),
+        "lost {} (first {:?}), moved {:?}, offset errors {:?}\n{}",
+        v.lost.len(),
+        v.lost.iter().take(10).collect::<Vec<_>>(),
+        v.moved.iter().take(10).collect::<Vec<_>>(),
+        v.offset_errors,
+        g.logs()
+    );
+    assert_replicas_identical(&g, master, topic);
+}

@@ -1,9 +1,11 @@
 //! LOCK_BATCH_MQ (41) / UNLOCK_BATCH_MQ (42) (Java `AdminBrokerProcessor.lockBatchMQ` /
 //! `unlockBatchMQ`, codes.md §3.9). Bodies without `onlyThisBroker` are accepted.
+//! Group mode: a follower forwards both to the leader; the leader answers a change of
+//! holders once it is committed through the metadata log.
 
 use std::sync::Arc;
 
-use remoting::codes::request;
+use remoting::codes::{request, response};
 use remoting::connection::ConnectionContext;
 use remoting::server::{ProcessFuture, RequestProcessor};
 use remoting::RemotingCommand;
@@ -44,6 +46,30 @@ impl LockProcessor {
 
 impl RequestProcessor for LockProcessor {
     fn process(&self, _conn: ConnectionContext, req: RemotingCommand) -> ProcessFuture {
-        ready(self.handle(&req))
+        let Some(gm) = self.ctx.group.clone() else {
+            return ready(self.handle(&req));
+        };
+        let ctx = Arc::clone(&self.ctx);
+        if !ctx.is_master() {
+            // Group mode: locks only mean something on the master (clients with a stale
+            // route may still ask a former master): forward.
+            return Box::pin(async move { Ok(Some(gm.forward_to_leader(&ctx, &req).await)) });
+        }
+        let before = ctx.lock_manager.version();
+        let resp = self.handle(&req);
+        if ctx.lock_manager.version() == before {
+            return ready(resp);
+        }
+        // A new holder is answered once replicated, so it keeps the queue on failover.
+        Box::pin(async move {
+            Ok(Some(match gm.propose_changes(&ctx).await {
+                Ok(()) => resp,
+                Err(e) => RemotingCommand::error_response(
+                    &req,
+                    response::SYSTEM_ERROR,
+                    format!("lock not replicated: {e}"),
+                ),
+            }))
+        })
     }
 }

@@ -133,7 +133,13 @@ impl RequestProcessor for SendMessageProcessor {
         let born_host = conn.peer_addr();
         Box::pin(async move {
             let resp = match request.code {
-                request::CONSUMER_SEND_MSG_BACK => consumer_send_msg_back(&ctx, &request).await,
+                // Group mode: a follower forwards send-backs to the leader (clients address
+                // them by the record's STOREHOST, which may be a former leader); physical
+                // offsets are identical on every replica.
+                request::CONSUMER_SEND_MSG_BACK => match (ctx.is_master(), ctx.group.clone()) {
+                    (false, Some(gm)) => gm.forward_to_leader(&ctx, &request).await,
+                    _ => consumer_send_msg_back(&ctx, &request).await,
+                },
                 _ => send_message(&ctx, &request, born_host).await,
             };
             Ok(Some(resp))

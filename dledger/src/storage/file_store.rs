@@ -25,13 +25,19 @@ use memmap2::Mmap;
 
 use super::atomic_file::{read_atomic, sync_dir, write_atomic};
 use super::codec::{
-    decode_slot, encode_blank, encode_header, entry_size_bytes, DecodeError, Slot, ENTRY_MAGIC,
-    HEADER_SIZE_BYTES, MIN_BLANK_LEN_BYTES,
+    decode_slot, encode_blank, encode_header, entry_size_bytes, Slot, HEADER_SIZE_BYTES,
+    MIN_BLANK_LEN_BYTES,
 };
 use super::StorageError;
 
 const META_FILE: &str = "store.meta";
 const META_VERSION: u32 = 1;
+/// Durable "synced up to" mark: a position at or below which every byte was fsynced.
+const SYNCED_MARK_FILE: &str = "store.synced";
+const SYNCED_MARK_VERSION: u32 = 1;
+/// Raising the mark is lazy (one atomic file write per interval at most); it only has to
+/// never claim more than is synced. Lowering it is always immediate.
+const SYNCED_MARK_PERSIST_INTERVAL_MS: u64 = 100;
 /// Chunk used when zeroing a torn/truncated tail.
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
 
@@ -165,6 +171,13 @@ struct Pending {
     buf: Vec<u8>,
     /// Set after a failed fsync: the store refuses everything afterwards.
     poisoned: bool,
+    /// Position up to which every byte is fsynced (end of the last synced entry).
+    synced_pos: u64,
+    /// The synced mark as last written to `store.synced` (`<= synced_pos` unless a
+    /// truncation is in progress; always `<=` what is really synced on disk).
+    mark_persisted_pos: u64,
+    /// When the mark was last raised on disk (`None`: not since open, so the next sync does).
+    mark_persisted_at: Option<std::time::Instant>,
 }
 
 /// Shared handle to a file store. Clones are cheap and all see the same log.
@@ -281,8 +294,24 @@ impl FileStore {
             cache_first: 0,
             cache_size_bytes: 0,
         };
-        let recovered = recover(&cfg, &mut store_state, start_pos)?;
+        // A missing mark (new store) claims nothing: everything after the start is tail.
+        let mark = load_synced_mark(&cfg.dir)?.unwrap_or(0);
+        let recovered = recover(&cfg, &mut store_state, start_pos, mark)?;
         let end_pos = recovered;
+        // Entries recovered beyond the mark may only be in the page cache (the process died,
+        // not the machine): fsync them before they are published as durable, then record it.
+        let mut mark_persisted_pos = mark;
+        if end_pos > mark {
+            for sg in &store_state.segments {
+                if sg.base_pos + seg_size > mark && sg.base_pos < end_pos {
+                    sg.file
+                        .sync_data()
+                        .map_err(|e| StorageError::fsync(&sg.path, e))?;
+                }
+            }
+            store_synced_mark(&cfg.dir, end_pos)?;
+            mark_persisted_pos = end_pos;
+        }
         store_state.end_pos = end_pos;
         let next_index = store_state.next_index();
         store_state.cache_first = next_index;
@@ -299,6 +328,9 @@ impl FileStore {
                 dir_dirty: false,
                 buf: Vec::new(),
                 poisoned: false,
+                synced_pos: end_pos,
+                mark_persisted_pos,
+                mark_persisted_at: None,
             }),
         };
         Ok(FileStore {
@@ -667,10 +699,57 @@ impl FileStore {
             Some(sl) => sl.term,
             None => s.prev_term,
         };
+        drop(s);
+        w.synced_pos = w.write_pos;
+        let interval = std::time::Duration::from_millis(SYNCED_MARK_PERSIST_INTERVAL_MS);
+        let due = w.mark_persisted_at.is_none_or(|t| t.elapsed() >= interval);
+        if due {
+            self.persist_mark_locked(&mut w)?;
+        }
         Ok(Durable {
             last_index,
             last_term,
         })
+    }
+
+    /// Write the synced mark now (tests, clean shutdown); normally it is raised lazily.
+    pub fn persist_synced_mark(&self) -> Result<(), StorageError> {
+        let mut w = self.writer();
+        if w.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        self.persist_mark_locked(&mut w)
+    }
+
+    /// The synced mark as currently persisted (recovery trusts every byte below it).
+    pub fn persisted_synced_mark(&self) -> u64 {
+        self.writer().mark_persisted_pos
+    }
+
+    fn persist_mark_locked(&self, w: &mut Pending) -> Result<(), StorageError> {
+        if w.synced_pos != w.mark_persisted_pos {
+            if let Err(e) = store_synced_mark(&self.inner.cfg.dir, w.synced_pos) {
+                w.poisoned = true;
+                return Err(e);
+            }
+            w.mark_persisted_pos = w.synced_pos;
+        }
+        w.mark_persisted_at = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// Durably lower the synced mark to `pos` before bytes at or after it are overwritten or
+    /// removed, so a crash mid-way is recovered as a torn tail, not reported as corruption.
+    fn lower_mark_locked(&self, w: &mut Pending, pos: u64) -> Result<(), StorageError> {
+        w.synced_pos = w.synced_pos.min(pos);
+        if pos < w.mark_persisted_pos {
+            if let Err(e) = store_synced_mark(&self.inner.cfg.dir, pos) {
+                w.poisoned = true;
+                return Err(e);
+            }
+            w.mark_persisted_pos = pos;
+        }
+        Ok(())
     }
 
     /// Drop entries `>= from` (conflicting tail from a new leader). Their bytes are zeroed and
@@ -727,6 +806,7 @@ impl FileStore {
             }
             (cut_pos, w.write_pos)
         };
+        self.lower_mark_locked(w, cut_pos)?;
         let res = self.zero_range(cut_pos, old_end).and_then(|_| {
             let dirty = std::mem::take(&mut w.dirty);
             let s = self.read_state();
@@ -850,6 +930,8 @@ impl FileStore {
         if w.poisoned {
             return Err(StorageError::Poisoned);
         }
+        // The old segments go away: nothing at or after `next_pos` is synced any more.
+        self.lower_mark_locked(&mut w, next_pos)?;
         store_meta(
             &self.inner.cfg.dir,
             snapshot_index + 1,
@@ -870,6 +952,7 @@ impl FileStore {
         w.bodies.clear();
         w.first_pending_index = snapshot_index + 1;
         w.write_pos = next_pos;
+        w.synced_pos = next_pos;
         w.dirty.clear();
         for sg in &doomed {
             fs::remove_file(&sg.path).map_err(|e| StorageError::io(&sg.path, e))?;
@@ -1026,6 +1109,29 @@ fn store_meta(
     write_atomic(dir, META_FILE, &p)
 }
 
+fn load_synced_mark(dir: &Path) -> Result<Option<u64>, StorageError> {
+    let Some(p) = read_atomic(dir, SYNCED_MARK_FILE)? else {
+        return Ok(None);
+    };
+    if p.len() != 12 || u32::from_be_bytes([p[0], p[1], p[2], p[3]]) != SYNCED_MARK_VERSION {
+        return Err(StorageError::Corrupt {
+            file: dir.join(SYNCED_MARK_FILE),
+            offset: 0,
+            reason: "unknown synced mark version or length".into(),
+        });
+    }
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&p[4..12]);
+    Ok(Some(u64::from_be_bytes(a)))
+}
+
+fn store_synced_mark(dir: &Path, pos: u64) -> Result<(), StorageError> {
+    let mut p = [0u8; 12];
+    p[0..4].copy_from_slice(&SYNCED_MARK_VERSION.to_be_bytes());
+    p[4..12].copy_from_slice(&pos.to_be_bytes());
+    write_atomic(dir, SYNCED_MARK_FILE, &p)
+}
+
 fn corrupt(seg: &Segment, off: u64, reason: impl Into<String>) -> StorageError {
     StorageError::Corrupt {
         file: seg.path.clone(),
@@ -1034,27 +1140,19 @@ fn corrupt(seg: &Segment, off: u64, reason: impl Into<String>) -> StorageError {
     }
 }
 
-/// Is there a valid entry with index `>= min_index` in `buf` after offset 0 (bounded scan)?
-fn later_valid_entry(buf: &[u8], min_index: u64) -> Option<usize> {
-    let magic = ENTRY_MAGIC.to_be_bytes();
-    let mut i = 1;
-    while i + HEADER_SIZE_BYTES <= buf.len() {
-        if buf[i..i + 4] == magic {
-            if let Ok(Slot::Entry(h)) = decode_slot(&buf[i..]) {
-                if h.index >= min_index {
-                    return Some(i);
-                }
-            }
-        }
-        i += 1;
-    }
-    None
-}
-
 /// Scan all segments from `start_pos`, rebuilding the index. Returns the recovered end.
-fn recover(cfg: &FileStoreConfig, st: &mut State, start_pos: u64) -> Result<u64, StorageError> {
+///
+/// `synced_mark`: every byte below it was fsynced (and never overwritten since). A bad or
+/// missing entry below it is corruption (refused with file and offset); at or beyond it, it
+/// is a torn tail of unsynced writes (truncated), even if valid entries follow: unsynced
+/// pages reach the disk in any order, and none of them was ever acknowledged.
+fn recover(
+    cfg: &FileStoreConfig,
+    st: &mut State,
+    start_pos: u64,
+    synced_mark: u64,
+) -> Result<u64, StorageError> {
     let seg_size = cfg.segment_size_bytes;
-    let scan_window = entry_size_bytes(cfg.max_entry_size_bytes as usize) + HEADER_SIZE_BYTES;
     let mut expected = None::<u64>; // index of the next entry once the first one is seen
     let mut last_term = st.prev_term;
     let nseg = st.segments.len();
@@ -1143,44 +1241,28 @@ fn recover(cfg: &FileStoreConfig, st: &mut State, start_pos: u64) -> Result<u64,
                             }
                         }
                     }
-                    // Zeros where an entry should be, with valid entries after them, is
-                    // damage (e.g. a zeroed page), not the end of the log.
-                    let min_next = expected.unwrap_or(st.first_index);
-                    let window_end = (off + scan_window).min(sg.mmap.len());
-                    let later_here = later_valid_entry(&sg.mmap[off..window_end], min_next);
-                    let later_seg = st.segments[k + 1..]
-                        .iter()
-                        .any(|x| matches!(decode_slot(&x.mmap[..]), Ok(Slot::Entry(_))));
-                    if later_here.is_some() || later_seg {
+                    // Zeros where a synced entry should be is damage (e.g. a zeroed page),
+                    // not the end of the log.
+                    if here < synced_mark {
                         return Err(corrupt(
                             &sg,
                             off as u64,
-                            "zeroed entry header with valid entries after it; refusing to start",
+                            format!("zeroed entry header below the synced mark {synced_mark}; refusing to start"),
                         ));
                     }
                     truncate_at = Some((k, off as u64));
                     break 'segs;
                 }
                 Err(err) => {
-                    // Torn tail or corruption? Corruption if a valid later entry exists (in
-                    // this segment within one max entry, or at the start of a later one).
-                    let min_next = expected.unwrap_or(st.first_index);
-                    let window_end = (off + scan_window).min(sg.mmap.len());
-                    let later_here = later_valid_entry(&sg.mmap[off..window_end], min_next);
-                    let later_seg = st.segments[k + 1..]
-                        .iter()
-                        .any(|x| matches!(decode_slot(&x.mmap[..]), Ok(Slot::Entry(_))));
-                    if later_here.is_some() || later_seg {
+                    // Synced bytes that fail to decode are corruption; unsynced ones a tear.
+                    if here < synced_mark {
                         return Err(corrupt(
                             &sg,
                             off as u64,
-                            format!("{err} (valid entries follow; refusing to start)"),
+                            format!(
+                                "{err} (below the synced mark {synced_mark}; refusing to start)"
+                            ),
                         ));
-                    }
-                    if matches!(err, DecodeError::BadBlank { .. })
-                        && off + MIN_BLANK_LEN_BYTES > sg.mmap.len()
-                    {
-                        return Err(corrupt(&sg, off as u64, err.to_string()));
                     }
                     tracing::warn!(file = %sg.path.display(), offset = off, error = %err, "truncating torn tail");
                     truncate_at = Some((k, off as u64));
@@ -1215,6 +1297,16 @@ fn recover(cfg: &FileStoreConfig, st: &mut State, start_pos: u64) -> Result<u64,
         if !later.is_empty() {
             sync_dir(&cfg.dir)?;
         }
+    }
+    // The log must reach the mark: a shorter log lost synced entries (e.g. a deleted segment).
+    let end = end_pos.max(start_pos);
+    if end < synced_mark {
+        let base = end / seg_size * seg_size;
+        return Err(StorageError::Corrupt {
+            file: cfg.dir.join(segment_name(base)),
+            offset: end - base,
+            reason: format!("log ends at position {end}, below the synced mark {synced_mark}"),
+        });
     }
     // Segments fully before the start point are useless (see above).
     if let Some(expected) = expected {

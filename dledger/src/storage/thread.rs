@@ -267,6 +267,12 @@ impl Worker {
                 let t0 = Instant::now();
                 // A full disk here (the temp file) is fail-stop: the jobs' entries are already
                 // durable but the vote cannot be recorded.
+                // Never let the durable commit go backwards (a restart derives data loss
+                // from a commit beyond the recovered log).
+                let hs = HardStateRecord {
+                    commit: hs.commit.max(self.written_hs.commit),
+                    ..hs
+                };
                 self.hs_file.store(&hs)?;
                 self.written_hs = hs;
                 fsync_us += t0.elapsed().as_micros() as u64;

@@ -707,9 +707,16 @@ impl DLedgerCommitLog {
                     }
                 }
                 if assign {
-                    t.entry(topic.clone())
-                        .or_default()
-                        .insert(queue_id, base + rel.len() as i64);
+                    let next = base + rel.len() as i64;
+                    // No String allocation on the hot path once the topic is known.
+                    match t.get_mut(topic.as_str()) {
+                        Some(q) => {
+                            q.insert(queue_id, next);
+                        }
+                        None => {
+                            t.entry(topic.clone()).or_default().insert(queue_id, next);
+                        }
+                    }
                 }
                 drop(t);
                 slot.queue_offset.store(base, Ordering::Release);
