@@ -1,5 +1,9 @@
 //! JSON request/response bodies the broker's client-facing processors read and write:
 //! HEART_BEAT (`HeartbeatData`), lock/unlock bodies, consumer lists, `MessageQueue`.
+//! Types whose wire form is all the broker needs (`MessageQueue`, lock bodies, consumer
+//! list, the consumer enums) are remoting's, re-exported; the heartbeat stays here because
+//! the broker keeps it in a derived form (tag hash sets built from the expression, bounded
+//! lists) that pull filtering and the consumer manager use.
 //!
 //! Parsing is lenient like Java's fastjson-based broker (clients.md): enums may arrive as
 //! names or ordinals, `subVersion` as a string, and `unitMode`, `classFilterMode`,
@@ -8,7 +12,12 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
+// Bodies whose wire form is shared with clients live in remoting; re-exported so broker
+// modules keep one import path.
+pub use remoting::body::{
+    ConsumeFromWhere, ConsumeType, GetConsumerListByGroupResponseBody, LockBatchRequestBody,
+    LockBatchResponseBody, MessageModel, MessageQueue,
+};
 use serde_json::Value;
 
 /// Most consumer groups / producer groups one heartbeat may carry.
@@ -34,146 +43,22 @@ pub enum BodyError {
     },
 }
 
-/// Java `MessageQueue`; serialized in fastjson's (alphabetical) field order.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MessageQueue {
-    pub broker_name: String,
-    pub queue_id: i32,
-    pub topic: String,
-}
-
-impl MessageQueue {
-    pub fn new(topic: impl Into<String>, broker_name: impl Into<String>, queue_id: i32) -> Self {
-        MessageQueue {
-            broker_name: broker_name.into(),
-            queue_id,
-            topic: topic.into(),
-        }
-    }
-
-    /// The fastjson object text, e.g. for maps keyed by `MessageQueue` (codes.md §3.15).
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
-
-/// `ConsumeType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ConsumeType {
-    /// Pull consumer.
-    ConsumeActively,
-    /// Push consumer.
-    #[default]
-    ConsumePassively,
-    ConsumePop,
-}
-
-impl ConsumeType {
-    pub fn name(self) -> &'static str {
-        match self {
-            ConsumeType::ConsumeActively => "CONSUME_ACTIVELY",
-            ConsumeType::ConsumePassively => "CONSUME_PASSIVELY",
-            ConsumeType::ConsumePop => "CONSUME_POP",
-        }
-    }
-    fn from_value(v: Option<&Value>) -> ConsumeType {
-        match enum_value(v) {
-            EnumValue::Name("CONSUME_ACTIVELY") | EnumValue::Ordinal(0) => {
-                ConsumeType::ConsumeActively
-            }
-            EnumValue::Name("CONSUME_POP") | EnumValue::Ordinal(2) => ConsumeType::ConsumePop,
-            _ => ConsumeType::ConsumePassively,
-        }
-    }
-}
-
-/// `MessageModel` (Java ordinals: BROADCASTING 0, CLUSTERING 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MessageModel {
-    Broadcasting,
-    #[default]
-    Clustering,
-}
-
-impl MessageModel {
-    pub fn name(self) -> &'static str {
-        match self {
-            MessageModel::Broadcasting => "BROADCASTING",
-            MessageModel::Clustering => "CLUSTERING",
-        }
-    }
-    fn from_value(v: Option<&Value>) -> MessageModel {
-        match enum_value(v) {
-            EnumValue::Name("BROADCASTING") | EnumValue::Ordinal(0) => MessageModel::Broadcasting,
-            _ => MessageModel::Clustering,
-        }
-    }
-}
-
-/// `ConsumeFromWhere`, Java ordinals 0..=5 (1 and 2 are deprecated aliases).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ConsumeFromWhere {
-    #[default]
-    LastOffset,
-    LastOffsetAndFromMinWhenBootFirst,
-    MinOffset,
-    MaxOffset,
-    FirstOffset,
-    Timestamp,
-}
-
-impl ConsumeFromWhere {
-    const ALL: [ConsumeFromWhere; 6] = [
-        ConsumeFromWhere::LastOffset,
-        ConsumeFromWhere::LastOffsetAndFromMinWhenBootFirst,
-        ConsumeFromWhere::MinOffset,
-        ConsumeFromWhere::MaxOffset,
-        ConsumeFromWhere::FirstOffset,
-        ConsumeFromWhere::Timestamp,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            ConsumeFromWhere::LastOffset => "CONSUME_FROM_LAST_OFFSET",
-            ConsumeFromWhere::LastOffsetAndFromMinWhenBootFirst => {
-                "CONSUME_FROM_LAST_OFFSET_AND_FROM_MIN_WHEN_BOOT_FIRST"
-            }
-            ConsumeFromWhere::MinOffset => "CONSUME_FROM_MIN_OFFSET",
-            ConsumeFromWhere::MaxOffset => "CONSUME_FROM_MAX_OFFSET",
-            ConsumeFromWhere::FirstOffset => "CONSUME_FROM_FIRST_OFFSET",
-            ConsumeFromWhere::Timestamp => "CONSUME_FROM_TIMESTAMP",
-        }
-    }
-    fn from_value(v: Option<&Value>) -> ConsumeFromWhere {
-        match enum_value(v) {
-            EnumValue::Name(n) => Self::ALL
-                .into_iter()
-                .find(|c| c.name() == n)
-                .unwrap_or_default(),
-            EnumValue::Ordinal(i) => usize::try_from(i)
-                .ok()
-                .and_then(|i| Self::ALL.get(i).copied())
-                .unwrap_or_default(),
-            EnumValue::Missing => ConsumeFromWhere::default(),
-        }
-    }
-}
-
-enum EnumValue<'a> {
-    Name(&'a str),
-    Ordinal(i64),
-    Missing,
-}
-
-fn enum_value(v: Option<&Value>) -> EnumValue<'_> {
-    match v {
+/// A Java enum member sent as a name, an ordinal or an ordinal string (fastjson reads all
+/// three); missing or unknown values take the Java default.
+fn enum_from_value<T: Default>(
+    v: Option<&Value>,
+    from_name: fn(&str) -> Option<T>,
+    from_ordinal: fn(i64) -> Option<T>,
+) -> T {
+    let parsed = match v {
         Some(Value::String(s)) => match s.trim().parse::<i64>() {
-            Ok(i) => EnumValue::Ordinal(i),
-            Err(_) => EnumValue::Name(s.as_str()),
+            Ok(i) => from_ordinal(i),
+            Err(_) => from_name(s.as_str()),
         },
-        Some(Value::Number(n)) => n.as_i64().map_or(EnumValue::Missing, EnumValue::Ordinal),
-        _ => EnumValue::Missing,
-    }
+        Some(Value::Number(n)) => n.as_i64().and_then(from_ordinal),
+        _ => None,
+    };
+    parsed.unwrap_or_default()
 }
 
 /// Expression type `TAG` (default) or `SQL92`.
@@ -307,11 +192,8 @@ impl SubscriptionData {
     }
 }
 
-/// Java `String.hashCode` (over UTF-16 code units).
-pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
-}
+/// Java `String.hashCode`: the store's, which also computes the tags codes it indexes.
+pub use store::message::java_string_hash;
 
 fn json_bool(v: Option<&Value>) -> bool {
     match v {
@@ -400,9 +282,21 @@ impl HeartbeatData {
             }
             hb.consumers.push(ConsumerData {
                 group_name,
-                consume_type: ConsumeType::from_value(c.get("consumeType")),
-                message_model: MessageModel::from_value(c.get("messageModel")),
-                consume_from_where: ConsumeFromWhere::from_value(c.get("consumeFromWhere")),
+                consume_type: enum_from_value(
+                    c.get("consumeType"),
+                    ConsumeType::from_name,
+                    ConsumeType::from_ordinal,
+                ),
+                message_model: enum_from_value(
+                    c.get("messageModel"),
+                    MessageModel::from_name,
+                    MessageModel::from_ordinal,
+                ),
+                consume_from_where: enum_from_value(
+                    c.get("consumeFromWhere"),
+                    ConsumeFromWhere::from_name,
+                    ConsumeFromWhere::from_ordinal,
+                ),
                 subscriptions,
                 unit_mode: json_bool(c.get("unitMode")),
             });
@@ -411,51 +305,26 @@ impl HeartbeatData {
     }
 }
 
-/// LOCK_BATCH_MQ / UNLOCK_BATCH_MQ request body (`onlyThisBroker` optional, ignored: we
-/// are always "this broker").
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct LockBatchRequestBody {
-    pub client_id: String,
-    pub consumer_group: String,
-    pub mq_set: Vec<MessageQueue>,
-    pub only_this_broker: bool,
-}
-
-impl LockBatchRequestBody {
-    pub fn decode(body: &[u8]) -> Result<LockBatchRequestBody, BodyError> {
-        let b: LockBatchRequestBody =
-            serde_json::from_slice(body).map_err(|e| BodyError::Json(e.to_string()))?;
-        if b.mq_set.len() > LOCK_BATCH_QUEUES_MAX {
-            return Err(BodyError::TooMany {
-                field: "mqSet",
-                count: b.mq_set.len(),
-                limit: LOCK_BATCH_QUEUES_MAX,
-            });
-        }
-        if b.consumer_group.is_empty() {
-            return Err(BodyError::Field("consumerGroup"));
-        }
-        if b.client_id.is_empty() {
-            return Err(BodyError::Field("clientId"));
-        }
-        Ok(b)
+/// Decode a LOCK_BATCH_MQ / UNLOCK_BATCH_MQ body (remoting's lenient
+/// [`LockBatchRequestBody`]; `onlyThisBroker` optional and ignored: we are always "this
+/// broker"), bounding `mqSet` and requiring the group and client id.
+pub fn decode_lock_batch(body: &[u8]) -> Result<LockBatchRequestBody, BodyError> {
+    let b: LockBatchRequestBody =
+        serde_json::from_slice(body).map_err(|e| BodyError::Json(e.to_string()))?;
+    if b.mq_set.len() > LOCK_BATCH_QUEUES_MAX {
+        return Err(BodyError::TooMany {
+            field: "mqSet",
+            count: b.mq_set.len(),
+            limit: LOCK_BATCH_QUEUES_MAX,
+        });
     }
-}
-
-/// LOCK_BATCH_MQ response body.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LockBatchResponseBody {
-    #[serde(rename = "lockOKMQSet")]
-    pub lock_ok_mq_set: Vec<MessageQueue>,
-}
-
-/// GET_CONSUMER_LIST_BY_GROUP response body.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GetConsumerListByGroupResponseBody {
-    pub consumer_id_list: Vec<String>,
+    if b.consumer_group.is_empty() {
+        return Err(BodyError::Field("consumerGroup"));
+    }
+    if b.client_id.is_empty() {
+        return Err(BodyError::Field("clientId"));
+    }
+    Ok(b)
 }
 
 #[cfg(test)]
@@ -472,7 +341,10 @@ mod tests {
         assert_eq!(hb.client_id, "10.0.0.1@1234");
         assert_eq!(hb.producer_groups, vec!["PG"]);
         let c = &hb.consumers[0];
-        assert_eq!(c.consume_from_where, ConsumeFromWhere::FirstOffset);
+        assert_eq!(
+            c.consume_from_where,
+            ConsumeFromWhere::ConsumeFromFirstOffset
+        );
         assert_eq!(c.message_model, MessageModel::Clustering);
         assert_eq!(c.subscriptions[0].code_set, [65, 66].into_iter().collect());
         assert_eq!(c.subscriptions[0].sub_version, 1_700_000_000_000);
@@ -488,7 +360,10 @@ mod tests {
         let c = &hb.consumers[0];
         assert_eq!(c.consume_type, ConsumeType::ConsumeActively);
         assert_eq!(c.message_model, MessageModel::Broadcasting);
-        assert_eq!(c.consume_from_where, ConsumeFromWhere::FirstOffset);
+        assert_eq!(
+            c.consume_from_where,
+            ConsumeFromWhere::ConsumeFromFirstOffset
+        );
         assert!(!c.unit_mode);
         let s = &c.subscriptions[0];
         assert_eq!(s.sub_version, 123);
@@ -499,6 +374,37 @@ mod tests {
         assert!(c.subscriptions[1].is_sub_all());
         assert_eq!(c.subscriptions[1].sub_version, 0);
         assert!(hb.producer_groups.is_empty());
+    }
+
+    #[test]
+    fn lenient_enums() {
+        let v = |j: &str| serde_json::from_str::<Value>(j).unwrap();
+        let cfw = |x: Option<&Value>| {
+            enum_from_value(
+                x,
+                ConsumeFromWhere::from_name,
+                ConsumeFromWhere::from_ordinal,
+            )
+        };
+        assert_eq!(
+            cfw(Some(&v(r#""5""#))),
+            ConsumeFromWhere::ConsumeFromTimestamp
+        );
+        assert_eq!(cfw(Some(&v("3"))), ConsumeFromWhere::ConsumeFromMaxOffset);
+        assert_eq!(
+            cfw(Some(&v(r#""CONSUME_FROM_MIN_OFFSET""#))),
+            ConsumeFromWhere::ConsumeFromMinOffset
+        );
+        // Unknown names, out-of-range ordinals and absence: Java's default.
+        assert_eq!(cfw(Some(&v(r#""NOPE""#))), ConsumeFromWhere::default());
+        assert_eq!(cfw(Some(&v("9"))), ConsumeFromWhere::default());
+        assert_eq!(cfw(None), ConsumeFromWhere::ConsumeFromLastOffset);
+        let model = enum_from_value(
+            Some(&v("true")),
+            MessageModel::from_name,
+            MessageModel::from_ordinal,
+        );
+        assert_eq!(model, MessageModel::Clustering);
     }
 
     #[test]
@@ -516,10 +422,17 @@ mod tests {
     }
 
     #[test]
+    fn lock_body_limits() {
+        assert!(decode_lock_batch(br#"{"clientId":"c1","mqSet":[]}"#).is_err());
+        assert!(decode_lock_batch(br#"{"consumerGroup":"CG","mqSet":[]}"#).is_err());
+        assert!(decode_lock_batch(b"[").is_err());
+    }
+
+    #[test]
     fn lock_body_without_only_this_broker() {
         let j = br#"{"clientId":"c1","consumerGroup":"CG","mqSet":[{"brokerName":"broker-a","queueId":0,"topic":"T"}]}"#;
-        let b = LockBatchRequestBody::decode(j).unwrap();
-        assert_eq!(b.mq_set[0], MessageQueue::new("T", "broker-a", 0));
+        let b = decode_lock_batch(j).unwrap();
+        assert!(b.mq_set.contains(&MessageQueue::new("T", "broker-a", 0)));
         let resp = LockBatchResponseBody {
             lock_ok_mq_set: b.mq_set.clone(),
         };

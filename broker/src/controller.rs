@@ -130,16 +130,11 @@ pub fn registration(
         .topic_config_table
         .into_iter()
         .map(|(name, t)| {
+            // Registration carries the 4.9.7 form and the broker-wide permission override.
             let tc = namesrv_client::TopicConfig {
                 attributes: None,
-                order: t.order,
                 perm: override_perm.unwrap_or(t.perm),
-                read_queue_nums: t.read_queue_nums,
-                topic_filter_type: namesrv_client::TopicFilterType::from_name(&t.topic_filter_type)
-                    .unwrap_or_default(),
-                topic_name: t.topic_name,
-                topic_sys_flag: t.topic_sys_flag,
-                write_queue_nums: t.write_queue_nums,
+                ..t
             };
             (name, tc)
         })
@@ -151,10 +146,7 @@ pub fn registration(
         broker_id,
         ha_server_addr: config.ha_server_addr(),
         topic_config_wrapper: namesrv_client::TopicConfigSerializeWrapper {
-            data_version: namesrv_client::DataVersion::new(
-                snapshot.data_version.timestamp,
-                snapshot.data_version.counter,
-            ),
+            data_version: snapshot.data_version,
             topic_config_table: table,
         },
         filter_server_list: Vec::new(),

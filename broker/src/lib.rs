@@ -10,7 +10,8 @@
 //! - `topic_config`, `subscription_group`, `consumer_offset`: persisted metadata managers.
 //! - `client`: consumer and producer channel managers (heartbeats, group membership).
 //! - `lock_manager`: orderly-consumer queue locks.
-//! - `body`: JSON bodies (heartbeat, lock, consumer list, `MessageQueue`), parsed leniently.
+//! - `body`: JSON bodies (heartbeat parsed leniently here; lock, consumer list,
+//!   `MessageQueue` re-exported from `remoting::body`).
 //! - `long_polling`: held pulls woken by message arrival.
 //! - `schedule`: delay-level delivery from SCHEDULE_TOPIC_XXXX.
 //! - `processor`: request processors.

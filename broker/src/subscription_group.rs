@@ -10,64 +10,23 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::BrokerConfig;
 use crate::persist;
-use crate::topic_config::{validate_topic_name, DataVersion, TopicError};
+use crate::topic_config::{now_ms, validate_topic_name, DataVersion, TopicError};
 
 /// Upper bound on groups held by one broker.
 pub const GROUPS_MAX: usize = 100_000;
 
-/// Java `SubscriptionGroupConfig` (4.9.7 fields; unknown 5.x fields are ignored on read).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct SubscriptionGroupConfig {
-    // Fields in fastjson's alphabetical order, so our JSON matches Java's byte for byte.
-    pub broker_id: i64,
-    pub consume_broadcast_enable: bool,
-    pub consume_enable: bool,
-    pub consume_from_min_enable: bool,
-    pub group_name: String,
-    pub notify_consumer_ids_changed_enable: bool,
-    pub retry_max_times: i32,
-    pub retry_queue_nums: i32,
-    pub which_broker_when_consume_slowly: i64,
-}
+// Java `SubscriptionGroupConfig` / `SubscriptionGroupWrapper` (subscriptionGroup.json,
+// GET_ALL_SUBSCRIPTIONGROUP_CONFIG, the metadata log): remoting's body types.
+pub use remoting::body::{SubscriptionGroupConfig, SubscriptionGroupWrapper};
 
-impl Default for SubscriptionGroupConfig {
-    fn default() -> Self {
-        SubscriptionGroupConfig {
-            group_name: String::new(),
-            consume_enable: true,
-            consume_from_min_enable: true,
-            consume_broadcast_enable: true,
-            retry_queue_nums: 1,
-            retry_max_times: 16,
-            broker_id: 0,
-            which_broker_when_consume_slowly: 1,
-            notify_consumer_ids_changed_enable: true,
-        }
+/// A group with Java's defaults.
+pub fn new_group(group: impl Into<String>) -> SubscriptionGroupConfig {
+    SubscriptionGroupConfig {
+        group_name: group.into(),
+        ..Default::default()
     }
-}
-
-impl SubscriptionGroupConfig {
-    pub fn new(group: impl Into<String>) -> Self {
-        SubscriptionGroupConfig {
-            group_name: group.into(),
-            ..Default::default()
-        }
-    }
-}
-
-/// Java `SubscriptionGroupWrapper`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct SubscriptionGroupWrapper {
-    #[serde(default)]
-    pub data_version: DataVersion,
-    #[serde(default)]
-    pub subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
 }
 
 /// Groups the Java broker creates at start (`SubscriptionGroupManager.init`).
@@ -114,7 +73,7 @@ impl SubscriptionGroupManager {
         for g in SYSTEM_GROUPS {
             table
                 .entry(g.to_string())
-                .or_insert_with(|| Arc::new(SubscriptionGroupConfig::new(*g)));
+                .or_insert_with(|| Arc::new(new_group(*g)));
         }
         Ok(Arc::new(SubscriptionGroupManager {
             config,
@@ -151,7 +110,7 @@ impl SubscriptionGroupManager {
                 tracing::warn!(group, "subscription group table full, not creating");
                 return None;
             }
-            let g = Arc::new(SubscriptionGroupConfig::new(group));
+            let g = Arc::new(new_group(group));
             table.insert(group.to_string(), g.clone());
             self.bump_version();
             g
@@ -254,12 +213,12 @@ impl SubscriptionGroupManager {
         if !self.config.auto_create_subscription_group || validate_topic_name(group).is_err() {
             return None;
         }
-        Some(Arc::new(SubscriptionGroupConfig::new(group)))
+        Some(Arc::new(new_group(group)))
     }
 
     fn bump_version(&self) {
         let mut v = self.data_version.lock().unwrap_or_else(|e| e.into_inner());
-        *v = v.next();
+        *v = v.next(now_ms());
     }
 
     pub fn persist_blocking(&self) -> io::Result<()> {
@@ -309,7 +268,7 @@ mod tests {
         assert_eq!((g.retry_queue_nums, g.retry_max_times), (1, 16));
         m.update(SubscriptionGroupConfig {
             retry_max_times: 3,
-            ..SubscriptionGroupConfig::new("CG2")
+            ..new_group("CG2")
         })
         .unwrap();
         m.persist_blocking().unwrap();
@@ -323,7 +282,7 @@ mod tests {
             auto_create_subscription_group: false,
             ..BrokerConfig::default()
         });
-        let json = serde_json::to_string(&SubscriptionGroupConfig::new("G")).unwrap();
+        let json = serde_json::to_string(&new_group("G")).unwrap();
         assert_eq!(
             json,
             r#"{"brokerId":0,"consumeBroadcastEnable":true,"consumeEnable":true,"consumeFromMinEnable":true,"groupName":"G","notifyConsumerIdsChangedEnable":true,"retryMaxTimes":16,"retryQueueNums":1,"whichBrokerWhenConsumeSlowly":1}"#

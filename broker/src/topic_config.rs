@@ -11,7 +11,6 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
@@ -73,70 +72,25 @@ pub fn dlq_topic(group: &str) -> String {
     format!("{DLQ_GROUP_TOPIC_PREFIX}{group}")
 }
 
-/// One topic, field names and JSON as Java `TopicConfig` (4.9.7 form; 5.x `attributes`
-/// are accepted on read and dropped).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TopicConfig {
-    #[serde(default)]
-    pub order: bool,
-    #[serde(default = "default_perm")]
-    pub perm: i32,
-    #[serde(default = "default_queue_nums")]
-    pub read_queue_nums: i32,
-    #[serde(default = "default_filter_type")]
-    pub topic_filter_type: String,
-    pub topic_name: String,
-    #[serde(default)]
-    pub topic_sys_flag: i32,
-    #[serde(default = "default_queue_nums")]
-    pub write_queue_nums: i32,
+// Java `TopicConfig`, `DataVersion` and `TopicConfigSerializeWrapper` (topics.json,
+// GET_ALL_TOPIC_CONFIG, REGISTER_BROKER, the metadata log) are remoting's NameServer
+// protocol types; 5.x `attributes` are accepted on read and dropped (4.9.7 form).
+pub use remoting::body::{DataVersion, TopicConfig, TopicConfigSerializeWrapper, TopicFilterType};
+
+/// A read-write SINGLE_TAG topic with `queue_nums` read and write queues.
+pub fn new_topic(topic: impl Into<String>, queue_nums: i32) -> TopicConfig {
+    TopicConfig::new(topic, queue_nums, queue_nums, perm::READ | perm::WRITE)
 }
 
-fn default_perm() -> i32 {
-    perm::READ | perm::WRITE
-}
-fn default_queue_nums() -> i32 {
-    16
-}
-fn default_filter_type() -> String {
-    "SINGLE_TAG".to_string()
+fn with_perm(mut tc: TopicConfig, perm: i32) -> TopicConfig {
+    tc.perm = perm;
+    tc
 }
 
-impl TopicConfig {
-    /// A read-write topic with `queue_nums` read and write queues.
-    pub fn new(topic: impl Into<String>, queue_nums: i32) -> TopicConfig {
-        TopicConfig {
-            order: false,
-            perm: default_perm(),
-            read_queue_nums: queue_nums,
-            topic_filter_type: default_filter_type(),
-            topic_name: topic.into(),
-            topic_sys_flag: 0,
-            write_queue_nums: queue_nums,
-        }
-    }
-
-    pub fn with_perm(mut self, perm: i32) -> TopicConfig {
-        self.perm = perm;
-        self
-    }
-}
-
-/// Java `DataVersion`: `{timestamp, counter}`; compared whole by the NameServer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct DataVersion {
-    pub counter: i64,
-    pub timestamp: i64,
-}
-
-impl DataVersion {
-    pub fn next(self) -> DataVersion {
-        DataVersion {
-            counter: self.counter + 1,
-            timestamp: now_ms(),
-        }
-    }
+/// The 4.9.7 form of a topic read from disk or the metadata log: 5.x `attributes` dropped.
+fn without_attributes(mut tc: TopicConfig) -> TopicConfig {
+    tc.attributes = None;
+    tc
 }
 
 pub fn now_ms() -> i64 {
@@ -144,16 +98,6 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// Java `TopicConfigSerializeWrapper` (topics.json, GET_ALL_TOPIC_CONFIG, REGISTER_BROKER).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct TopicConfigSerializeWrapper {
-    #[serde(default)]
-    pub data_version: DataVersion,
-    #[serde(default)]
-    pub topic_config_table: BTreeMap<String, TopicConfig>,
 }
 
 /// Why a topic name is refused.
@@ -252,7 +196,7 @@ impl TopicConfigManager {
                     })?;
                 data_version = wrapper.data_version;
                 for (name, tc) in wrapper.topic_config_table {
-                    table.insert(name, Arc::new(tc));
+                    table.insert(name, Arc::new(without_attributes(tc)));
                 }
             }
         }
@@ -261,7 +205,7 @@ impl TopicConfigManager {
         let mgr = TopicConfigManager {
             config: config.clone(),
             table: RwLock::new(table),
-            data_version: Mutex::new(data_version.next()),
+            data_version: Mutex::new(data_version.next(now_ms())),
             write_lock: Arc::new(Mutex::new(i64::MIN)),
             path,
             changed: Notify::new(),
@@ -275,27 +219,31 @@ impl TopicConfigManager {
         let c = &self.config;
         let rw = perm::READ | perm::WRITE;
         let mut sys = vec![
-            TopicConfig::new(SELF_TEST_TOPIC, 1),
-            TopicConfig::new(BENCHMARK_TOPIC, 1024),
-            TopicConfig::new(OFFSET_MOVED_EVENT, 1),
-            TopicConfig::new(SCHEDULE_TOPIC, SCHEDULE_TOPIC_QUEUE_NUM),
-            TopicConfig::new(
+            new_topic(SELF_TEST_TOPIC, 1),
+            new_topic(BENCHMARK_TOPIC, 1024),
+            new_topic(OFFSET_MOVED_EVENT, 1),
+            new_topic(SCHEDULE_TOPIC, SCHEDULE_TOPIC_QUEUE_NUM),
+            new_topic(
                 format!("{}_{}", c.broker_cluster_name, REPLY_TOPIC_POSTFIX),
                 1,
             ),
-            TopicConfig::new(c.broker_cluster_name.clone(), 16)
-                .with_perm(perm::INHERIT | if c.cluster_topic_enable { rw } else { 0 }),
-            TopicConfig::new(c.broker_name.clone(), 1)
-                .with_perm(perm::INHERIT | if c.broker_topic_enable { rw } else { 0 }),
+            with_perm(
+                new_topic(c.broker_cluster_name.clone(), 16),
+                perm::INHERIT | if c.cluster_topic_enable { rw } else { 0 },
+            ),
+            with_perm(
+                new_topic(c.broker_name.clone(), 1),
+                perm::INHERIT | if c.broker_topic_enable { rw } else { 0 },
+            ),
         ];
         if c.auto_create_topic_enable {
-            sys.push(
-                TopicConfig::new(AUTO_CREATE_TOPIC_KEY_TOPIC, c.default_topic_queue_nums)
-                    .with_perm(perm::INHERIT | rw),
-            );
+            sys.push(with_perm(
+                new_topic(AUTO_CREATE_TOPIC_KEY_TOPIC, c.default_topic_queue_nums),
+                perm::INHERIT | rw,
+            ));
         }
         if c.trace_topic_enable {
-            sys.push(TopicConfig::new(c.msg_trace_topic_name.clone(), 1));
+            sys.push(new_topic(c.msg_trace_topic_name.clone(), 1));
         }
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         for tc in sys {
@@ -443,10 +391,11 @@ impl TopicConfigManager {
             order: false,
             perm: template_perm & !perm::INHERIT,
             read_queue_nums: queue_nums,
-            topic_filter_type: template.topic_filter_type.clone(),
+            topic_filter_type: template.topic_filter_type,
             topic_name: topic.to_string(),
             topic_sys_flag,
             write_queue_nums: queue_nums,
+            attributes: None,
         };
         self.insert_if_absent(tc)
     }
@@ -467,7 +416,7 @@ impl TopicConfigManager {
         let tc = TopicConfig {
             perm,
             topic_sys_flag,
-            ..TopicConfig::new(topic, queue_nums.clamp(0, QUEUE_NUMS_MAX))
+            ..new_topic(topic, queue_nums.clamp(0, QUEUE_NUMS_MAX))
         };
         self.insert_if_absent(tc)
     }
@@ -532,7 +481,7 @@ impl TopicConfigManager {
                 .topic_config_table
                 .into_iter()
                 .take(TOPICS_MAX)
-                .map(|(k, v)| (k, Arc::new(v)))
+                .map(|(k, v)| (k, Arc::new(without_attributes(v))))
                 .collect();
             if *table == new {
                 return;
@@ -547,7 +496,7 @@ impl TopicConfigManager {
     /// Called with the table write lock held, so version and table change together.
     fn bump_version(&self) {
         let mut v = self.data_version.lock().unwrap_or_else(|e| e.into_inner());
-        *v = v.next();
+        *v = v.next(now_ms());
     }
 
     fn after_change(&self) {
@@ -652,7 +601,14 @@ mod tests {
         let j = r#"{"dataVersion":{"counter":3,"timestamp":1700000000000},"topicConfigTable":{"T":{"order":false,"perm":6,"readQueueNums":4,"topicFilterType":"SINGLE_TAG","topicName":"T","topicSysFlag":0,"writeQueueNums":4,"attributes":{}}}}"#;
         let w: TopicConfigSerializeWrapper = serde_json::from_str(j).unwrap();
         assert_eq!(w.data_version.counter, 3);
-        let out = serde_json::to_string(&w).unwrap();
+        // A topics.json written by a 5.x broker: loaded, then served in the 4.9.7 form.
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path(), false);
+        std::fs::create_dir_all(c.config_dir()).unwrap();
+        std::fs::write(c.config_dir().join("topics.json"), j).unwrap();
+        let m = TopicConfigManager::open(c, true).unwrap();
+        assert_eq!(m.data_version().counter, 4);
+        let out = m.encode();
         assert!(out.contains(r#""T":{"order":false,"perm":6,"readQueueNums":4,"topicFilterType":"SINGLE_TAG","topicName":"T","topicSysFlag":0,"writeQueueNums":4}"#), "{out}");
     }
 }

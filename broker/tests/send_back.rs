@@ -3,8 +3,9 @@
 
 mod send_support;
 
-use broker::processor::send::{consumer_send_msg_back, ConsumerSendMsgBackRequestHeader};
+use broker::processor::send::consumer_send_msg_back;
 use remoting::codes::{request, response};
+use remoting::headers::consumer::ConsumerSendMsgBackRequestHeader;
 use remoting::RemotingCommand;
 use send_support::*;
 use store::message::property;

@@ -21,7 +21,7 @@ use super::{bad_request, ready, success};
 use crate::config::BrokerRole;
 use crate::context::BrokerContext;
 use crate::subscription_group::SubscriptionGroupConfig;
-use crate::topic_config::{is_system_topic, validate_topic_name, TopicConfig};
+use crate::topic_config::{is_system_topic, validate_topic_name, TopicConfig, TopicFilterType};
 
 pub const CODES: &[i32] = &[
     request::UPDATE_AND_CREATE_TOPIC,
@@ -77,18 +77,21 @@ impl AdminProcessor {
             );
         }
         let filter = match h.topic_filter_type.as_str() {
-            "" => "SINGLE_TAG",
-            "SINGLE_TAG" | "MULTI_TAG" => h.topic_filter_type.as_str(),
-            other => return bad_request(req, format!("bad topicFilterType `{other}`")),
+            "" => TopicFilterType::SingleTag,
+            name => match TopicFilterType::from_name(name) {
+                Some(f) => f,
+                None => return bad_request(req, format!("bad topicFilterType `{name}`")),
+            },
         };
         let tc = TopicConfig {
             order: h.order,
             perm: h.perm,
             read_queue_nums: h.read_queue_nums,
-            topic_filter_type: filter.to_string(),
+            topic_filter_type: filter,
             topic_name: h.topic.clone(),
             topic_sys_flag: h.topic_sys_flag.unwrap_or(0),
             write_queue_nums: h.write_queue_nums,
+            attributes: None,
         };
         match self.ctx.topic_config.update(tc) {
             // The topic manager's change signal makes the registration task re-register.

@@ -11,7 +11,7 @@ use remoting::server::{ProcessFuture, RequestProcessor};
 use remoting::RemotingCommand;
 
 use super::{bad_request, ready, success};
-use crate::body::{LockBatchRequestBody, LockBatchResponseBody};
+use crate::body::{decode_lock_batch, LockBatchResponseBody, MessageQueue};
 use crate::context::BrokerContext;
 
 pub const CODES: &[i32] = &[request::LOCK_BATCH_MQ, request::UNLOCK_BATCH_MQ];
@@ -26,19 +26,21 @@ impl LockProcessor {
     }
 
     fn handle(&self, req: &RemotingCommand) -> RemotingCommand {
-        let body = match LockBatchRequestBody::decode(&req.body) {
+        let body = match decode_lock_batch(&req.body) {
             Ok(b) => b,
             Err(e) => return bad_request(req, format!("bad lock body: {e}")),
         };
         let locks = &self.ctx.lock_manager;
+        // Java's mqSet is a set: the lock manager walks it in order.
+        let mqs: Vec<MessageQueue> = body.mq_set.into_iter().collect();
         if req.code == request::LOCK_BATCH_MQ {
-            let locked = locks.try_lock_batch(&body.consumer_group, &body.mq_set, &body.client_id);
+            let locked = locks.try_lock_batch(&body.consumer_group, &mqs, &body.client_id);
             let resp = LockBatchResponseBody {
-                lock_ok_mq_set: locked,
+                lock_ok_mq_set: locked.into_iter().collect(),
             };
             success(req).with_body(serde_json::to_vec(&resp).unwrap_or_default())
         } else {
-            locks.unlock_batch(&body.consumer_group, &body.mq_set, &body.client_id);
+            locks.unlock_batch(&body.consumer_group, &mqs, &body.client_id);
             success(req)
         }
     }

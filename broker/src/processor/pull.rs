@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use remoting::codes::{request, response};
-use remoting::command_header;
 use remoting::connection::ConnectionContext;
+use remoting::headers::pull::{sys_flag, PullMessageRequestHeader, PullMessageResponseHeader};
 use remoting::server::{ProcessFuture, RequestProcessor};
 use remoting::RemotingCommand;
 use store::{GetMessageResult, GetMessageStatus, MessageFilter};
@@ -23,12 +23,6 @@ use crate::context::BrokerContext;
 
 pub const CODES: &[i32] = &[request::PULL_MESSAGE, request::LITE_PULL_MESSAGE];
 
-/// PullSysFlag bits (`PullSysFlag.java`).
-pub const FLAG_COMMIT_OFFSET: i32 = 0x1;
-pub const FLAG_SUSPEND: i32 = 0x2;
-pub const FLAG_SUBSCRIPTION: i32 = 0x4;
-pub const FLAG_CLASS_FILTER: i32 = 0x8;
-
 /// Longest hold: clients time a suspended pull out after 30 s, so never hold longer than
 /// this whatever `suspendTimeoutMillis` says.
 pub const MAX_SUSPEND_MS: u64 = 25_000;
@@ -38,35 +32,6 @@ pub const MAX_PULL_MSGS: i32 = 1024;
 pub const MAX_EXPRESSION_LEN: usize = 4096;
 /// Most tags in one expression.
 pub const MAX_EXPRESSION_TAGS: usize = 256;
-
-command_header! {
-    /// `PullMessageRequestHeader` (codes.md §3.6).
-    pub struct PullMessageRequestHeader {
-        consumer_group: String => "consumerGroup",
-        topic: String => "topic",
-        queue_id: i32 => "queueId",
-        queue_offset: i64 => "queueOffset",
-        max_msg_nums: i32 => "maxMsgNums",
-        sys_flag: i32 => "sysFlag",
-        commit_offset: i64 => "commitOffset",
-        suspend_timeout_millis: i64 => "suspendTimeoutMillis",
-        subscription: Option<String> => "subscription",
-        sub_version: i64 => "subVersion",
-        expression_type: Option<String> => "expressionType",
-        max_msg_bytes: Option<i32> => "maxMsgBytes",
-    }
-}
-
-command_header! {
-    /// `PullMessageResponseHeader`: all four fields always present (the Java client unboxes
-    /// them into primitives).
-    pub struct PullMessageResponseHeader {
-        suggest_which_broker_id: i64 => "suggestWhichBrokerId",
-        next_begin_offset: i64 => "nextBeginOffset",
-        min_offset: i64 => "minOffset",
-        max_offset: i64 => "maxOffset",
-    }
-}
 
 /// A TAG subscription as the broker filters it: by Java `String.hashCode` of the tags.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -154,7 +119,7 @@ pub async fn process_pull(ctx: &Arc<BrokerContext>, request: &RemotingCommand) -
 
     // Commit offset carried by the pull (bit 0), only on a master (Java: brokerAllowSuspend
     // && hasCommitOffsetFlag && role != SLAVE).
-    if header.sys_flag & FLAG_COMMIT_OFFSET != 0
+    if header.sys_flag & sys_flag::COMMIT_OFFSET != 0
         && ctx.is_master()
         && ctx.broker_id() == 0
         && header.commit_offset >= 0
@@ -182,10 +147,11 @@ pub async fn process_pull(ctx: &Arc<BrokerContext>, request: &RemotingCommand) -
                 max_offset: ctx
                     .store
                     .max_offset_in_queue(&header.topic, header.queue_id),
+                ..Default::default()
             });
     }
     let max_msgs = header.max_msg_nums.clamp(1, MAX_PULL_MSGS);
-    let suspend = header.sys_flag & FLAG_SUSPEND != 0;
+    let suspend = header.sys_flag & sys_flag::SUSPEND != 0;
     let hold_ms = if !suspend {
         0
     } else if ctx.config.long_polling_enable {
@@ -304,6 +270,7 @@ fn build_response(
             next_begin_offset: result.next_begin_offset,
             min_offset: result.min_offset,
             max_offset: result.max_offset,
+            ..Default::default()
         });
     if code == response::SUCCESS {
         resp.body = concat_records(&result.messages);
@@ -400,7 +367,7 @@ fn check_and_build_filter(
             ));
         }
     }
-    if header.sys_flag & FLAG_SUBSCRIPTION != 0 {
+    if header.sys_flag & sys_flag::SUBSCRIPTION != 0 {
         let expr = header.subscription.as_deref().unwrap_or("*");
         return TagFilter::parse(expr).map_err(|e| {
             err(

@@ -8,8 +8,16 @@
 use std::sync::Arc;
 
 use remoting::codes::{request, response};
-use remoting::command_header;
 use remoting::connection::ConnectionContext;
+use remoting::headers::offset::{
+    GetEarliestMsgStoretimeRequestHeader, GetEarliestMsgStoretimeResponseHeader,
+    GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader, GetMinOffsetRequestHeader,
+    GetMinOffsetResponseHeader, SearchOffsetRequestHeader, SearchOffsetResponseHeader,
+};
+use remoting::headers::query::{
+    QueryMessageRequestHeader, QueryMessageResponseHeader, ViewMessageRequestHeader,
+    UNIQUE_KEY_QUERY,
+};
 use remoting::server::{ProcessFuture, RequestProcessor};
 use remoting::RemotingCommand;
 
@@ -24,61 +32,6 @@ pub const CODES: &[i32] = &[
     request::VIEW_MESSAGE_BY_ID,
     request::QUERY_MESSAGE,
 ];
-
-/// extField marking a query by UNIQ_KEY (`MixAll.UNIQUE_MSG_QUERY_FLAG`).
-pub const UNIQUE_MSG_QUERY_FLAG: &str = "_UNIQUE_KEY_QUERY";
-
-command_header! {
-    /// GET_MAX_OFFSET / GET_MIN_OFFSET / GET_EARLIEST_MSG_STORETIME request.
-    pub struct QueueRequestHeader {
-        topic: String => "topic",
-        queue_id: i32 => "queueId",
-    }
-}
-
-command_header! {
-    pub struct SearchOffsetRequestHeader {
-        topic: String => "topic",
-        queue_id: i32 => "queueId",
-        timestamp: i64 => "timestamp",
-        boundary_type: Option<String> => "boundaryType",
-    }
-}
-
-command_header! {
-    pub struct OffsetResponseHeader {
-        offset: i64 => "offset",
-    }
-}
-
-command_header! {
-    pub struct TimestampResponseHeader {
-        timestamp: i64 => "timestamp",
-    }
-}
-
-command_header! {
-    pub struct ViewMessageRequestHeader {
-        offset: i64 => "offset",
-    }
-}
-
-command_header! {
-    pub struct QueryMessageRequestHeader {
-        topic: String => "topic",
-        key: String => "key",
-        max_num: i32 => "maxNum",
-        begin_timestamp: i64 => "beginTimestamp",
-        end_timestamp: i64 => "endTimestamp",
-    }
-}
-
-command_header! {
-    pub struct QueryMessageResponseHeader {
-        index_last_update_timestamp: i64 => "indexLastUpdateTimestamp",
-        index_last_update_phyoffset: i64 => "indexLastUpdatePhyoffset",
-    }
-}
 
 pub struct QueryMessageProcessor {
     ctx: Arc<BrokerContext>,
@@ -110,14 +63,16 @@ pub async fn handle(
     let ok = || RemotingCommand::response_to(request, response::SUCCESS);
     match request.code {
         request::GET_MAX_OFFSET => {
-            let h: QueueRequestHeader = request.decode_header().map_err(|e| e.to_string())?;
+            let h: GetMaxOffsetRequestHeader =
+                request.decode_header().map_err(|e| e.to_string())?;
             let offset = ctx.store.max_offset_in_queue(&h.topic, h.queue_id);
-            Ok(ok().with_header(&OffsetResponseHeader { offset }))
+            Ok(ok().with_header(&GetMaxOffsetResponseHeader { offset }))
         }
         request::GET_MIN_OFFSET => {
-            let h: QueueRequestHeader = request.decode_header().map_err(|e| e.to_string())?;
+            let h: GetMinOffsetRequestHeader =
+                request.decode_header().map_err(|e| e.to_string())?;
             let offset = ctx.store.min_offset_in_queue(&h.topic, h.queue_id);
-            Ok(ok().with_header(&OffsetResponseHeader { offset }))
+            Ok(ok().with_header(&GetMinOffsetResponseHeader { offset }))
         }
         request::SEARCH_OFFSET_BY_TIMESTAMP => {
             let h: SearchOffsetRequestHeader =
@@ -125,12 +80,13 @@ pub async fn handle(
             let offset = ctx
                 .store
                 .offset_in_queue_by_time(&h.topic, h.queue_id, h.timestamp);
-            Ok(ok().with_header(&OffsetResponseHeader { offset }))
+            Ok(ok().with_header(&SearchOffsetResponseHeader { offset }))
         }
         request::GET_EARLIEST_MSG_STORETIME => {
-            let h: QueueRequestHeader = request.decode_header().map_err(|e| e.to_string())?;
+            let h: GetEarliestMsgStoretimeRequestHeader =
+                request.decode_header().map_err(|e| e.to_string())?;
             let timestamp = ctx.store.earliest_message_time(&h.topic, h.queue_id);
-            Ok(ok().with_header(&TimestampResponseHeader { timestamp }))
+            Ok(ok().with_header(&GetEarliestMsgStoretimeResponseHeader { timestamp }))
         }
         request::VIEW_MESSAGE_BY_ID => {
             let h: ViewMessageRequestHeader = request.decode_header().map_err(|e| e.to_string())?;
@@ -146,7 +102,7 @@ pub async fn handle(
         request::QUERY_MESSAGE => {
             let h: QueryMessageRequestHeader =
                 request.decode_header().map_err(|e| e.to_string())?;
-            let unique = request.ext(UNIQUE_MSG_QUERY_FLAG) == Some("true");
+            let unique = request.ext(UNIQUE_KEY_QUERY) == Some("true");
             let max = if unique {
                 ctx.config.default_query_max_num
             } else {

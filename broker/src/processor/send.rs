@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use remoting::codes::{request, response};
-use remoting::command_header;
 use remoting::connection::ConnectionContext;
+use remoting::headers::consumer::ConsumerSendMsgBackRequestHeader;
+use remoting::headers::send::{SendMessageRequestHeader, SendMessageRequestHeaderV2};
 use remoting::server::{ProcessFuture, RequestProcessor};
 use remoting::RemotingCommand;
 use store::message::{self as msg, property, sys_flag, MessageToStore};
@@ -24,7 +25,7 @@ use store::StoreError;
 
 use crate::context::BrokerContext;
 use crate::topic_config::{
-    self as topics, perm, TopicConfig, DLQ_GROUP_TOPIC_PREFIX as DLQ_PREFIX,
+    self as topics, perm, TopicConfig, TopicFilterType, DLQ_GROUP_TOPIC_PREFIX as DLQ_PREFIX,
     RETRY_GROUP_TOPIC_PREFIX as RETRY_PREFIX, TRANS_HALF_TOPIC,
 };
 
@@ -45,77 +46,6 @@ pub const BATCH_MAX_MESSAGES: usize = 65_536;
 pub const BATCH_MAX_INFLATED_BYTES: usize = 8 * 1024 * 1024;
 /// Highest delay level when the configured level list cannot be read (Java default: 18 = 2 h).
 pub const MAX_RETRY_DELAY_LEVEL: i32 = 18;
-
-command_header! {
-    /// `SendMessageRequestHeader` (V1 field names).
-    pub struct SendMessageRequestHeader {
-        producer_group: String => "producerGroup",
-        topic: String => "topic",
-        default_topic: String => "defaultTopic",
-        default_topic_queue_nums: i32 => "defaultTopicQueueNums",
-        queue_id: i32 => "queueId",
-        sys_flag: i32 => "sysFlag",
-        born_timestamp: i64 => "bornTimestamp",
-        flag: i32 => "flag",
-        properties: Option<String> => "properties",
-        reconsume_times: Option<i32> => "reconsumeTimes",
-        unit_mode: Option<bool> => "unitMode",
-        max_reconsume_times: Option<i32> => "maxReconsumeTimes",
-        batch: Option<bool> => "batch",
-    }
-}
-
-command_header! {
-    /// `SendMessageRequestHeaderV2`: the same fields under one-letter keys.
-    pub struct SendMessageRequestHeaderV2 {
-        a: String => "a",
-        b: String => "b",
-        c: String => "c",
-        d: i32 => "d",
-        e: i32 => "e",
-        f: i32 => "f",
-        g: i64 => "g",
-        h: i32 => "h",
-        i: Option<String> => "i",
-        j: Option<i32> => "j",
-        k: Option<bool> => "k",
-        l: Option<i32> => "l",
-        m: Option<bool> => "m",
-    }
-}
-
-impl From<SendMessageRequestHeaderV2> for SendMessageRequestHeader {
-    fn from(v: SendMessageRequestHeaderV2) -> Self {
-        SendMessageRequestHeader {
-            producer_group: v.a,
-            topic: v.b,
-            default_topic: v.c,
-            default_topic_queue_nums: v.d,
-            queue_id: v.e,
-            sys_flag: v.f,
-            born_timestamp: v.g,
-            flag: v.h,
-            properties: v.i,
-            reconsume_times: v.j,
-            unit_mode: v.k,
-            max_reconsume_times: v.l,
-            batch: v.m,
-        }
-    }
-}
-
-command_header! {
-    /// `ConsumerSendMsgBackRequestHeader` (codes.md §3.10).
-    pub struct ConsumerSendMsgBackRequestHeader {
-        offset: i64 => "offset",
-        group: String => "group",
-        delay_level: i32 => "delayLevel",
-        origin_msg_id: Option<String> => "originMsgId",
-        origin_topic: Option<String> => "originTopic",
-        unit_mode: Option<bool> => "unitMode",
-        max_reconsume_times: Option<i32> => "maxReconsumeTimes",
-    }
-}
 
 pub struct SendMessageProcessor {
     ctx: Arc<BrokerContext>,
@@ -298,7 +228,7 @@ async fn send_message_inner(
         ));
     }
     let mut sys_flag = header.sys_flag;
-    if topic_config.topic_filter_type == "MULTI_TAG" {
+    if topic_config.topic_filter_type == TopicFilterType::MultiTag {
         sys_flag |= sys_flag::MULTI_TAGS_FLAG;
     }
     let mut props = stored_properties(&header_props, &ctx.config.broker_cluster_name);

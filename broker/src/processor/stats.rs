@@ -3,17 +3,18 @@
 //!
 //! The bodies are fastjson maps keyed by `MessageQueue` *objects*
 //! (`{"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:{…}}}`), which the Java
-//! client parses; standard JSON cannot express them, so they are written by hand here with
-//! fastjson's field order (alphabetical). Java reference: `AdminBrokerProcessor.java`
+//! client parses; standard JSON cannot express them, so they are built as remoting's
+//! `TopicStatsTable` / `ConsumeStats` and written with their `to_fastjson` (fastjson's
+//! alphabetical field order; entries ordered by queue). Java reference: `AdminBrokerProcessor.java`
 //! (`getTopicStatsInfo`, `getConsumeStats`), `TopicStatsTable`, `TopicOffset`,
 //! `ConsumeStats`, `OffsetWrapper`; codes.md §3.15.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
+use remoting::body::{ConsumeStats, MessageQueue, OffsetWrapper, TopicOffset, TopicStatsTable};
 use remoting::codes::{request, response};
-use remoting::command_header;
 use remoting::connection::ConnectionContext;
+use remoting::headers::admin::{GetConsumeStatsRequestHeader, GetTopicStatsInfoRequestHeader};
 use remoting::server::{ProcessFuture, RequestProcessor};
 use remoting::RemotingCommand;
 
@@ -23,19 +24,6 @@ pub const CODES: &[i32] = &[request::GET_TOPIC_STATS_INFO, request::GET_CONSUME_
 
 /// Most topics one GET_CONSUME_STATS reports (bounds the body).
 pub const MAX_TOPICS_PER_GROUP: usize = 4096;
-
-command_header! {
-    pub struct GetTopicStatsInfoRequestHeader {
-        topic: String => "topic",
-    }
-}
-
-command_header! {
-    pub struct GetConsumeStatsRequestHeader {
-        consumer_group: String => "consumerGroup",
-        topic: Option<String> => "topic",
-    }
-}
 
 pub struct StatsProcessor {
     ctx: Arc<BrokerContext>,
@@ -67,21 +55,6 @@ impl RequestProcessor for StatsProcessor {
     }
 }
 
-/// `{"brokerName":…,"queueId":…,"topic":…}` — a fastjson MessageQueue used as a map key.
-pub fn message_queue_json(out: &mut String, broker_name: &str, topic: &str, queue_id: i32) {
-    let _ = write!(
-        out,
-        "{{\"brokerName\":{},\"queueId\":{},\"topic\":{}}}",
-        json_str(broker_name),
-        queue_id,
-        json_str(topic)
-    );
-}
-
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
-}
-
 /// Store time of the message at `offset` in the queue, 0 if none.
 async fn store_time_at(ctx: &BrokerContext, topic: &str, queue_id: i32, offset: i64) -> i64 {
     if offset < 0 {
@@ -104,7 +77,7 @@ pub async fn topic_stats(
             format!("topic[{}] not exist", h.topic),
         ));
     };
-    let mut body = String::from("{\"offsetTable\":{");
+    let mut stats = TopicStatsTable::default();
     for queue_id in 0..tc.write_queue_nums.max(0) {
         let min = ctx.store.min_offset_in_queue(&h.topic, queue_id);
         let max = ctx.store.max_offset_in_queue(&h.topic, queue_id);
@@ -113,17 +86,17 @@ pub async fn topic_stats(
         } else {
             0
         };
-        if queue_id > 0 {
-            body.push(',');
-        }
-        message_queue_json(&mut body, &ctx.config.broker_name, &h.topic, queue_id);
-        let _ = write!(
-            body,
-            ":{{\"lastUpdateTimestamp\":{last},\"maxOffset\":{max},\"minOffset\":{min}}}"
+        stats.offset_table.insert(
+            MessageQueue::new(h.topic.as_str(), ctx.config.broker_name.as_str(), queue_id),
+            TopicOffset {
+                last_update_timestamp: last,
+                max_offset: max,
+                min_offset: min,
+            },
         );
     }
-    body.push_str("}}");
-    Ok(RemotingCommand::response_to(request, response::SUCCESS).with_body(body.into_bytes()))
+    Ok(RemotingCommand::response_to(request, response::SUCCESS)
+        .with_body(stats.to_fastjson().into_bytes()))
 }
 
 pub async fn consume_stats(
@@ -135,8 +108,7 @@ pub async fn consume_stats(
         Some(t) if !t.is_empty() => vec![t.to_string()],
         _ => ctx.consumer_offsets.topics_of_group(&h.consumer_group),
     };
-    let mut body = String::from("{\"consumeTps\":0.0,\"offsetTable\":{");
-    let mut first = true;
+    let mut stats = ConsumeStats::default();
     for topic in topics.iter().take(MAX_TOPICS_PER_GROUP) {
         let Some(tc) = ctx.topic_config.get(topic) else {
             // Java skips unknown topics (an empty table makes mqadmin report "not found").
@@ -154,29 +126,17 @@ pub async fn consume_stats(
             } else {
                 0
             };
-            if !first {
-                body.push(',');
-            }
-            first = false;
-            message_queue_json(&mut body, &ctx.config.broker_name, topic, queue_id);
-            let _ = write!(
-                body,
-                ":{{\"brokerOffset\":{broker_offset},\"consumerOffset\":{consumer_offset},\"lastTimestamp\":{last}}}"
+            stats.offset_table.insert(
+                MessageQueue::new(topic.as_str(), ctx.config.broker_name.as_str(), queue_id),
+                OffsetWrapper {
+                    broker_offset,
+                    consumer_offset,
+                    last_timestamp: last,
+                    pull_offset: None,
+                },
             );
         }
     }
-    body.push_str("}}");
-    Ok(RemotingCommand::response_to(request, response::SUCCESS).with_body(body.into_bytes()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn message_queue_key_is_fastjson_form() {
-        let mut s = String::new();
-        message_queue_json(&mut s, "broker-a", "T", 3);
-        assert_eq!(s, r#"{"brokerName":"broker-a","queueId":3,"topic":"T"}"#);
-    }
+    Ok(RemotingCommand::response_to(request, response::SUCCESS)
+        .with_body(stats.to_fastjson().into_bytes()))
 }

@@ -11,12 +11,14 @@ use broker::config::BrokerConfig;
 use broker::consumer_offset::ConsumerOffsetManager;
 use broker::context::{BrokerContext, RegisterTrigger};
 use broker::lock_manager::RebalanceLockManager;
-use broker::processor::pull::{self, PullMessageRequestHeader, FLAG_SUBSCRIPTION, FLAG_SUSPEND};
-use broker::processor::send::{self, SendMessageRequestHeaderV2};
+use broker::processor::pull;
+use broker::processor::send;
 use broker::subscription_group::SubscriptionGroupManager;
 use broker::topic_config::TopicConfigManager;
 use bytes::Bytes;
 use remoting::codes::request;
+use remoting::headers::pull::{sys_flag, PullMessageRequestHeader};
+use remoting::headers::send::SendMessageRequestHeaderV2;
 use remoting::shutdown::Shutdown;
 use remoting::RemotingCommand;
 use store::message::MessageExt;
@@ -152,6 +154,7 @@ pub fn send_request(topic: &str, queue_id: i32, properties: &str, body: &[u8]) -
         k: Some(false),
         l: None,
         m: Some(false),
+        n: None,
     };
     RemotingCommand::request_with_header(request::SEND_MESSAGE_V2, &header)
         .with_body(Bytes::copy_from_slice(body))
@@ -172,9 +175,9 @@ pub fn pull_request(
         queue_id,
         queue_offset: offset,
         max_msg_nums: 32,
-        sys_flag: FLAG_SUBSCRIPTION
+        sys_flag: sys_flag::SUBSCRIPTION
             | if suspend_ms.is_some() {
-                FLAG_SUSPEND
+                sys_flag::SUSPEND
             } else {
                 0
             },
@@ -184,6 +187,7 @@ pub fn pull_request(
         sub_version: 0,
         expression_type: Some("TAG".into()),
         max_msg_bytes: None,
+        ..Default::default()
     };
     RemotingCommand::request_with_header(request::PULL_MESSAGE, &header)
 }
