@@ -60,6 +60,6 @@ if [ "$#" -gt 0 ]; then
   log "running cargo test $*"
   cargo test "$@"
 else
-  log "running every test (cargo test --workspace)"
-  cargo test --workspace
+  log "running every test (cargo test --workspace --no-fail-fast)"
+  cargo test --workspace --no-fail-fast
 fi

@@ -61,7 +61,13 @@ impl DiskProbe for StatvfsProbe {
             return None;
         }
         let total = st.f_blocks as f64;
-        let free = st.f_bavail as f64;
+        // Count the blocks this process can really write: root may use the filesystem's
+        // reserved blocks (f_bfree, what Java's File.getFreeSpace reports), anyone else only
+        // f_bavail. Using f_bavail for root would call a disk "full" that still has its whole
+        // reserve (often several percent, on some machines far more) available to us.
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let is_root = unsafe { libc::geteuid() } == 0;
+        let free = if is_root { st.f_bfree } else { st.f_bavail } as f64;
         Some(((total - free) / total * 100.0).clamp(0.0, 100.0))
     }
 }

@@ -345,6 +345,48 @@ fn is_metadata_change(code: i32) -> bool {
     )
 }
 
+impl AdminProcessor {
+    /// Applies a topic or subscription-group change locally (the caller makes it durable).
+    fn apply_metadata_change(&self, req: &RemotingCommand) -> RemotingCommand {
+        match req.code {
+            request::UPDATE_AND_CREATE_TOPIC => self.create_topic(req),
+            request::DELETE_TOPIC_IN_BROKER => self.delete_topic(req),
+            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.create_group(req),
+            _ => self.delete_group(req),
+        }
+    }
+}
+
+/// Makes an applied metadata change durable before it is acknowledged, so a topic or group
+/// that was answered SUCCESS survives a crash (as Java's `persist()` before the response) or,
+/// in group mode, a failover (committed through the metadata log).
+async fn commit_metadata_change(ctx: &Arc<BrokerContext>, code: i32) -> Result<(), String> {
+    if let Some(gm) = ctx.group.clone() {
+        return gm
+            .propose_changes(ctx)
+            .await
+            .map_err(|e| format!("change not replicated: {e}"));
+    }
+    let ctx = ctx.clone();
+    let is_topic = matches!(
+        code,
+        request::UPDATE_AND_CREATE_TOPIC | request::DELETE_TOPIC_IN_BROKER
+    );
+    let written = tokio::task::spawn_blocking(move || {
+        if is_topic {
+            ctx.topic_config.persist_blocking()
+        } else {
+            ctx.subscription_groups.persist_blocking()
+        }
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("change applied but not persisted: {e}")),
+        Err(e) => Err(format!("persist task failed: {e}")),
+    }
+}
+
 impl RequestProcessor for AdminProcessor {
     fn process(&self, _conn: ConnectionContext, req: RemotingCommand) -> ProcessFuture {
         if req.code == request::GET_CONSUMER_RUNNING_INFO {
@@ -359,43 +401,26 @@ impl RequestProcessor for AdminProcessor {
                     SLAVE_MODIFY_REMARK,
                 ));
             }
-            if let Some(gm) = self.ctx.group.clone() {
-                // Group mode: answer only once the change is committed through the
-                // metadata log, so an acknowledged topic survives a failover.
-                let resp = match req.code {
-                    request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req),
-                    request::DELETE_TOPIC_IN_BROKER => self.delete_topic(&req),
-                    request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.create_group(&req),
-                    _ => self.delete_group(&req),
-                };
-                let ctx = self.ctx.clone();
-                return Box::pin(async move {
-                    if resp.code != response::SUCCESS {
-                        return Ok(Some(resp));
-                    }
-                    Ok(Some(match gm.propose_changes(&ctx).await {
-                        Ok(()) => resp,
-                        Err(e) => RemotingCommand::error_response(
-                            &req,
-                            response::SYSTEM_ERROR,
-                            format!("change not replicated: {e}"),
-                        ),
-                    }))
-                });
-            }
+            let resp = self.apply_metadata_change(&req);
+            let ctx = self.ctx.clone();
+            return Box::pin(async move {
+                if resp.code != response::SUCCESS {
+                    return Ok(Some(resp));
+                }
+                Ok(Some(match commit_metadata_change(&ctx, req.code).await {
+                    Ok(()) => resp,
+                    Err(e) => RemotingCommand::error_response(&req, response::SYSTEM_ERROR, e),
+                }))
+            });
         }
         let resp = match req.code {
             request::GET_ALL_DELAY_OFFSET => {
                 success(&req).with_body(self.ctx.schedule.encode().into_bytes())
             }
-            request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req),
-            request::DELETE_TOPIC_IN_BROKER => self.delete_topic(&req),
             request::GET_ALL_TOPIC_CONFIG => self.all_topic_config(&req),
-            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.create_group(&req),
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
                 success(&req).with_body(self.ctx.subscription_groups.encode().into_bytes())
             }
-            request::DELETE_SUBSCRIPTIONGROUP => self.delete_group(&req),
             request::GET_BROKER_RUNTIME_INFO => self.runtime_info(&req),
             request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(&req),
             request::GET_ALL_CONSUMER_OFFSET => {
