@@ -332,6 +332,29 @@ impl Group {
         Ok(())
     }
 
+    /// Send SIGTERM to node i (a graceful stop) without waiting; see [`Group::wait_stopped`].
+    pub fn sigterm(&mut self, i: usize) -> Result<()> {
+        match self.nodes[i].proc.as_mut() {
+            Some(p) => p.signal(libc::SIGKILL),
+            None => Err(HarnessError::Unexpected(format!("node {i} is not running"))),
+        }
+    }
+
+    /// Wait up to `timeout_ms` for node i to exit on its own (after [`Group::sigterm`]) and
+    /// reap it. On timeout it is SIGKILLed and the timeout returned: a hung stop is an error.
+    pub fn wait_stopped(&mut self, i: usize, timeout_ms: u64) -> Result<std::process::ExitStatus> {
+        let Some(mut p) = self.nodes[i].proc.take() else {
+            return Err(HarnessError::Unexpected(format!("node {i} is not running")));
+        };
+        match p.wait_exit(timeout_ms) {
+            Ok(status) => Ok(status),
+            Err(e) => {
+                let _ = p.kill();
+                Err(e)
+            }
+        }
+    }
+
     pub fn is_running(&self, i: usize) -> bool {
         self.nodes[i].proc.is_some()
     }
