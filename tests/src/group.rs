@@ -335,7 +335,7 @@ impl Group {
     /// Send SIGTERM to node i (a graceful stop) without waiting; see [`Group::wait_stopped`].
     pub fn sigterm(&mut self, i: usize) -> Result<()> {
         match self.nodes[i].proc.as_mut() {
-            Some(p) => p.signal(libc::SIGKILL),
+            Some(p) => p.signal(libc::SIGTERM),
             None => Err(HarnessError::Unexpected(format!("node {i} is not running"))),
         }
     }

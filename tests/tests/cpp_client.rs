@@ -61,10 +61,14 @@ fn total_in_store(c: &Cluster, topic: &str, expected: i64) -> i64 {
     };
     let mut last = count();
     // Bounded: the deadline ends the wait whether or not the count settles.
-    let _ = c.wait_for("consume queues to reach the acknowledged count", 5_000, || {
-        last = count();
-        Ok(last >= expected)
-    });
+    let _ = c.wait_for(
+        "consume queues to reach the acknowledged count",
+        5_000,
+        || {
+            last = count();
+            Ok(last >= expected)
+        },
+    );
     last
 }
 
