@@ -374,6 +374,7 @@ impl Broker {
     /// close the store.
     pub async fn shutdown(self) {
         let ctx = self.ctx;
+        let handed_off = ctx.group.is_some() && ctx.is_master();
         if let Some(gm) = &ctx.group {
             // Group mode: a master hands leadership to the most caught-up follower first,
             // so clients find a new master before this one disappears.
@@ -390,6 +391,9 @@ impl Broker {
             }
         }
         if let Some(client) = &self.namesrv {
+            if handed_off {
+                wait_for_new_master_in_route(client, &ctx).await;
+            }
             let reg = registration(&ctx.config, &ctx.topic_config, ctx.broker_id());
             match client.unregister_broker(&reg).await {
                 Ok(_) => tracing::info!("unregistered from NameServer"),
@@ -530,6 +534,34 @@ async fn topic_change_loop(ctx: Arc<BrokerContext>) {
                 }
             }
         }
+    }
+}
+
+/// After a hand-off, wait (bounded) until the NameServer lists another address as this
+/// group's master before unregistering: otherwise our UNREGISTER_BROKER can overtake the new
+/// master's registration and leave the route without a master for a moment, which clients
+/// see as "no route" errors. There is no push from the NameServer, so this polls.
+async fn wait_for_new_master_in_route(client: &namesrv_client::NamesrvClient, ctx: &BrokerContext) {
+    const POLL_INTERVAL_MS: u64 = 20;
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(ctx.config.dleger_transfer_leader_timeout_ms);
+    let own_addr = ctx.broker_addr.as_str();
+    loop {
+        if let Ok(info) = client.get_cluster_info().await {
+            let new_master = info
+                .broker_addr_table
+                .get(&ctx.config.broker_name)
+                .and_then(|b| b.broker_addrs.get(&0))
+                .is_some_and(|addr| addr != own_addr);
+            if new_master {
+                return;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("no new master in the NameServer route before unregistering");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(POLL_INTERVAL_MS)).await;
     }
 }
 
