@@ -55,6 +55,10 @@ pub struct GroupMode {
     forward: tokio::sync::Mutex<Option<(String, RemotingClient)>>,
     /// Wakes the replicator before its next batch (topic-table changes).
     poke: tokio::sync::Notify,
+    /// Proposal rounds begun (under `propose`) and the last one that committed: a change
+    /// applied before round `n` began is in the log once `rounds_committed >= n`.
+    rounds_started: AtomicU64,
+    rounds_committed: watch::Sender<u64>,
 }
 
 /// The managers the metadata listener applies entries to. They exist before the store
@@ -91,7 +95,25 @@ impl GroupMode {
             propose: tokio::sync::Mutex::new(ProposeState::default()),
             forward: tokio::sync::Mutex::new(None),
             poke: tokio::sync::Notify::new(),
+            rounds_started: AtomicU64::new(0),
+            rounds_committed: watch::channel(0).0,
         })
+    }
+
+    /// Resolves once every change applied locally before this call is committed through
+    /// the metadata log. It rides on the replicator's next batch, so concurrent callers
+    /// share one entry (consumer offsets stay coalesced) and wait at most one batch
+    /// interval plus the commit.
+    pub async fn wait_replicated(&self, timeout: Duration) -> Result<(), String> {
+        // A round already running may have taken its changes before ours were applied.
+        let needed = self.rounds_started.load(Ordering::Acquire) + 1;
+        let mut committed = self.rounds_committed.subscribe();
+        let replicated = async { committed.wait_for(|c| *c >= needed).await.map(|_| ()) };
+        match tokio::time::timeout(timeout, replicated).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err("metadata replicator stopped".to_string()),
+            Err(_) => Err(format!("not replicated within {} ms", timeout.as_millis())),
+        }
     }
 
     /// Propose pending changes now rather than at the next batch.
@@ -208,6 +230,7 @@ impl GroupMode {
             }
             role.term
         };
+        let round = self.rounds_started.fetch_add(1, Ordering::AcqRel) + 1;
         if st.term != term {
             *st = ProposeState {
                 term,
@@ -286,6 +309,14 @@ impl GroupMode {
             }
         }
         st.offsets_full_sent = true;
+        // Rounds are serialised by `propose`, so `round` only grows here.
+        self.rounds_committed.send_if_modified(|c| {
+            let newer = *c < round;
+            if newer {
+                *c = round;
+            }
+            newer
+        });
         Ok(())
     }
 

@@ -149,6 +149,24 @@ impl RequestProcessor for OffsetProcessor {
             // the commit to the leader instead of dropping it.
             let ctx = self.ctx.clone();
             Box::pin(async move { Ok(Some(gm.forward_to_leader(&ctx, &req).await)) })
+        } else if let Some(gm) = self.ctx.group.clone() {
+            // Group master: acknowledge a commit only once it is in the replicated log, so
+            // an offset the client saw succeed never goes back after a failover.
+            let resp = self.update(&req);
+            if resp.code != response::SUCCESS || req.is_oneway() {
+                return ready(resp);
+            }
+            let timeout = Duration::from_millis(self.ctx.config.dleger_forward_timeout_ms);
+            Box::pin(async move {
+                Ok(Some(match gm.wait_replicated(timeout).await {
+                    Ok(()) => resp,
+                    Err(e) => RemotingCommand::error_response(
+                        &req,
+                        response::SYSTEM_ERROR,
+                        format!("consumer offset not replicated: {e}"),
+                    ),
+                }))
+            })
         } else {
             ready(self.update(&req))
         }
