@@ -71,6 +71,66 @@ where
     }
 }
 
+/// A JSON file holding a versioned table snapshot (topics.json, subscriptionGroup.json).
+/// Writes are serialised, and a background write never replaces a newer version already on
+/// disk with an older snapshot (snapshots are taken on the caller's thread, written later).
+#[derive(Clone)]
+pub struct VersionedJsonFile {
+    what: &'static str,
+    path: Option<std::path::PathBuf>,
+    /// Version last written; the mutex also serialises the writes.
+    last_written: std::sync::Arc<std::sync::Mutex<i64>>,
+}
+
+impl VersionedJsonFile {
+    /// `path` None keeps everything in memory (tests).
+    pub fn new(what: &'static str, path: Option<std::path::PathBuf>) -> Self {
+        VersionedJsonFile {
+            what,
+            path,
+            last_written: std::sync::Arc::new(std::sync::Mutex::new(i64::MIN)),
+        }
+    }
+
+    /// Write `snapshot` (of `version`) now, blocking.
+    pub fn write_blocking<T: serde::Serialize>(
+        &self,
+        version: i64,
+        snapshot: &T,
+    ) -> io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut last = self.last_written.lock().unwrap_or_else(|e| e.into_inner());
+        let json = serde_json::to_string(snapshot).map_err(io::Error::other)?;
+        write_atomic(path, json.as_bytes())?;
+        *last = (*last).max(version);
+        Ok(())
+    }
+
+    /// Write `snapshot` off the executor unless a newer version is already on disk.
+    pub fn write_in_background<T: serde::Serialize + Send + 'static>(
+        &self,
+        version: i64,
+        snapshot: T,
+    ) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        let last_written = self.last_written.clone();
+        persist_in_background(self.what, move || {
+            let mut last = last_written.lock().unwrap_or_else(|e| e.into_inner());
+            if version <= *last {
+                return Ok(()); // a newer table is already on disk
+            }
+            let json = serde_json::to_string(&snapshot).map_err(io::Error::other)?;
+            write_atomic(&path, json.as_bytes())?;
+            *last = version;
+            Ok(())
+        });
+    }
+}
+
 /// fastjson writes maps keyed by numbers with bare keys (`{0:5}`), which standard JSON
 /// parsers reject. Quote such keys so serde_json can read Java-written files; strings and
 /// already-quoted keys are left untouched.

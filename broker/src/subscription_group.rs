@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::BrokerConfig;
@@ -46,8 +45,7 @@ pub struct SubscriptionGroupManager {
     table: RwLock<BTreeMap<String, Arc<SubscriptionGroupConfig>>>,
     data_version: Mutex<DataVersion>,
     /// Serialises writes; holds the dataVersion counter last written (see topic_config).
-    write_lock: Arc<Mutex<i64>>,
-    path: Option<PathBuf>,
+    file: persist::VersionedJsonFile,
 }
 
 impl SubscriptionGroupManager {
@@ -79,8 +77,7 @@ impl SubscriptionGroupManager {
             config,
             table: RwLock::new(table),
             data_version: Mutex::new(data_version),
-            write_lock: Arc::new(Mutex::new(i64::MIN)),
-            path,
+            file: persist::VersionedJsonFile::new("subscriptionGroup.json", path),
         }))
     }
 
@@ -222,33 +219,15 @@ impl SubscriptionGroupManager {
     }
 
     pub fn persist_blocking(&self) -> io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let mut last = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let snapshot = self.snapshot();
-        let json = serde_json::to_string(&snapshot).map_err(io::Error::other)?;
-        persist::write_atomic(path, json.as_bytes())?;
-        *last = (*last).max(snapshot.data_version.counter);
-        Ok(())
+        self.file
+            .write_blocking(snapshot.data_version.counter, &snapshot)
     }
 
     fn persist_async(&self) {
-        let Some(path) = self.path.clone() else {
-            return;
-        };
         let snapshot = self.snapshot();
-        let lock = self.write_lock.clone();
-        persist::persist_in_background("subscriptionGroup.json", move || {
-            let mut last = lock.lock().unwrap_or_else(|e| e.into_inner());
-            if snapshot.data_version.counter <= *last {
-                return Ok(());
-            }
-            let json = serde_json::to_string(&snapshot).map_err(io::Error::other)?;
-            persist::write_atomic(&path, json.as_bytes())?;
-            *last = snapshot.data_version.counter;
-            Ok(())
-        });
+        self.file
+            .write_in_background(snapshot.data_version.counter, snapshot);
     }
 }
 

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
@@ -176,8 +175,7 @@ pub struct TopicConfigManager {
     data_version: Mutex<DataVersion>,
     /// Serialises file writes and holds the dataVersion counter last written, so a slow
     /// background write of an older snapshot never overwrites a newer one.
-    write_lock: Arc<Mutex<i64>>,
-    path: Option<PathBuf>,
+    file: persist::VersionedJsonFile,
     changed: Notify,
 }
 
@@ -206,8 +204,7 @@ impl TopicConfigManager {
             config: config.clone(),
             table: RwLock::new(table),
             data_version: Mutex::new(data_version.next(now_ms())),
-            write_lock: Arc::new(Mutex::new(i64::MIN)),
-            path,
+            file: persist::VersionedJsonFile::new("topics.json", path),
             changed: Notify::new(),
         };
         mgr.add_system_topics();
@@ -506,33 +503,15 @@ impl TopicConfigManager {
 
     /// Write topics.json now (blocking).
     pub fn persist_blocking(&self) -> io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let mut last = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let snapshot = self.snapshot();
-        let json = serde_json::to_string(&snapshot).map_err(io::Error::other)?;
-        persist::write_atomic(path, json.as_bytes())?;
-        *last = (*last).max(snapshot.data_version.counter);
-        Ok(())
+        self.file
+            .write_blocking(snapshot.data_version.counter, &snapshot)
     }
 
     fn persist_async(&self) {
-        let Some(path) = self.path.clone() else {
-            return;
-        };
         let snapshot = self.snapshot();
-        let lock = self.write_lock.clone();
-        persist::persist_in_background("topics.json", move || {
-            let mut last = lock.lock().unwrap_or_else(|e| e.into_inner());
-            if snapshot.data_version.counter <= *last {
-                return Ok(()); // a newer table is already on disk
-            }
-            let json = serde_json::to_string(&snapshot).map_err(io::Error::other)?;
-            persist::write_atomic(&path, json.as_bytes())?;
-            *last = snapshot.data_version.counter;
-            Ok(())
-        });
+        self.file
+            .write_in_background(snapshot.data_version.counter, snapshot);
     }
 }
 
