@@ -21,6 +21,7 @@ pub mod paths;
 pub mod process;
 pub mod proxy;
 pub mod record;
+pub mod scenario;
 pub mod script;
 
 pub use admin::AdminClient;

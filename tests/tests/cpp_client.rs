@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use tests::check::{acked_bodies, assert_delivered, received_by_body, sent_by_body};
+use tests::scenario;
 use tests::script::{run, ScriptOutput};
 use tests::{BrokerOptions, ClientKind, Cluster};
 
@@ -16,37 +17,19 @@ const QUEUES: i32 = 4;
 const SCRIPT: &str = "cpp_client.py";
 /// Script deadline; the harness waits a little longer before killing it.
 const SCRIPT_TIMEOUT_MS: u64 = 90_000;
-const HARNESS_MARGIN_MS: u64 = 20_000;
 /// First redelivery comes after delay level 3 (10 s) on a Java-compatible broker.
 const REDELIVERY_TIMEOUT_MS: u64 = 120_000;
 
 fn cluster_with_topic(topic: &str) -> Cluster {
-    let c = Cluster::start(BrokerOptions::default()).expect("start namesrv + broker");
-    c.create_topic(topic, QUEUES)
-        .unwrap_or_else(|e| panic!("create topic {topic}: {e}\n{}", c.logs()));
-    c
+    scenario::cluster_with_topic(topic, QUEUES)
 }
 
 fn cpp(c: &Cluster, args: &[&str], timeout_ms: u64) -> ScriptOutput {
-    let t = timeout_ms.to_string();
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend_from_slice(&["--timeout-ms", &t]);
-    run(
-        ClientKind::Cpp,
-        SCRIPT,
-        &all,
-        c,
-        timeout_ms + HARNESS_MARGIN_MS,
-    )
-    .unwrap_or_else(|e| panic!("run {SCRIPT} {args:?}: {e}"))
+    scenario::run_client(ClientKind::Cpp, SCRIPT, c, args, timeout_ms)
 }
 
 fn produce(c: &Cluster, args: &[&str]) -> ScriptOutput {
-    let mut all = vec!["produce"];
-    all.extend_from_slice(args);
-    let out = cpp(c, &all, SCRIPT_TIMEOUT_MS);
-    out.assert_success();
-    out
+    scenario::produce_with(ClientKind::Cpp, SCRIPT, c, args, SCRIPT_TIMEOUT_MS)
 }
 
 /// Messages in the store's consume queues of `topic`, once they reach `expected` or 5 s pass.
@@ -73,14 +56,7 @@ fn total_in_store(c: &Cluster, topic: &str, expected: i64) -> i64 {
 }
 
 fn committed_total(c: &Cluster, group: &str, topic: &str) -> i64 {
-    let mut a = c.admin_broker().expect("admin connect");
-    (0..QUEUES)
-        .map(|q| {
-            a.consumer_offset(group, topic, q)
-                .expect("QUERY_CONSUMER_OFFSET")
-                .unwrap_or(0)
-        })
-        .sum()
+    scenario::committed_total(c, group, topic, QUEUES)
 }
 
 #[test]

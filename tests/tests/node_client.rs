@@ -5,60 +5,30 @@
 //! The script lives in tests/clients/node/ons_client.js.
 
 use tests::check::{assert_delivered, received_by_body, sent_by_body};
+use tests::scenario;
 use tests::script::{run, ScriptOutput, ScriptRun};
-use tests::{BrokerOptions, ClientKind, Cluster};
+use tests::{ClientKind, Cluster};
 
 const QUEUES: i32 = 4;
 const SCRIPT: &str = "ons_client.js";
 const SCRIPT_TIMEOUT_MS: u64 = 90_000;
-const HARNESS_MARGIN_MS: u64 = 20_000;
 /// Redelivery uses delay level 3 (10 s) on a Java-compatible broker.
 const REDELIVERY_TIMEOUT_MS: u64 = 120_000;
 
 fn cluster_with_topic(topic: &str) -> Cluster {
-    let c = Cluster::start(BrokerOptions::default()).expect("start namesrv + broker");
-    c.create_topic(topic, QUEUES)
-        .unwrap_or_else(|e| panic!("create topic {topic}: {e}\n{}", c.logs()));
-    c
-}
-
-fn with_timeout(args: &[&str], timeout_ms: u64) -> Vec<String> {
-    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    all.push("--timeout-ms".into());
-    all.push(timeout_ms.to_string());
-    all
+    scenario::cluster_with_topic(topic, QUEUES)
 }
 
 fn ons(c: &Cluster, args: &[&str], timeout_ms: u64) -> ScriptOutput {
-    let all = with_timeout(args, timeout_ms);
-    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    run(
-        ClientKind::Node,
-        SCRIPT,
-        &refs,
-        c,
-        timeout_ms + HARNESS_MARGIN_MS,
-    )
-    .unwrap_or_else(|e| panic!("run {SCRIPT} {args:?}: {e}"))
+    scenario::run_client(ClientKind::Node, SCRIPT, c, args, timeout_ms)
 }
 
 fn produce(c: &Cluster, args: &[&str]) -> ScriptOutput {
-    let mut all = vec!["produce"];
-    all.extend_from_slice(args);
-    let out = ons(c, &all, SCRIPT_TIMEOUT_MS);
-    out.assert_success();
-    out
+    scenario::produce_with(ClientKind::Node, SCRIPT, c, args, SCRIPT_TIMEOUT_MS)
 }
 
 fn committed_total(c: &Cluster, group: &str, topic: &str) -> i64 {
-    let mut a = c.admin_broker().expect("admin connect");
-    (0..QUEUES)
-        .map(|q| {
-            a.consumer_offset(group, topic, q)
-                .expect("QUERY_CONSUMER_OFFSET")
-                .unwrap_or(0)
-        })
-        .sum()
+    scenario::committed_total(c, group, topic, QUEUES)
 }
 
 #[test]
@@ -360,19 +330,18 @@ fn ons_delay_level_1_arrives_after_one_second() {
     let topic = "OnsDelay";
     let c = cluster_with_topic(topic);
     // Start the consumer first so arrival time is measured, not the consumer start-up.
-    let args = with_timeout(
-        &[
-            "consume",
-            "--topic",
-            topic,
-            "--group",
-            "ons_cg_delay",
-            "--expect",
-            "3",
-        ],
-        SCRIPT_TIMEOUT_MS,
-    );
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let t = SCRIPT_TIMEOUT_MS.to_string();
+    let refs = [
+        "consume",
+        "--topic",
+        topic,
+        "--group",
+        "ons_cg_delay",
+        "--expect",
+        "3",
+        "--timeout-ms",
+        &t,
+    ];
     let mut consumer = ScriptRun::start(ClientKind::Node, SCRIPT, &refs, &c).expect("consumer");
     consumer
         .wait_event("started", 60_000)
@@ -391,7 +360,7 @@ fn ons_delay_level_1_arrives_after_one_second() {
         ],
     ));
     let out = consumer
-        .finish(SCRIPT_TIMEOUT_MS + HARNESS_MARGIN_MS)
+        .finish(SCRIPT_TIMEOUT_MS + scenario::HARNESS_MARGIN_MS)
         .expect("consumer output");
     assert_delivered(&sent, &out, "delayed messages");
     let got = received_by_body(&out);
