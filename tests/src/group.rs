@@ -1252,7 +1252,10 @@ impl Group {
         (0..queues).map(|q| a.max_offset(topic, q)).collect()
     }
 
-    /// Wait until node i's queues hold as many entries as the master's.
+    /// Wait until node i's queues hold as many entries as the master's. Both sides are
+    /// re-read on every poll: a send is acknowledged once committed, and the master's own
+    /// dispatcher may still be a record behind when the caller's last send returns (as in
+    /// Java, dispatch is asynchronous), so a one-time snapshot of the master can be stale.
     pub fn wait_caught_up(
         &self,
         i: usize,
@@ -1261,17 +1264,26 @@ impl Group {
         queues: i32,
         timeout_ms: u64,
     ) -> Result<Vec<i64>> {
-        let want = self.max_offsets(master, topic, queues)?;
+        let mut want = Vec::new();
         let mut last = Vec::new();
         wait_until(
-            &format!("n{i} to catch up with master n{master} ({want:?})"),
+            &format!("n{i} to catch up with master n{master}"),
             timeout_ms,
             || {
-                last = self.max_offsets(i, topic, queues).unwrap_or_default();
+                // A failed read (a node still starting) is just "not yet".
+                let (Ok(w), Ok(l)) = (
+                    self.max_offsets(master, topic, queues),
+                    self.max_offsets(i, topic, queues),
+                ) else {
+                    return Ok(false);
+                };
+                (want, last) = (w, l);
                 Ok(last == want)
             },
         )
-        .map_err(|e| HarnessError::Unexpected(format!("{e}; n{i} has {last:?}")))?;
+        .map_err(|e| {
+            HarnessError::Unexpected(format!("{e}; master has {want:?}, n{i} has {last:?}"))
+        })?;
         Ok(want)
     }
 }
