@@ -287,6 +287,7 @@ impl DLedgerNode {
             max_entry_size_bytes: cfg.max_entry_size_bytes,
             disk_quota_bytes: cfg.disk_quota_bytes,
             cache_bytes: cfg.entry_cache_bytes,
+            prefill_segments: cfg.prefill_segments,
         };
         let dir2 = node_dir.clone();
         let (store, hs) = tokio::task::spawn_blocking(move || {
@@ -1116,11 +1117,49 @@ impl NodeLoop {
         // Bounded: each Ready consumes the core's pending work, so this ends after a few.
         for _ in 0..MAX_READY_PER_ITERATION {
             if !self.raw.has_ready() {
-                return;
+                break;
             }
             let rd = self.raw.ready();
             self.handle_ready(rd);
         }
+        self.resolve_acknowledged();
+    }
+
+    /// Answers appends that a quorum holds durably although this leader's own fsync of them
+    /// has not finished (thesis §10.2.1; `RawNode::acknowledged`). Their positions are the
+    /// predicted ones: the leader's log is append-only within its term, so they are final.
+    fn resolve_acknowledged(&mut self) {
+        let acked = self.raw.acknowledged();
+        let term = self.raw.term();
+        let now = Instant::now();
+        while let Some(w) = self.waiters.front() {
+            if w.last > acked || w.term != term || w.predicted.len() as u64 != w.last - w.first + 1
+            {
+                return;
+            }
+            let Some(mut w) = self.waiters.pop_front() else {
+                return;
+            };
+            let done = w.results.len();
+            for (k, pos) in w.predicted.iter().enumerate().skip(done) {
+                w.results.push(AppendResult {
+                    index: w.first + k as u64,
+                    pos: *pos,
+                });
+            }
+            self.record_commit_latency(now.duration_since(w.started));
+            let _ = w.reply.send(Ok(w.results));
+        }
+    }
+
+    fn record_commit_latency(&self, d: Duration) {
+        let us = d.as_micros() as u64;
+        let mut m = self
+            .shared
+            .metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let _ = m.commit_us.record(us.max(1));
     }
 
     fn handle_ready(&mut self, rd: Ready) {
@@ -1257,14 +1296,7 @@ impl NodeLoop {
                 });
                 if e.index == w.last {
                     if let Some(w) = self.waiters.pop_front() {
-                        let us = now.duration_since(w.started).as_micros() as u64;
-                        let mut m = self
-                            .shared
-                            .metrics
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner());
-                        let _ = m.commit_us.record(us.max(1));
-                        drop(m);
+                        self.record_commit_latency(now.duration_since(w.started));
                         let _ = w.reply.send(Ok(w.results));
                     }
                 }

@@ -363,6 +363,8 @@ struct Node {
     stalled_ticks: u32,
     stall_left: u32,
     restart_at: Option<u64>,
+    /// (term, index): appends acknowledged early by this node as leader of `term`.
+    early_acked: (u64, u64),
     last_commit: u64,
     /// Highest durable hard-state commit ever seen (across restarts).
     max_hs_commit: u64,
@@ -486,6 +488,7 @@ impl Sim {
                 stalled_ticks: 0,
                 stall_left: 0,
                 restart_at: None,
+                early_acked: (0, 0),
                 last_commit: 0,
                 max_hs_commit: 0,
                 applied: 0,
@@ -577,6 +580,7 @@ impl Sim {
     /// Drain every Ready of node `i`; persistence is staged in the page cache and becomes
     /// durable at the next fsync (now or later).
     fn process_ready(&mut self, i: usize) -> Result<(), String> {
+        self.early_acks(i)?;
         for _ in 0..64 {
             let Some(raw) = self.nodes[i].raw.as_mut() else {
                 return Ok(());
@@ -673,34 +677,69 @@ impl Sim {
             }
         }
         if is_leader {
-            // Acknowledged to the client: must be durable on a quorum right now.
-            // A node that lost data after acking abstains from votes until caught up, so it
-            // still protects the entry: count it.
-            let holders = self
-                .nodes
-                .iter()
-                .filter(|n| n.corrupted || n.disk.borrow().durable.holds(e.index, e.term))
-                .count();
-            if holders < self.n / 2 + 1 {
-                return Err(format!(
-                    "ack of {}@{} durable on only {holders} nodes",
-                    e.index, e.term
-                ));
-            }
-            self.acks.push(Ack {
-                index: e.index,
-                term: e.term,
-                leader_term,
-            });
-            if let Some(after) = self.proposed_after_heal {
-                if e.kind == EntryKind::Normal && e.data.len() == 8 {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&e.data);
-                    if u64::from_be_bytes(b) >= after {
-                        self.heal_acked = true;
-                    }
+            self.record_ack(e, leader_term)?;
+        }
+        Ok(())
+    }
+
+    /// An append acknowledged to its client: it must be durable on a quorum right now.
+    /// A node that lost data after acking abstains from votes until caught up, so it still
+    /// protects the entry: count it.
+    fn record_ack(&mut self, e: &Entry, leader_term: u64) -> Result<(), String> {
+        let holders = self
+            .nodes
+            .iter()
+            .filter(|n| n.corrupted || n.disk.borrow().durable.holds(e.index, e.term))
+            .count();
+        if holders < self.n / 2 + 1 {
+            return Err(format!(
+                "ack of {}@{} durable on only {holders} nodes",
+                e.index, e.term
+            ));
+        }
+        self.acks.push(Ack {
+            index: e.index,
+            term: e.term,
+            leader_term,
+        });
+        if let Some(after) = self.proposed_after_heal {
+            if e.kind == EntryKind::Normal && e.data.len() == 8 {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&e.data);
+                if u64::from_be_bytes(b) >= after {
+                    self.heal_acked = true;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Appends a leader answers before its own fsync finished (`RawNode::acknowledged`,
+    /// thesis §10.2.1), as the runtime does: each is checked like any other ack.
+    fn early_acks(&mut self, i: usize) -> Result<(), String> {
+        let Some(raw) = self.nodes[i].raw.as_ref() else {
+            return Ok(());
+        };
+        let acked = raw.acknowledged();
+        let term = raw.term();
+        let (t, done) = self.nodes[i].early_acked;
+        let from = if t == term { done } else { 0 }.max(raw.first_index().saturating_sub(1));
+        if acked <= from {
+            return Ok(());
+        }
+        let mut own = Vec::new();
+        for e in raw
+            .entries(from + 1, acked + 1, u64::MAX)
+            .map_err(|e| format!("n{i}: acknowledged entries unreadable: {e:?}"))?
+        {
+            // Only this term's entries are the leader's own proposals (its clients').
+            if e.term == term {
+                own.push(e);
+            }
+        }
+        self.nodes[i].early_acked = (term, acked);
+        for e in &own {
+            self.record_ack(e, term)?;
         }
         Ok(())
     }

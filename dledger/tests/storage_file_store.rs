@@ -17,6 +17,7 @@ fn cfg(dir: &std::path::Path) -> FileStoreConfig {
         max_entry_size_bytes: 8 * 1024,
         disk_quota_bytes: None,
         cache_bytes: 16 * 1024,
+        prefill_segments: true,
     }
 }
 
@@ -580,4 +581,44 @@ fn overwriting_a_synced_tail_lowers_the_mark_first() {
     drop(f);
     let store = FileStore::open(cfg(dir.path())).unwrap();
     assert_eq!((store.first_index(), store.last_index()), (21, 20));
+}
+
+#[test]
+fn prepared_zero_filled_segments_are_used_and_leftovers_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    // ~1.1 KiB entries, 64 KiB segments: about 58 per segment. Write one entry at a time
+    // and, before every write, let a preparer in flight finish, so every segment after the
+    // first must come from it (deterministic: no race with the helper thread).
+    let entries: Vec<_> = (1..=300).map(|i| entry(i, 1, 1024)).collect();
+    for e in &entries {
+        store.wait_prepared();
+        append(&store, std::slice::from_ref(e));
+    }
+    let segments = store.segment_count() as u64;
+    assert!(segments >= 4, "entries must span segments");
+    assert_eq!(store.prefilled_segments_used(), segments - 1);
+    // Prepared segments were renamed into place: the log reads back whole.
+    assert_eq!(store.entries(1, 301, u64::MAX).unwrap(), entries);
+    // A preparer caught mid-fill by a crash leaves a temporary file: open removes it and
+    // the log is unchanged.
+    store.wait_prepared();
+    drop(store);
+    let leftover = dir.path().join(format!("{:020}.preparing", 99 * 64 * 1024));
+    std::fs::write(&leftover, b"half filled").unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    assert!(
+        !leftover.exists(),
+        "leftover preparing file must be deleted"
+    );
+    assert_eq!(store.segment_count() as u64, segments);
+    assert_eq!(store.entries(1, 301, u64::MAX).unwrap(), entries);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.ends_with(".preparing")),
+        "{names:?}"
+    );
 }

@@ -2,7 +2,7 @@
 //! entries with fsync-before-ack at 1, 16 and 64 concurrent appenders.
 //!
 //! `cargo bench -p dledger` or
-//! `cargo run --release -p dledger --bin dledger-bench [-- --secs 5 --dir /path --batch 1 --concurrency 1,16,64]`
+//! `cargo run --release -p dledger --bin dledger-bench [-- --secs 5 --dir /path --batch 1 --concurrency 1,16,64 --prefill false]`
 //! Prints entries/s, p50/p99 commit latency (measured by the appenders), fsyncs/s and
 //! entries per fsync (leader's storage thread).
 
@@ -21,6 +21,7 @@ struct Args {
     dir: PathBuf,
     batch: usize,
     concurrency: Vec<usize>,
+    prefill: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -29,6 +30,7 @@ fn parse_args() -> Result<Args, String> {
         dir: std::env::temp_dir().join(format!("dledger-bench-{}", std::process::id())),
         batch: 1,
         concurrency: vec![1, 16, 64],
+        prefill: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -40,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
             "--secs" => a.secs = v.parse().map_err(|_| "bad --secs")?,
             "--dir" => a.dir = PathBuf::from(v),
             "--batch" => a.batch = v.parse().map_err(|_| "bad --batch")?,
+            "--prefill" => a.prefill = v.parse().map_err(|_| "bad --prefill (true|false)")?,
             "--concurrency" => {
                 a.concurrency = v
                     .split(',')
@@ -110,6 +113,7 @@ async fn run(args: Args) -> Result<(), String> {
         c.segment_size_bytes = 256 * 1024 * 1024;
         // Keep the disk use of long runs bounded.
         c.retain_segments = 4;
+        c.prefill_segments = args.prefill;
         nodes.push(DLedgerNode::start(c).await.map_err(|e| e.to_string())?);
     }
     let l = wait_leader(&nodes).await.ok_or("no leader elected")?;

@@ -235,6 +235,18 @@ impl<S: Storage> RawNode<S> {
     pub fn committed(&self) -> u64 {
         self.raft.log.committed
     }
+    /// Highest index whose entries a leader may acknowledge to its clients now, before they
+    /// appear in `committed_entries`: the commit index, which can run ahead of this node's
+    /// own fsync because a quorum of followers alone may hold them durably (thesis §10.2.1).
+    /// Only the entries of the current term are the caller's own proposals. 0 unless this
+    /// node leads (with a valid lease under check-quorum, as for `committed_entries`).
+    pub fn acknowledged(&self) -> u64 {
+        if self.raft.role == Role::Leader && self.committed_allowed() {
+            self.raft.log.committed
+        } else {
+            0
+        }
+    }
     pub fn applied(&self) -> u64 {
         self.raft.log.applied
     }
