@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use benchmark::cli::{Cli, Command};
 use clap::Parser;
 
+/// Same allocator as the broker: the load generator should not be slowed by glibc malloc
+/// on the same two cores it shares with the brokers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
