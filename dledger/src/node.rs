@@ -446,7 +446,9 @@ impl DLedgerNode {
         }
     }
 
-    /// Append one entry; resolves once it is committed (durable on a quorum).
+    /// Append one entry; resolves once it is committed (durable on a quorum). A quorum of
+    /// followers suffices, so the leader's own fsync may still be running: `committed()`
+    /// (entries committed AND readable here) can reach the index a moment later.
     pub fn append(
         &self,
         data: Bytes,
