@@ -140,7 +140,7 @@ async fn elect_append_kill_leader_and_fail_over() {
     let last = results.iter().map(|r| r.index).max().unwrap();
     // Acknowledged = durable on a quorum; the leader's own fsync may finish a moment
     // later, and only then is the entry readable here (the `committed()` watch).
-    wait_commit(&leader, last).await;
+    wait_commit(leader, last).await;
 
     // Every node converges on identical entries at identical positions.
     for n in nodes.iter().flatten() {
