@@ -107,6 +107,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let peers = peers.join(";");
     let mut nodes = Vec::new();
+    let mut runtimes = Vec::new();
     for i in 0..3 {
         let mut c = DLedgerConfig::new("bench", &peers, &format!("n{i}"), &args.dir)
             .map_err(|e| e.to_string())?;
@@ -114,7 +115,22 @@ async fn run(args: Args) -> Result<(), String> {
         // Keep the disk use of long runs bounded.
         c.retain_segments = 4;
         c.prefill_segments = args.prefill;
-        nodes.push(DLedgerNode::start(c).await.map_err(|e| e.to_string())?);
+        // Each node on its own one-worker runtime, as the broker runs it (the store's
+        // `dledger-<id>` runtime): a node's loop, transport and timers share a thread
+        // instead of bouncing between the appenders' workers.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("dledger-n{i}"))
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let node = rt
+            .spawn(DLedgerNode::start(c))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        nodes.push(node);
+        runtimes.push(rt);
     }
     let l = wait_leader(&nodes).await.ok_or("no leader elected")?;
     let leader = Arc::new(nodes.remove(l));
@@ -230,6 +246,10 @@ async fn run(args: Args) -> Result<(), String> {
     }
     for n in nodes {
         n.shutdown().await;
+    }
+    // Runtimes cannot be dropped (blocking) inside this async context.
+    for rt in runtimes {
+        rt.shutdown_background();
     }
     let _ = std::fs::remove_dir_all(&args.dir);
     Ok(())
