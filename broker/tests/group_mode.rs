@@ -309,6 +309,28 @@ async fn three_replicas_roles_forwarding_and_failover() {
     let lc = connect(&g.addr(leader)).await;
     let fc = connect(&g.addr(followers[0])).await;
 
+    // GET_BROKER_RUNTIME_INFO says who is who (as Java's DLedger role handler sets
+    // brokerRole), with the DLedger term and leader.
+    let info = |c: RemotingClient| async move {
+        let r = call(
+            &c,
+            RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO),
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["table"].clone()
+    };
+    let li = info(connect(&g.addr(leader)).await).await;
+    let fi = info(connect(&g.addr(followers[0])).await).await;
+    assert_eq!(li["brokerRole"], "SYNC_MASTER", "{li}");
+    assert_eq!(li["brokerId"], "0");
+    assert_eq!(fi["brokerRole"], "SLAVE", "{fi}");
+    assert_eq!(fi["brokerId"], (followers[0] + 1).to_string());
+    let term: u64 = li["dLegerTerm"].as_str().unwrap().parse().unwrap();
+    assert!(term > 0);
+    assert_eq!(li["dLegerLeaderId"], fi["dLegerLeaderId"]);
+    assert_eq!(li["dLegerLeaderId"], format!("n{leader}"));
+
     // Topic changes: SYSTEM_ERROR on a follower (Java validateSlave), OK on the leader
     // (answered once committed through the metadata log).
     let r = call(&fc, create_topic("GroupTopic")).await;

@@ -327,6 +327,8 @@ async fn topic_admin_and_namesrv_registration() {
     .await;
     let v: serde_json::Value = serde_json::from_slice(&info.body).unwrap();
     assert!(v["table"]["commitLogMaxOffset"].is_string());
+    assert_eq!(v["table"]["brokerRole"], "ASYNC_MASTER");
+    assert!(v["table"].get("dLegerTerm").is_none());
     broker.shutdown().await;
 }
 

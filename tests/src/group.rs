@@ -12,7 +12,7 @@
 //! Roles are observed the way a client sees them: the namesrv's cluster info lists the group's
 //! brokers by id (0 = master = DLedger leader, followers = peer index + 1). A node's own view
 //! is probed with a send (followers answer SERVICE_NOT_AVAILABLE); GET_BROKER_RUNTIME_INFO
-//! carries no role field today.
+//! also reports it (`brokerRole` SYNC_MASTER/SLAVE, `dLegerTerm`, `dLegerLeaderId`).
 //!
 //! Every node runs with `slaveReadEnable=true` so its queues can be pulled for comparison
 //! (a Java slave without it answers pulls with PULL_RETRY_IMMEDIATELY), and with

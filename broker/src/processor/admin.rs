@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use super::{bad_request, ready, success};
 use crate::config::BrokerRole;
+use crate::config::ConfigValue;
 use crate::context::BrokerContext;
 use crate::subscription_group::SubscriptionGroupConfig;
 use crate::topic_config::{is_system_topic, validate_topic_name, TopicConfig, TopicFilterType};
@@ -159,6 +160,20 @@ impl AdminProcessor {
             java_runtime_text(now.saturating_sub(self.boot_timestamp_ms)),
         );
         t.insert("brokerActive", "true".to_string());
+        let role = self.ctx.role.borrow().clone();
+        // As Java's DLedger role handler rewrites brokerRole: the leader is a SYNC_MASTER
+        // (quorum-acknowledged), followers are SLAVEs.
+        let broker_role = match (&self.ctx.group, role.master) {
+            (None, _) => self.ctx.config.broker_role.render_config(),
+            (Some(_), true) => "SYNC_MASTER".to_string(),
+            (Some(_), false) => "SLAVE".to_string(),
+        };
+        t.insert("brokerRole", broker_role);
+        t.insert("brokerId", role.broker_id.to_string());
+        if self.ctx.group.is_some() {
+            t.insert("dLegerTerm", role.term.to_string());
+            t.insert("dLegerLeaderId", role.leader_id.clone().unwrap_or_default());
+        }
         t.insert("commitLogMinOffset", s.commit_log_min_offset.to_string());
         t.insert("commitLogMaxOffset", s.commit_log_max_offset.to_string());
         t.insert(
