@@ -101,6 +101,10 @@ pub trait CommitLog: Send + Sync {
     fn shutdown(&self);
     /// Number of fsync/msync batches issued (group-commit observability).
     fn fsync_count(&self) -> u64;
+    /// Drops this process's page mappings of log bytes below `below` (already dispatched and
+    /// on disk): they stay in the page cache and fault back in if read, but no longer count
+    /// in the broker's RSS, which otherwise grows with everything the dispatcher ever read.
+    fn release_mapped_below(&self, _below: i64) {}
 }
 
 /// Next queue offset per (topic, queue). Shared by the store (delete, rebuild) and the log's

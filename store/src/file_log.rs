@@ -51,6 +51,8 @@ struct Shared {
     committed: Watermark,
     queue_offsets: Arc<QueueOffsetTable>,
     fsyncs: AtomicU64,
+    /// Page mappings below this offset were dropped (`release_mapped_below`).
+    released_upto: AtomicI64,
     flush_lock: Mutex<()>,
     failed: Mutex<Option<String>>,
     stop: Mutex<bool>,
@@ -101,6 +103,7 @@ impl FileCommitLog {
             committed: Watermark::new(end),
             queue_offsets,
             fsyncs: AtomicU64::new(0),
+            released_upto: AtomicI64::new(0),
             flush_lock: Mutex::new(()),
             failed: Mutex::new(None),
             stop: Mutex::new(false),
@@ -627,6 +630,34 @@ impl CommitLog for FileCommitLog {
 
     fn flushed_offset(&self) -> i64 {
         self.shared.flushed.load(Ordering::Acquire)
+    }
+
+    fn release_mapped_below(&self, below: i64) {
+        let s = &self.shared;
+        // Page-aligned (segment starts are), so consecutive calls leave no page behind.
+        let below = below.min(s.flushed.load(Ordering::Acquire)) / 4096 * 4096;
+        let from = s.released_upto.load(Ordering::Acquire);
+        if below <= from {
+            return;
+        }
+        let segs: Vec<Arc<MappedFile>> = s
+            .segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|m| {
+                let start = m.start_offset();
+                start < below && start + m.size() as i64 > from
+            })
+            .cloned()
+            .collect();
+        for m in segs {
+            let start = m.start_offset();
+            let lo = (from.max(start) - start) as usize;
+            let hi = (below - start) as usize;
+            m.release_range(lo, hi);
+        }
+        s.released_upto.fetch_max(below, Ordering::AcqRel);
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -116,6 +116,28 @@ impl MappedFile {
     }
 
     /// Copies `data` to `pos`. Caller guarantees the single-writer contract (module docs).
+    /// Drops this process's page mappings of `[lo, hi)` (page-aligned inward) with
+    /// `MADV_DONTNEED`; the caller passes only flushed ranges.
+    pub(crate) fn release_range(&self, lo: usize, hi: usize) {
+        const PAGE: usize = 4096;
+        let lo = lo.div_ceil(PAGE) * PAGE;
+        let hi = hi.min(self.size) / PAGE * PAGE;
+        if hi <= lo {
+            return;
+        }
+        // SAFETY: a SHARED file mapping: MADV_DONTNEED drops page table entries only; the
+        // pages stay in the page cache (dirty ones stay dirty and are written back by the
+        // kernel), and the next access maps the same file page again. Callers only release
+        // flushed ranges, which nothing rewrites.
+        let r = unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo, hi - lo)
+        };
+        if let Err(e) = r {
+            tracing::debug!(error = %e, path = %self.path.display(), "madvise(DONTNEED) failed");
+        }
+    }
+
     pub(crate) fn write_at(&self, pos: usize, data: &[u8]) {
         assert!(pos.checked_add(data.len()).is_some_and(|e| e <= self.size));
         // SAFETY: bounds checked above; the region is not visible to readers (contract).

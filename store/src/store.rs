@@ -32,6 +32,9 @@ use crate::message::{
 };
 
 /// Units scanned per pull at most (Java: max(16000 bytes, maxMsgNums * 20) of units).
+/// Log bytes behind the dispatcher that stay mapped (hot tail); older pages are dropped from
+/// the process's RSS every second (`CommitLog::release_mapped_below`).
+const MAPPED_LOG_TAIL_KEEP_BYTES: i64 = 16 * 1024 * 1024;
 const MAX_FILTER_SCAN_BYTES: usize = 16_000;
 /// Commitlog segments deleted per retention pass (Java `deleteCommitLogFilesInterval` batch).
 const MAX_DELETE_FILES_PER_PASS: usize = 10;
@@ -611,6 +614,8 @@ impl StoreCore {
                 last_sample = now;
                 s.refresh_disk_state();
                 s.sample_tps(now);
+                // Keep the hot tail (consumers reading near it) mapped; drop the rest from RSS.
+                s.release_mapped_log_pages(MAPPED_LOG_TAIL_KEEP_BYTES);
             }
             if now - last_clean >= s.config.clean_resource_interval_ms as i64 {
                 last_clean = now;
@@ -632,6 +637,14 @@ impl StoreCore {
             .flush()?;
         let cp = dispatched.min(self.log.flushed_offset());
         write_checkpoint(&self.config.store_path_root_dir, cp)
+    }
+
+    /// Drops the page mappings of log bytes more than `keep_bytes` behind the dispatcher
+    /// (and on disk) from this process's RSS; reads fault them back in from the page cache.
+    /// The housekeeping thread does this every second with a 16 MiB hot tail.
+    pub fn release_mapped_log_pages(&self, keep_bytes: i64) {
+        self.log
+            .release_mapped_below(self.dispatched.get() - keep_bytes.max(0));
     }
 
     /// Re-reads disk usage now (the housekeeping thread does this every second).

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -36,6 +37,8 @@ pub(crate) struct SegmentMaps {
     dir: PathBuf,
     seg_size: u64,
     maps: RwLock<BTreeMap<u64, Arc<Mmap>>>,
+    /// Page mappings below this position were dropped (`release_before`).
+    released_upto: AtomicU64,
 }
 
 impl SegmentMaps {
@@ -44,6 +47,7 @@ impl SegmentMaps {
             dir: data_dir,
             seg_size,
             maps: RwLock::new(BTreeMap::new()),
+            released_upto: AtomicU64::new(0),
         }
     }
 
@@ -78,6 +82,46 @@ impl SegmentMaps {
             return None;
         }
         Some(Bytes::from_owner(Slice { map, off, len }))
+    }
+
+    /// Drops the page mappings of `[released so far, pos)` (page-aligned) with
+    /// `MADV_DONTNEED`. Reads after that fault the bytes back in from the page cache.
+    pub(crate) fn release_before(&self, pos: u64) {
+        const PAGE: u64 = 4096;
+        let pos = pos / PAGE * PAGE;
+        let from = self.released_upto.load(Ordering::Acquire);
+        if pos <= from {
+            return;
+        }
+        let maps: Vec<(u64, Arc<Mmap>)> = self
+            .maps
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .range(from / self.seg_size * self.seg_size..pos)
+            .map(|(b, m)| (*b, Arc::clone(m)))
+            .collect();
+        for (base, map) in maps {
+            let lo = from.max(base) - base;
+            let hi = (pos.min(base + self.seg_size) - base).min(map.len() as u64);
+            if hi <= lo {
+                continue;
+            }
+            // SAFETY: a read-only SHARED file mapping: MADV_DONTNEED only drops this
+            // process's page table entries; the next access maps the same file page again
+            // (the bytes are immutable committed data, module docs), so live slices keep
+            // reading the same contents.
+            let r = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    lo as usize,
+                    (hi - lo) as usize,
+                )
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, base, "madvise(DONTNEED) failed");
+            }
+        }
+        self.released_upto.fetch_max(pos, Ordering::AcqRel);
     }
 
     /// Forget every mapping (live slices keep theirs).
