@@ -391,10 +391,62 @@ fn writer_loop(s: Arc<Shared>, mut rx: mpsc::Receiver<WriteReq>) {
     tracing::debug!("commitlog writer stopped");
 }
 
+/// Records bound for consecutive bytes of one segment, written with one `pwritev`.
+struct Run {
+    seg: Option<Arc<MappedFile>>,
+    start: usize,
+    end: usize,
+    bufs: Vec<bytes::BytesMut>,
+}
+
+impl Run {
+    fn write(&mut self) -> Result<(), StoreError> {
+        let r = match &self.seg {
+            Some(seg) => seg.write_vectored_at(self.start, &self.bufs),
+            None => Ok(()),
+        };
+        self.seg = None;
+        self.bufs.clear();
+        r
+    }
+
+    /// Appends `records` at `pos` of `seg`, first writing out the current run if the new
+    /// bytes do not continue it.
+    fn push(
+        &mut self,
+        seg: &Arc<MappedFile>,
+        pos: usize,
+        records: bytes::BytesMut,
+    ) -> Result<(), StoreError> {
+        let continues = self
+            .seg
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, seg) && self.end == pos);
+        if !continues {
+            self.write()?;
+            self.seg = Some(Arc::clone(seg));
+            self.start = pos;
+            self.end = pos;
+        }
+        self.end += records.len();
+        self.bufs.push(records);
+        Ok(())
+    }
+}
+
 fn write_batch(s: &Shared, batch: &mut Vec<WriteReq>, results: &mut Vec<Completion>) {
     let now_ms = s.env.clock.now_ms();
     let mut offsets = s.queue_offsets.lock();
     let batch_from = results.len();
+    let mut run = Run {
+        seg: None,
+        start: 0,
+        end: 0,
+        bufs: Vec::with_capacity(batch.len()),
+    };
+    // WAIT=false answers under SYNC_FLUSH: sent once their bytes are written.
+    let mut after_write: Vec<Completion> = Vec::new();
+    let mut write_err: Option<StoreError> = None;
     for WriteReq { mut req, done } in batch.drain(..) {
         if let Some(reason) = s.fail_reason() {
             results.push((done, Err(StoreError::ReadOnly { reason })));
@@ -462,7 +514,9 @@ fn write_batch(s: &Shared, batch: &mut Vec<WriteReq>, results: &mut Vec<Completi
             ));
             continue;
         }
-        seg.write_at(pos, &req.records);
+        if let Err(e) = run.push(&seg, pos, std::mem::take(&mut req.records)) {
+            write_err.get_or_insert(e);
+        }
         s.write_pos.store(phys_base + len as i64, Ordering::Release);
         if req.assign_queue_offsets {
             match offsets.get_mut(req.topic.as_str()) {
@@ -488,10 +542,34 @@ fn write_batch(s: &Shared, batch: &mut Vec<WriteReq>, results: &mut Vec<Completi
         } else {
             // WAIT=false under SYNC_FLUSH (Java `isWaitStoreMsgOK`): answer after the write;
             // the record still becomes visible to consumers only once flushed.
-            let _ = done.send(res);
+            after_write.push((done, res));
         }
     }
     drop(offsets);
+    if let Err(e) = run.write() {
+        write_err.get_or_insert(e);
+    }
+    if let Some(e) = write_err {
+        // Space was preallocated: a failed write is an I/O fault. Nothing of this batch is
+        // acknowledged or published.
+        let reason = e.to_string();
+        s.mark_failed(reason.clone());
+        for (_, res) in results[batch_from..]
+            .iter_mut()
+            .chain(after_write.iter_mut())
+        {
+            if res.is_ok() {
+                *res = Err(StoreError::ReadOnly {
+                    reason: reason.clone(),
+                });
+            }
+        }
+        results.extend(after_write);
+        return;
+    }
+    for (done, res) in after_write {
+        let _ = done.send(res);
+    }
     let end = s.write_pos.load(Ordering::Acquire);
     if s.flush_type == FlushDiskType::SyncFlush {
         // Group commit: one flush covers every request in this batch.
@@ -527,7 +605,10 @@ fn flush_loop(s: Arc<Shared>) {
                 break;
             }
         }
-        let end = s.write_pos.load(Ordering::Acquire);
+        // Up to the published end, not `write_pos`: the writer advances `write_pos` per
+        // request but writes a batch's bytes (`pwritev`) only at its end, so `flushed` must
+        // never claim bytes a flush could have run ahead of.
+        let end = s.committed.get();
         if let Err(e) = s.flush_to(end) {
             s.mark_failed(e.to_string());
         }
@@ -661,7 +742,8 @@ impl CommitLog for FileCommitLog {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        let end = self.shared.write_pos.load(Ordering::Acquire);
+        // Everything written and published (see `flush_loop`).
+        let end = self.shared.committed.get();
         self.shared.flush_to(end)
     }
 

@@ -6,6 +6,7 @@
 //! `&[u8]`/`Bytes` of published regions never alias a mutable borrow.
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -138,6 +139,77 @@ impl MappedFile {
         }
     }
 
+    /// Writes `bufs` back to back at `pos` through the file (`pwritev`), not the mapping:
+    /// a first touch of a preallocated page through the mapping faults and zero-fills it
+    /// (measured here: 1.3–2.2 µs of CPU per 1.1 KiB record by mapping, 0.35 µs by one
+    /// `pwrite` per 64 records). The mapping sees the bytes at once (same page cache).
+    pub(crate) fn write_vectored_at<B: AsRef<[u8]>>(
+        &self,
+        pos: usize,
+        bufs: &[B],
+    ) -> Result<(), StoreError> {
+        const MAX_IOV: usize = 1024;
+        let total: usize = bufs.iter().map(|b| b.as_ref().len()).sum();
+        assert!(pos.checked_add(total).is_some_and(|e| e <= self.size));
+        let mut iovs: Vec<libc::iovec> = Vec::with_capacity(bufs.len().min(MAX_IOV));
+        let mut at = pos;
+        let mut k = 0; // next buffer
+        let mut skip = 0; // bytes of bufs[k] already written
+        while k < bufs.len() {
+            iovs.clear();
+            for b in bufs[k..].iter().take(MAX_IOV) {
+                let b = b.as_ref();
+                let first = iovs.is_empty();
+                let s = if first { &b[skip..] } else { b };
+                iovs.push(libc::iovec {
+                    iov_base: s.as_ptr() as *mut libc::c_void,
+                    iov_len: s.len(),
+                });
+            }
+            // SAFETY: every iovec points into a live borrowed buffer; the fd is ours.
+            let n = unsafe {
+                libc::pwritev(
+                    self.file.as_raw_fd(),
+                    iovs.as_ptr(),
+                    iovs.len() as libc::c_int,
+                    at as libc::off_t,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(StoreError::io(&self.path, e));
+            }
+            if n == 0 {
+                return Err(StoreError::io(
+                    &self.path,
+                    std::io::Error::new(std::io::ErrorKind::WriteZero, "pwritev wrote nothing"),
+                ));
+            }
+            // Advance over what was written (a short write resumes mid-buffer).
+            let mut n = n as usize;
+            at += n;
+            while n > 0 && k < bufs.len() {
+                let left = bufs[k].as_ref().len() - skip;
+                if n >= left {
+                    n -= left;
+                    k += 1;
+                    skip = 0;
+                } else {
+                    skip += n;
+                    n = 0;
+                }
+            }
+            while k < bufs.len() && bufs[k].as_ref().len() == skip {
+                k += 1;
+                skip = 0;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn write_at(&self, pos: usize, data: &[u8]) {
         assert!(pos.checked_add(data.len()).is_some_and(|e| e <= self.size));
         // SAFETY: bounds checked above; the region is not visible to readers (contract).
@@ -235,4 +307,30 @@ pub(crate) fn list_offset_files(dir: &Path) -> Result<Vec<(i64, PathBuf)>, Store
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::FallocateAllocator;
+
+    /// More buffers than one `pwritev` takes (1024), of uneven sizes: every byte lands at its
+    /// place and is visible through the mapping.
+    #[test]
+    fn vectored_writes_land_in_order_and_show_through_the_mapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(offset_to_file_name(0));
+        let m = MappedFile::create(&path, 0, 1 << 20, &FallocateAllocator).unwrap();
+        let bufs: Vec<Vec<u8>> = (0..2500u32)
+            .map(|i| vec![(i % 251) as u8; 1 + (i as usize * 7) % 300])
+            .collect();
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        m.write_vectored_at(100, &bufs).unwrap();
+        let got = m.bytes_at(100, total);
+        let want: Vec<u8> = bufs.concat();
+        assert_eq!(got, &want[..]);
+        // Untouched bytes around it stay zero.
+        assert!(m.bytes_at(0, 100).iter().all(|b| *b == 0));
+        assert_eq!(m.bytes_at(100 + total, 1), &[0]);
+    }
 }
