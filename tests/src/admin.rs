@@ -176,6 +176,36 @@ impl AdminClient {
         Self::ext_i64("max offset", &resp, "offset")
     }
 
+    /// GET_BROKER_RUNTIME_INFO (28): the `table` of string values.
+    pub fn runtime_info(&mut self) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let resp = self.invoke(Self::request(request::GET_BROKER_RUNTIME_INFO, &[]))?;
+        Self::expect_success("runtime info", &resp)?;
+        let v: serde_json::Value = serde_json::from_slice(&resp.body)
+            .map_err(|e| HarnessError::Unexpected(format!("runtime info body: {e}")))?;
+        match v.get("table") {
+            Some(serde_json::Value::Object(t)) => Ok(t.clone()),
+            _ => Err(HarnessError::Unexpected(
+                "runtime info without a table".into(),
+            )),
+        }
+    }
+
+    /// (DLedger term, leader id) this node reports in its runtime info.
+    pub fn dledger_view(&mut self) -> Result<(u64, String)> {
+        let t = self.runtime_info()?;
+        let term = t
+            .get("dLegerTerm")
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| HarnessError::Unexpected("no dLegerTerm in runtime info".into()))?;
+        let leader = t
+            .get("dLegerLeaderId")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        Ok((term, leader))
+    }
+
     /// Sum of GET_MAX_OFFSET over queues `0..queues`.
     pub fn total_messages(&mut self, topic: &str, queues: i32) -> Result<i64> {
         let mut total = 0;

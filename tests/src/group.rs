@@ -1113,8 +1113,11 @@ impl Drop for BackgroundProducer {
 pub struct KillTimeline {
     pub killed: usize,
     pub new_master: usize,
-    /// A surviving node acknowledged a write (it is the leader and writable).
+    /// A surviving node reports itself DLedger leader of a newer term (runtime info).
     pub elected_ms: u64,
+    /// A surviving node acknowledged a probe write: its term's NOOP is committed and its
+    /// dispatch caught up (it is the writable leader).
+    pub writable_ms: u64,
     /// The namesrv lists the new master as brokerId 0.
     pub registered_ms: u64,
     /// The background producer got its first acknowledgement from the new master.
@@ -1148,8 +1151,9 @@ impl Group {
     }
 
     /// SIGKILL the registered master while `producer` sends, and time: election (a survivor
-    /// acknowledges a probe write), registration as master at the namesrv, and the producer's
-    /// first acknowledgement from the new master. Probe writes go into `probe_acked`.
+    /// reports itself leader of a newer term), writability (it acknowledges a probe write:
+    /// NOOP committed, dispatch caught up), registration as master at the namesrv, and the
+    /// producer's first acknowledgement from the new master. Probe writes go into `probe_acked`.
     /// The killed node stays down (the caller restarts it).
     pub fn kill_master_and_measure(
         &mut self,
@@ -1165,19 +1169,20 @@ impl Group {
             .filter(|&m| self.is_running(m))
             .ok_or_else(|| HarnessError::Unexpected("no running registered master".into()))?;
         let killed_addr = self.node_addr(m);
+        let old_term = self.admin(m)?.dledger_view()?.0;
         let t0 = Instant::now();
         self.kill(m)?;
         let ms = |t: Instant| u64::try_from(t.duration_since(t0).as_millis()).unwrap_or(u64::MAX);
-        let (mut elected, mut registered, mut first_send) = (None, None, None);
+        let (mut elected, mut writable, mut registered, mut first_send) = (None, None, None, None);
         let mut new_master = None;
         let deadline = t0 + Duration::from_millis(timeout_ms);
         let mut probes: u64 = 0;
-        while elected.is_none() || registered.is_none() || first_send.is_none() {
+        while writable.is_none() || registered.is_none() || first_send.is_none() {
             if Instant::now() >= deadline {
                 return Err(HarnessError::Timeout {
                     what: format!(
-                        "failover after killing n{m}: elected {elected:?} registered \
-                         {registered:?} first send {first_send:?}; namesrv lists {:?}",
+                        "failover after killing n{m}: elected {elected:?} writable {writable:?} \
+                         registered {registered:?} first send {first_send:?}; namesrv lists {:?}",
                         self.registered().ok()
                     ),
                     timeout_ms,
@@ -1186,10 +1191,24 @@ impl Group {
             self.check_alive()?;
             if elected.is_none() {
                 for j in (0..GROUP_NODES).filter(|&j| j != m && self.is_running(j)) {
+                    let view = self.admin(j).and_then(|mut a| a.dledger_view());
+                    if let Ok((term, leader)) = view {
+                        if term > old_term && leader == format!("n{j}") {
+                            elected = Some(ms(Instant::now()));
+                            break;
+                        }
+                    }
+                }
+            }
+            if writable.is_none() {
+                for j in (0..GROUP_NODES).filter(|&j| j != m && self.is_running(j)) {
                     probes += 1;
                     let key = format!("{probe_prefix}-{probes:06}");
                     if self.probe_leader(j, topic, queues, &key, probe_acked) {
-                        elected = Some(ms(Instant::now()));
+                        let now = ms(Instant::now());
+                        writable = Some(now);
+                        // Seen writable before the election poll caught the new term.
+                        elected.get_or_insert(now);
                         new_master.get_or_insert(j);
                         break;
                     }
@@ -1221,6 +1240,7 @@ impl Group {
             killed: m,
             new_master,
             elected_ms: elected.unwrap_or(0),
+            writable_ms: writable.unwrap_or(0),
             registered_ms: registered.unwrap_or(0),
             first_send_ms: first_send.unwrap_or(0),
         })

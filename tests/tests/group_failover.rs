@@ -159,8 +159,8 @@ fn repeated_leader_kills_lose_no_acknowledged_message_and_restarted_nodes_catch_
             ),
         );
         eprintln!(
-            "kill {k}: n{} -> n{}: elected {} ms, registered {} ms, first send {} ms",
-            t.killed, t.new_master, t.elected_ms, t.registered_ms, t.first_send_ms
+            "kill {k}: n{} -> n{}: elected {} ms, writable {} ms, registered {} ms, first send {} ms",
+            t.killed, t.new_master, t.elected_ms, t.writable_ms, t.registered_ms, t.first_send_ms
         );
         ok!(g, "restart killed node", g.start_node(t.killed));
         ok!(

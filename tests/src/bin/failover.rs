@@ -3,7 +3,10 @@
 //! continuously with a client that refreshes its route every `--refresh-ms`, SIGKILLs the
 //! master `--kills` times (restarting it each time) and prints per kill:
 //!
-//! - elected: a surviving node acknowledges a probe write (it is the writable leader);
+//! - elected: a surviving node reports itself DLedger leader of a newer term
+//!   (GET_BROKER_RUNTIME_INFO `dLegerTerm` / `dLegerLeaderId`, polled);
+//! - NOOP committed: it acknowledges a probe write (its term's NOOP is committed and its
+//!   dispatch caught up: it is the writable leader);
 //! - registered: the namesrv lists it as brokerId 0;
 //! - first send: the continuous client's first acknowledgement from it;
 //!
@@ -113,11 +116,12 @@ fn run(a: &Args) -> Result<bool, String> {
                 )
                 .map_err(s)?;
             println!(
-                "kill {:>3}: n{} -> n{}   elected {:>6} ms   registered {:>6} ms   first send {:>6} ms",
+                "kill {:>3}: n{} -> n{}   elected {:>6} ms   NOOP committed {:>6} ms   registered {:>6} ms   first send {:>6} ms",
                 k + 1,
                 t.killed,
                 t.new_master,
                 t.elected_ms,
+                t.writable_ms,
                 t.registered_ms,
                 t.first_send_ms
             );
@@ -146,6 +150,7 @@ fn run(a: &Args) -> Result<bool, String> {
     };
     println!("--- {} kills ---", timelines.len());
     summary("kill -> elected", |t| t.elected_ms);
+    summary("kill -> NOOP committed", |t| t.writable_ms);
     summary("kill -> registered master", |t| t.registered_ms);
     summary("kill -> first client send", |t| t.first_send_ms);
     let master = g.wait_master(MASTER_TIMEOUT_MS, None).map_err(s)?;
