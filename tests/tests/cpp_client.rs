@@ -20,6 +20,14 @@ const SCRIPT_TIMEOUT_MS: u64 = 90_000;
 /// First redelivery comes after delay level 3 (10 s) on a Java-compatible broker.
 const REDELIVERY_TIMEOUT_MS: u64 = 120_000;
 
+const CPP: scenario::Client = scenario::Client {
+    kind: ClientKind::Cpp,
+    script: SCRIPT,
+    queues: QUEUES,
+    timeout_ms: SCRIPT_TIMEOUT_MS,
+    label: "C++ consumer",
+};
+
 fn cluster_with_topic(topic: &str) -> Cluster {
     scenario::cluster_with_topic(topic, QUEUES)
 }
@@ -150,83 +158,17 @@ fn cpp_batch_and_compressed_batch_are_stored_as_separate_messages() {
 
 #[test]
 fn cpp_tag_filter_delivers_only_subscribed_tags() {
-    let topic = "CppTags";
-    let c = cluster_with_topic(topic);
-    let sent = produce(
-        &c,
-        &[
-            "--topic",
-            topic,
-            "--prefix",
-            "tags",
-            "--tags",
-            "TagA,TagB,TagC",
-            "--sync",
-            "30",
-        ],
+    scenario::tag_filter_delivers_only_subscribed_tags(
+        CPP,
+        "CppTags",
+        "cpp_cg_tags",
+        ["TagA", "TagC"],
     );
-    let want: BTreeMap<String, _> = sent_by_body(&sent)
-        .into_iter()
-        .filter(|(_, e)| matches!(e.str("tags"), Some("TagA") | Some("TagC")))
-        .collect();
-    assert_eq!(want.len(), 20);
-    let out = cpp(
-        &c,
-        &[
-            "consume",
-            "--topic",
-            topic,
-            "--group",
-            "cpp_cg_tags",
-            "--expr",
-            "TagA || TagC",
-            "--expect",
-            "20",
-        ],
-        SCRIPT_TIMEOUT_MS,
-    );
-    assert_delivered(&want, &out, "C++ consumer with tag filter");
 }
 
 #[test]
 fn cpp_consumer_resumes_from_committed_offset() {
-    let topic = "CppResume";
-    let group = "cpp_cg_resume";
-    let c = cluster_with_topic(topic);
-    let first = sent_by_body(&produce(
-        &c,
-        &["--topic", topic, "--prefix", "r1", "--sync", "12"],
-    ));
-    let out1 = cpp(
-        &c,
-        &[
-            "consume", "--topic", topic, "--group", group, "--expect", "12",
-        ],
-        SCRIPT_TIMEOUT_MS,
-    );
-    assert_delivered(&first, &out1, "first consumer");
-    assert_eq!(
-        committed_total(&c, group, topic),
-        12,
-        "offsets committed on shutdown"
-    );
-
-    let second = sent_by_body(&produce(
-        &c,
-        &["--topic", topic, "--prefix", "r2", "--sync", "12"],
-    ));
-    let out2 = cpp(
-        &c,
-        &[
-            "consume", "--topic", topic, "--group", group, "--expect", "12",
-        ],
-        SCRIPT_TIMEOUT_MS,
-    );
-    let got = received_by_body(&out2);
-    let old: Vec<_> = got.keys().filter(|b| first.contains_key(*b)).collect();
-    assert!(old.is_empty(), "restarted consumer re-received {old:?}");
-    assert_delivered(&second, &out2, "restarted consumer");
-    assert_eq!(committed_total(&c, group, topic), 24);
+    scenario::consumer_resumes_from_committed_offset(CPP, "CppResume", "cpp_cg_resume", 12);
 }
 
 #[test]

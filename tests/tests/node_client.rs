@@ -15,6 +15,14 @@ const SCRIPT_TIMEOUT_MS: u64 = 90_000;
 /// Redelivery uses delay level 3 (10 s) on a Java-compatible broker.
 const REDELIVERY_TIMEOUT_MS: u64 = 120_000;
 
+const ONS: scenario::Client = scenario::Client {
+    kind: ClientKind::Node,
+    script: SCRIPT,
+    queues: QUEUES,
+    timeout_ms: SCRIPT_TIMEOUT_MS,
+    label: "ali-ons",
+};
+
 fn cluster_with_topic(topic: &str) -> Cluster {
     scenario::cluster_with_topic(topic, QUEUES)
 }
@@ -139,80 +147,17 @@ fn cpp_produced_messages_reach_an_ons_consumer() {
 
 #[test]
 fn ons_tag_filter_delivers_only_subscribed_tags() {
-    let topic = "OnsTags";
-    let c = cluster_with_topic(topic);
-    let want: std::collections::BTreeMap<_, _> = sent_by_body(&produce(
-        &c,
-        &[
-            "--topic",
-            topic,
-            "--prefix",
-            "tags",
-            "--tags",
-            "TagA,TagB,TagC",
-            "--sync",
-            "30",
-        ],
-    ))
-    .into_iter()
-    .filter(|(_, e)| matches!(e.str("tags"), Some("TagA") | Some("TagB")))
-    .collect();
-    let out = ons(
-        &c,
-        &[
-            "consume",
-            "--topic",
-            topic,
-            "--group",
-            "ons_cg_tags",
-            "--expr",
-            "TagA || TagB",
-            "--expect",
-            "20",
-        ],
-        SCRIPT_TIMEOUT_MS,
+    scenario::tag_filter_delivers_only_subscribed_tags(
+        ONS,
+        "OnsTags",
+        "ons_cg_tags",
+        ["TagA", "TagB"],
     );
-    assert_delivered(&want, &out, "ali-ons with tag filter");
 }
 
 #[test]
 fn ons_consumer_resumes_from_committed_offset() {
-    let topic = "OnsResume";
-    let group = "ons_cg_resume";
-    let c = cluster_with_topic(topic);
-    let first = sent_by_body(&produce(
-        &c,
-        &["--topic", topic, "--prefix", "r1", "--sync", "10"],
-    ));
-    let out1 = ons(
-        &c,
-        &[
-            "consume", "--topic", topic, "--group", group, "--expect", "10",
-        ],
-        SCRIPT_TIMEOUT_MS,
-    );
-    assert_delivered(&first, &out1, "first consumer");
-    assert_eq!(
-        committed_total(&c, group, topic),
-        10,
-        "offsets committed on close"
-    );
-
-    let second = sent_by_body(&produce(
-        &c,
-        &["--topic", topic, "--prefix", "r2", "--sync", "10"],
-    ));
-    let out2 = ons(
-        &c,
-        &[
-            "consume", "--topic", topic, "--group", group, "--expect", "10",
-        ],
-        SCRIPT_TIMEOUT_MS,
-    );
-    let got = received_by_body(&out2);
-    let old: Vec<_> = got.keys().filter(|b| first.contains_key(*b)).collect();
-    assert!(old.is_empty(), "restarted consumer re-received {old:?}");
-    assert_delivered(&second, &out2, "restarted consumer");
+    scenario::consumer_resumes_from_committed_offset(ONS, "OnsResume", "ons_cg_resume", 10);
 }
 
 #[test]
