@@ -39,8 +39,18 @@ macro_rules! ok {
     };
 }
 
-fn start_group() -> Group {
-    Group::start(GroupOptions::default()).expect("start namesrv + three-replica group")
+/// A started group with `topic` created on the master and every node registered; returns
+/// the group and the master's index.
+fn start_group_with_topic(topic: &str) -> (Group, usize) {
+    let mut g = Group::start(GroupOptions::default()).expect("start namesrv + three-replica group");
+    let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
+    ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
+    ok!(
+        g,
+        "all registered",
+        g.wait_all_registered(MASTER_TIMEOUT_MS)
+    );
+    (g, m)
 }
 
 /// Send `n` keys `<prefix>-i` through a producer that follows the namesrv's master and
@@ -120,14 +130,7 @@ fn assert_replicas_identical(g: &Group, master: usize, topic: &str) {
 #[test]
 fn repeated_leader_kills_lose_no_acknowledged_message_and_restarted_nodes_catch_up() {
     let topic = "GroupKill";
-    let mut g = start_group();
-    let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
-    ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
-    ok!(
-        g,
-        "all registered",
-        g.wait_all_registered(MASTER_TIMEOUT_MS)
-    );
+    let (mut g, _) = start_group_with_topic(topic);
     let producer = BackgroundProducer::spawn(
         &g.namesrv_addr(),
         g.group_name(),
@@ -221,14 +224,7 @@ fn repeated_leader_kills_lose_no_acknowledged_message_and_restarted_nodes_catch_
 #[test]
 fn follower_with_deleted_store_rejoins_and_catches_up() {
     let topic = "GroupWipe";
-    let mut g = start_group();
-    let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
-    ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
-    ok!(
-        g,
-        "all registered",
-        g.wait_all_registered(MASTER_TIMEOUT_MS)
-    );
+    let (mut g, m) = start_group_with_topic(topic);
     let mut acked = send_batch(&g, topic, "before", 120);
     let f = (m + 1) % GROUP_NODES;
     ok!(g, "kill follower", g.kill(f));
@@ -281,14 +277,7 @@ fn leader_with_refused_links_acknowledges_nothing_and_majority_elects_a_new_lead
 }
 
 fn isolated_leader_scenario(topic: &str, fault: Fault) {
-    let mut g = start_group();
-    let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
-    ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
-    ok!(
-        g,
-        "all registered",
-        g.wait_all_registered(MASTER_TIMEOUT_MS)
-    );
+    let (mut g, m) = start_group_with_topic(topic);
     let mut acked = send_batch(&g, topic, "before", 40);
 
     // The leader's replication traffic really flows through the proxies (so cutting them
@@ -436,14 +425,7 @@ fn isolated_leader_scenario(topic: &str, fault: Fault) {
 fn committed_consumer_offsets_survive_a_failover() {
     let topic = "GroupOffsets";
     let cg = "group-offsets-cg";
-    let mut g = start_group();
-    let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
-    ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
-    ok!(
-        g,
-        "all registered",
-        g.wait_all_registered(MASTER_TIMEOUT_MS)
-    );
+    let (mut g, m) = start_group_with_topic(topic);
     send_batch(&g, topic, "msg", 80);
     let mut c = ok!(g, "connect master", g.admin(m));
     let committed: Vec<i64> = (0..QUEUES).map(|q| 5 + i64::from(q) * 3).collect();
@@ -500,14 +482,7 @@ fn committed_consumer_offsets_survive_a_failover() {
 #[test]
 fn partitions_under_load_lose_no_acknowledged_message() {
     let topic = "GroupPartitions";
-    let mut g = start_group();
-    let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
-    ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
-    ok!(
-        g,
-        "all registered",
-        g.wait_all_registered(MASTER_TIMEOUT_MS)
-    );
+    let (mut g, _) = start_group_with_topic(topic);
     let producer = BackgroundProducer::spawn(
         &g.namesrv_addr(),
         g.group_name(),
@@ -597,14 +572,7 @@ fn partitions_under_load_lose_no_acknowledged_message() {
 #[test]
 fn whole_group_crash_under_load_loses_no_acknowledged_message() {
     let topic = "GroupCrash";
-    let mut g = start_group();
-    let m = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
-    ok!(g, "create topic", g.create_topic(m, topic, QUEUES));
-    ok!(
-        g,
-        "all registered",
-        g.wait_all_registered(MASTER_TIMEOUT_MS)
-    );
+    let (mut g, m) = start_group_with_topic(topic);
     let producer = BackgroundProducer::spawn(
         &g.namesrv_addr(),
         g.group_name(),
