@@ -45,6 +45,8 @@ const REGRESSION_SEEDS: &[u64] = &[
     19444,  // sim: same
     25583,  // sim: recovery judged on a crashed image whose last write was torn
     317584, // core: recovering node ignored its pre-loss persisted commit backed by the log
+    74902,  // core: rejected higher-term vote requests reset the election timer (liveness)
+    182865, // core: a stale higher-term PreVoteResp made a follower in lease forget its leader
 ];
 
 const DEFAULT_SEEDS: u64 = 1_000;

@@ -422,15 +422,20 @@ impl<S: Storage> Raft<S> {
             return Err(CoreError::UnknownPeer(m.from));
         }
         if m.term > self.term {
-            let vote_req = matches!(
+            // Election traffic while in lease is ignored, including a late rejection of a
+            // pre-campaign we abandoned when the leader's heartbeat arrived: adopting its
+            // newer term would clear our leader and let us vote at once, breaking the
+            // promise the leader's lease counts on (DST seed 182865).
+            let vote_traffic = matches!(
                 m.kind,
                 MsgKind::PreVote { .. }
+                    | MsgKind::PreVoteResp { .. }
                     | MsgKind::Vote {
                         transfer: false,
                         ..
                     }
             );
-            if vote_req && self.in_lease() {
+            if vote_traffic && self.in_lease() {
                 return Ok(());
             }
             match m.kind {
@@ -439,6 +444,16 @@ impl<S: Storage> Raft<S> {
                 | MsgKind::Heartbeat { .. }
                 | MsgKind::InstallSnapshot { .. } => {
                     self.become_follower(m.term, Some(m.from));
+                }
+                MsgKind::Vote { .. } => {
+                    // Adopt the term, but keep the election timer running: it restarts only
+                    // when we grant the vote (below) or hear from a leader (Figure 2).
+                    // Otherwise candidates that cannot win (older logs) keep postponing the
+                    // campaign of the one node that can (DST seed 74902: no leader for
+                    // 400 steps with two of five nodes recovering and pre-vote off).
+                    let elapsed = self.election_elapsed;
+                    self.become_follower(m.term, None);
+                    self.election_elapsed = elapsed;
                 }
                 _ => self.become_follower(m.term, None),
             }
