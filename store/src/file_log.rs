@@ -690,6 +690,12 @@ impl CommitLog for FileCommitLog {
         if pos + size > s.seg_size {
             return None;
         }
+        // A read behind the released mark maps pages again: let the next release pass
+        // cover them too (a lagging consumer must not grow RSS for good).
+        if phys < s.released_upto.load(Ordering::Relaxed) {
+            s.released_upto
+                .fetch_min(phys / 4096 * 4096, Ordering::AcqRel);
+        }
         Some(seg.slice(pos, size))
     }
 
@@ -738,7 +744,10 @@ impl CommitLog for FileCommitLog {
             let hi = (below - start) as usize;
             m.release_range(lo, hi);
         }
-        s.released_upto.fetch_max(below, Ordering::AcqRel);
+        // Unless a read lowered the mark meanwhile (then the next pass starts there).
+        let _ = s
+            .released_upto
+            .compare_exchange(from, below, Ordering::AcqRel, Ordering::Acquire);
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -485,4 +485,13 @@ fn dispatched_log_pages_leave_rss_and_stay_readable() {
             next += 1;
         }
     }
+    // That lagging read mapped the pages again; the next pass drops them again (the read
+    // lowered the released mark).
+    assert!(
+        mapped_rss_kb(&log_dir) >= 2_500,
+        "the re-read mapped the log again"
+    );
+    s.release_mapped_log_pages(0);
+    let again = mapped_rss_kb(&log_dir);
+    assert!(again < 100, "resident after the second release: {again} kB");
 }

@@ -75,6 +75,12 @@ impl SegmentMaps {
 
     /// `len` bytes at `pos` (inside one segment), zero-copy.
     pub(crate) fn read(&self, pos: u64, len: usize) -> Option<Bytes> {
+        // A read behind the released mark maps pages again: let the next release pass
+        // cover them too (a lagging consumer must not grow RSS for good).
+        if pos < self.released_upto.load(Ordering::Relaxed) {
+            self.released_upto
+                .fetch_min(pos / 4096 * 4096, Ordering::AcqRel);
+        }
         let base = pos / self.seg_size * self.seg_size;
         let off = (pos - base) as usize;
         let map = self.map_of(base)?;
@@ -121,7 +127,10 @@ impl SegmentMaps {
                 tracing::debug!(error = %e, base, "madvise(DONTNEED) failed");
             }
         }
-        self.released_upto.fetch_max(pos, Ordering::AcqRel);
+        // Unless a read lowered the mark meanwhile (then the next pass starts there).
+        let _ = self
+            .released_upto
+            .compare_exchange(from, pos, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Forget every mapping (live slices keep theirs).
