@@ -10,13 +10,12 @@
 //! Encoding always emits extFields values as strings, keys sorted (deterministic output;
 //! Java uses HashMap order, which receivers never depend on).
 
-use std::collections::HashMap;
 use std::fmt;
 
 use bytes::{Buf, BufMut, BytesMut};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use crate::command::{LanguageCode, RemotingCommand, SerializeType};
+use crate::command::{ExtFieldMap, LanguageCode, RemotingCommand, SerializeType};
 use crate::error::RemotingError;
 
 /// Upper bound on extFields entries we accept in one header (no Java request uses more
@@ -251,7 +250,7 @@ fn stringify_value(v: serde_json::Value) -> Option<String> {
 }
 
 /// extFields: string→string; null map → empty; null values dropped.
-struct ExtFields(HashMap<String, String>);
+struct ExtFields(ExtFieldMap);
 
 impl<'de> serde::Deserialize<'de> for ExtFields {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -262,10 +261,10 @@ impl<'de> serde::Deserialize<'de> for ExtFields {
                 f.write_str("an extFields object")
             }
             fn visit_unit<E: de::Error>(self) -> Result<ExtFields, E> {
-                Ok(ExtFields(HashMap::new()))
+                Ok(ExtFields(ExtFieldMap::new()))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtFields, A::Error> {
-                let mut out = HashMap::with_capacity(map.size_hint().unwrap_or(8).min(64));
+                let mut out = ExtFieldMap::new();
                 while let Some(k) = map.next_key::<String>()? {
                     if out.len() >= MAX_EXT_FIELDS {
                         return Err(de::Error::custom("too many extFields"));
@@ -291,9 +290,8 @@ pub fn encode_json(cmd: &RemotingCommand, dst: &mut BytesMut) {
     put_int(out, cmd.code as i64);
     if !cmd.ext_fields.is_empty() {
         out.put_slice(b",\"extFields\":{");
-        let mut keys: Vec<(&String, &String)> = cmd.ext_fields.iter().collect();
-        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (i, (k, v)) in keys.into_iter().enumerate() {
+        // Already in key order (a B-tree): fastjson's sorted layout without a sort.
+        for (i, (k, v)) in cmd.ext_fields.iter().enumerate() {
             if i > 0 {
                 out.put_u8(b',');
             }
@@ -400,7 +398,7 @@ pub fn decode_binary(mut buf: &[u8]) -> Result<RemotingCommand, RemotingError> {
     need(buf, 4, "extFields length")?;
     let ext_len = len_of(buf.get_i32() as i64, buf.remaining(), "extFields")?;
     let mut ext = &buf[..ext_len];
-    let mut ext_fields = HashMap::new();
+    let mut ext_fields = ExtFieldMap::new();
     while ext.has_remaining() {
         if ext_fields.len() >= MAX_EXT_FIELDS {
             return Err(RemotingError::MalformedHeader("too many extFields".into()));
@@ -456,9 +454,7 @@ pub fn encode_binary(cmd: &RemotingCommand, dst: &mut BytesMut) -> Result<(), Re
         total += 2 + k.len() + 4 + v.len();
     }
     dst.put_i32(len_i32(total)?);
-    let mut keys: Vec<(&String, &String)> = cmd.ext_fields.iter().collect();
-    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    for (k, v) in keys {
+    for (k, v) in &cmd.ext_fields {
         dst.put_i16(k.len() as i16);
         dst.put_slice(k.as_bytes());
         dst.put_i32(len_i32(v.len())?);

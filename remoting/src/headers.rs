@@ -6,14 +6,14 @@
 //! produce `RemotingError::MissingField` / `InvalidField`, which processors answer with
 //! a clear error response.
 
-use std::collections::HashMap;
+use crate::command::ExtFieldMap;
 
 use crate::error::RemotingError;
 
 /// A typed view of a command's extFields.
 pub trait CommandHeader: Sized {
-    fn write_to(&self, ext: &mut HashMap<String, String>);
-    fn read_from(ext: &HashMap<String, String>) -> Result<Self, RemotingError>;
+    fn write_to(&self, ext: &mut ExtFieldMap);
+    fn read_from(ext: &ExtFieldMap) -> Result<Self, RemotingError>;
 }
 
 /// A header value type: how one field is parsed from and written to a string.
@@ -69,7 +69,7 @@ impl HeaderValue for bool {
 
 /// Read a required field.
 pub fn required<T: HeaderValue>(
-    ext: &HashMap<String, String>,
+    ext: &ExtFieldMap,
     field: &'static str,
 ) -> Result<T, RemotingError> {
     let raw = ext.get(field).ok_or(RemotingError::MissingField(field))?;
@@ -81,7 +81,7 @@ pub fn required<T: HeaderValue>(
 
 /// Read an optional field; present-but-unparsable is an error, absent is `None`.
 pub fn optional<T: HeaderValue>(
-    ext: &HashMap<String, String>,
+    ext: &ExtFieldMap,
     field: &'static str,
 ) -> Result<Option<T>, RemotingError> {
     match ext.get(field) {
@@ -98,31 +98,31 @@ pub fn optional<T: HeaderValue>(
 /// How one header field (a value type or `Option` of it) is read from / written to extFields.
 /// Implemented for every [`HeaderValue`] type `T` (required) and `Option<T>` (optional).
 pub trait HeaderField: Sized {
-    fn read_field(ext: &HashMap<String, String>, key: &'static str) -> Result<Self, RemotingError>;
-    fn write_field(&self, ext: &mut HashMap<String, String>, key: &'static str);
+    fn read_field(ext: &ExtFieldMap, key: &'static str) -> Result<Self, RemotingError>;
+    fn write_field(&self, ext: &mut ExtFieldMap, key: &'static str);
 }
 
 macro_rules! header_field {
     ($($t:ty),*) => {$(
         impl HeaderField for $t {
             fn read_field(
-                ext: &HashMap<String, String>,
+                ext: &ExtFieldMap,
                 key: &'static str,
             ) -> Result<Self, RemotingError> {
                 required(ext, key)
             }
-            fn write_field(&self, ext: &mut HashMap<String, String>, key: &'static str) {
+            fn write_field(&self, ext: &mut ExtFieldMap, key: &'static str) {
                 ext.insert(key.to_string(), self.write_value());
             }
         }
         impl HeaderField for Option<$t> {
             fn read_field(
-                ext: &HashMap<String, String>,
+                ext: &ExtFieldMap,
                 key: &'static str,
             ) -> Result<Self, RemotingError> {
                 optional(ext, key)
             }
-            fn write_field(&self, ext: &mut HashMap<String, String>, key: &'static str) {
+            fn write_field(&self, ext: &mut ExtFieldMap, key: &'static str) {
                 if let Some(v) = self {
                     ext.insert(key.to_string(), v.write_value());
                 }
@@ -164,12 +164,12 @@ macro_rules! command_header {
 
         impl $crate::headers::CommandHeader for $name {
             #[allow(unused_variables)]
-            fn write_to(&self, ext: &mut ::std::collections::HashMap<String, String>) {
+            fn write_to(&self, ext: &mut $crate::command::ExtFieldMap) {
                 $( <$ty as $crate::headers::HeaderField>::write_field(&self.$field, ext, $key); )*
             }
             #[allow(unused_variables)]
             fn read_from(
-                ext: &::std::collections::HashMap<String, String>,
+                ext: &$crate::command::ExtFieldMap,
             ) -> ::std::result::Result<Self, $crate::RemotingError> {
                 ::std::result::Result::Ok($name {
                     $( $field: <$ty as $crate::headers::HeaderField>::read_field(ext, $key)?, )*

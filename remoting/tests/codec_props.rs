@@ -1,7 +1,5 @@
 //! Property tests: decoders never panic on arbitrary input, and encode→decode round-trips.
 
-use std::collections::HashMap;
-
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use remoting::command::{LanguageCode, SerializeType};
@@ -45,7 +43,9 @@ fn command(binary: bool) -> impl Strategy<Value = RemotingCommand> {
                 opaque,
                 flag,
                 remark,
-                ext_fields: ext.into_iter().collect::<HashMap<_, _>>(),
+                ext_fields: ext
+                    .into_iter()
+                    .collect::<std::collections::BTreeMap<_, _>>(),
                 body: Bytes::from(body),
                 serialize_type: if binary {
                     SerializeType::RocketMq

@@ -1,6 +1,6 @@
 //! Typed headers: Java key names, lenient parsing (clients.md), required/optional fields.
 
-use std::collections::HashMap;
+use remoting::command::ExtFieldMap;
 
 use proptest::prelude::*;
 use remoting::codes::request;
@@ -54,7 +54,7 @@ fn v1_send_header_uses_full_names() {
 
 #[test]
 fn required_and_invalid_fields_are_errors() {
-    let mut ext = HashMap::new();
+    let mut ext = ExtFieldMap::new();
     ext.insert("consumerGroup".to_string(), "CG".to_string());
     ext.insert("topic".to_string(), "T".to_string());
     assert!(matches!(
@@ -81,7 +81,7 @@ fn java_spellings_of_keys() {
         client_id: "c@1".into(),
         ..Default::default()
     };
-    let mut ext = HashMap::new();
+    let mut ext = ExtFieldMap::new();
     u.write_to(&mut ext);
     assert_eq!(ext.get("clientID").map(String::as_str), Some("c@1"));
 
@@ -109,7 +109,7 @@ fn java_spellings_of_keys() {
         queue_offset: 9,
         ..Default::default()
     };
-    let mut ext = HashMap::new();
+    let mut ext = ExtFieldMap::new();
     resp.write_to(&mut ext);
     assert_eq!(ext.len(), 3);
     assert_eq!(ext.get("queueOffset").map(String::as_str), Some("9"));
@@ -117,7 +117,7 @@ fn java_spellings_of_keys() {
 
 proptest! {
     #[test]
-    fn header_reads_never_panic(ext in proptest::collection::hash_map(
+    fn header_reads_never_panic(ext in proptest::collection::btree_map(
         prop_oneof![Just("consumerGroup".to_string()), Just("topic".to_string()),
                     Just("queueId".to_string()), Just("queueOffset".to_string()),
                     Just("sysFlag".to_string()), Just("subVersion".to_string()), ".{0,8}"],
@@ -143,7 +143,7 @@ proptest! {
             bname,
             ..Default::default()
         };
-        let mut ext = HashMap::new();
+        let mut ext = ExtFieldMap::new();
         h.write_to(&mut ext);
         prop_assert_eq!(PullMessageRequestHeader::read_from(&ext).unwrap(), h);
     }

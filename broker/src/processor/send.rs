@@ -754,7 +754,7 @@ mod tests {
 
     #[test]
     fn v2_header_maps_to_v1() {
-        let mut ext = std::collections::HashMap::new();
+        let mut ext = remoting::command::ExtFieldMap::new();
         for (k, v) in [
             ("a", "pg"),
             ("b", "T"),
