@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use tests::group::{
     commit_offset, drain_queue, query_offset, send_message, verify_all, BackgroundProducer,
-    FollowingProducer, Group, GroupOptions, SendOutcome, Sent, GROUP_NODES, MASTER_TIMEOUT_MS,
+    FollowingProducer, Group, GroupOptions, ProducerState, SendOutcome, Sent, Verification,
+    GROUP_NODES, MASTER_TIMEOUT_MS,
 };
 use tests::proxy::Fault;
 
@@ -51,6 +52,26 @@ fn start_group_with_topic(topic: &str) -> (Group, usize) {
         g.wait_all_registered(MASTER_TIMEOUT_MS)
     );
     (g, m)
+}
+
+/// Stops `producer` and checks what it acknowledged (plus `extra` acknowledged writes, e.g.
+/// probes) against the queues of the current master; returns the master's index too.
+fn finish_and_verify(
+    g: &mut Group,
+    producer: BackgroundProducer,
+    topic: &str,
+    extra: BTreeMap<String, (i32, i64)>,
+) -> (ProducerState, Verification, usize) {
+    let state = producer.finish();
+    let master = ok!(g, "final master", g.wait_master(MASTER_TIMEOUT_MS, None));
+    let mut acked = state.acked.clone();
+    acked.extend(extra);
+    let v = ok!(
+        g,
+        "verify",
+        verify_all(&g.node_addr(master), topic, QUEUES, &acked)
+    );
+    (state, v, master)
 }
 
 /// Send `n` keys `<prefix>-i` through a producer that follows the namesrv's master and
@@ -179,15 +200,7 @@ fn repeated_leader_kills_lose_no_acknowledged_message_and_restarted_nodes_catch_
         "final progress",
         producer.wait_acked(after, 50, PROGRESS_TIMEOUT_MS)
     );
-    let state = producer.finish();
-    let master = ok!(g, "final master", g.wait_master(MASTER_TIMEOUT_MS, None));
-    let mut acked = state.acked.clone();
-    acked.extend(probes);
-    let v = ok!(
-        g,
-        "verify",
-        verify_all(&g.node_addr(master), topic, QUEUES, &acked)
-    );
+    let (state, v, master) = finish_and_verify(&mut g, producer, topic, probes);
     eprintln!(
         "{} kills; acknowledged {}, consumed {} records ({} distinct), {} duplicates, {} failed \
          attempts",
@@ -543,13 +556,7 @@ fn partitions_under_load_lose_no_acknowledged_message() {
         "final progress",
         producer.wait_acked(after, 50, PROGRESS_TIMEOUT_MS)
     );
-    let state = producer.finish();
-    let master = ok!(g, "final master", g.wait_master(MASTER_TIMEOUT_MS, None));
-    let v = ok!(
-        g,
-        "verify",
-        verify_all(&g.node_addr(master), topic, QUEUES, &state.acked)
-    );
+    let (state, v, master) = finish_and_verify(&mut g, producer, topic, BTreeMap::new());
     eprintln!(
         "partitions: acknowledged {}, consumed {} records, {} duplicates, {} failed attempts",
         v.acked, v.consumed_records, v.duplicates, state.failed_attempts
@@ -599,13 +606,7 @@ fn whole_group_crash_under_load_loses_no_acknowledged_message() {
         "progress after the restart",
         producer.wait_acked(acked_before_restart, 50, FAILOVER_TIMEOUT_MS)
     );
-    let state = producer.finish();
-    let master = ok!(g, "master", g.wait_master(MASTER_TIMEOUT_MS, None));
-    let v = ok!(
-        g,
-        "verify",
-        verify_all(&g.node_addr(master), topic, QUEUES, &state.acked)
-    );
+    let (_, v, master) = finish_and_verify(&mut g, producer, topic, BTreeMap::new());
     eprintln!(
         "whole-group crash: {} acknowledged before the crash, {} in total, {} records, {} \
          duplicates",
