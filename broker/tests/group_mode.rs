@@ -2,6 +2,8 @@
 //! roles in the NameServer, sends refused by followers, offset commits forwarded to the
 //! leader, metadata replicated, and a graceful leader stop handing over to a follower.
 
+mod lock_support;
+use lock_support::locked_queues;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -253,28 +255,7 @@ fn pull(topic: &str, queue_id: i32, offset: i64) -> RemotingCommand {
 }
 
 fn lock_cmd(code: i32, client_id: &str, queues: &[i32]) -> RemotingCommand {
-    let mqs: Vec<String> = queues
-        .iter()
-        .map(|q| format!(r#"{{"brokerName":"broker-a","queueId":{q},"topic":"GroupTopic"}}"#))
-        .collect();
-    let body = format!(
-        r#"{{"clientId":"{client_id}","consumerGroup":"GG","mqSet":[{}]}}"#,
-        mqs.join(",")
-    );
-    RemotingCommand::request(code).with_body(body.into_bytes())
-}
-
-fn locked_queues(resp: &RemotingCommand) -> Vec<i64> {
-    assert_eq!(resp.code, response::SUCCESS, "{:?}", resp.remark);
-    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
-    let mut q: Vec<i64> = v["lockOKMQSet"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["queueId"].as_i64().unwrap())
-        .collect();
-    q.sort();
-    q
+    lock_support::lock_cmd(code, "GroupTopic", "GG", client_id, queues)
 }
 
 async fn route_master(ns_addr: &str, topic: &str) -> Option<String> {

@@ -1,5 +1,7 @@
 //! End-to-end tests of broker A's processors over real TCP connections (remoting client).
 
+mod lock_support;
+use lock_support::locked_queues;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -197,28 +199,7 @@ async fn consumer_offsets_survive_restart() {
 }
 
 fn lock_cmd(code: i32, client_id: &str, queues: &[i32]) -> RemotingCommand {
-    let mqs: Vec<String> = queues
-        .iter()
-        .map(|q| format!(r#"{{"brokerName":"broker-a","queueId":{q},"topic":"T"}}"#))
-        .collect();
-    let body = format!(
-        r#"{{"clientId":"{client_id}","consumerGroup":"CG","mqSet":[{}]}}"#,
-        mqs.join(",")
-    );
-    RemotingCommand::request(code).with_body(body.into_bytes())
-}
-
-fn locked_queues(resp: &RemotingCommand) -> Vec<i64> {
-    assert_eq!(resp.code, response::SUCCESS, "{:?}", resp.remark);
-    let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
-    let mut q: Vec<i64> = v["lockOKMQSet"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["queueId"].as_i64().unwrap())
-        .collect();
-    q.sort();
-    q
+    lock_support::lock_cmd(code, "T", "CG", client_id, queues)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
