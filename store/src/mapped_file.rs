@@ -116,7 +116,6 @@ impl MappedFile {
         self.size
     }
 
-    /// Copies `data` to `pos`. Caller guarantees the single-writer contract (module docs).
     /// Drops this process's page mappings of `[lo, hi)` (page-aligned inward) with
     /// `MADV_DONTNEED`; the caller passes only flushed ranges.
     pub(crate) fn release_range(&self, lo: usize, hi: usize) {
@@ -210,6 +209,7 @@ impl MappedFile {
         Ok(())
     }
 
+    /// Copies `data` to `pos`. Caller guarantees the single-writer contract (module docs).
     pub(crate) fn write_at(&self, pos: usize, data: &[u8]) {
         assert!(pos.checked_add(data.len()).is_some_and(|e| e <= self.size));
         // SAFETY: bounds checked above; the region is not visible to readers (contract).

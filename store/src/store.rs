@@ -31,10 +31,10 @@ use crate::message::{
     property_value, set_property, sys_flag, tags_hash, MessageToStore, RecordMeta, SCHEDULE_TOPIC,
 };
 
-/// Units scanned per pull at most (Java: max(16000 bytes, maxMsgNums * 20) of units).
 /// Log bytes behind the dispatcher that stay mapped (hot tail); older pages are dropped from
 /// the process's RSS every second (`CommitLog::release_mapped_below`).
 const MAPPED_LOG_TAIL_KEEP_BYTES: i64 = 16 * 1024 * 1024;
+/// Units scanned per pull at most (Java: max(16000 bytes, maxMsgNums * 20) of units).
 const MAX_FILTER_SCAN_BYTES: usize = 16_000;
 /// Commitlog segments deleted per retention pass (Java `deleteCommitLogFilesInterval` batch).
 const MAX_DELETE_FILES_PER_PASS: usize = 10;

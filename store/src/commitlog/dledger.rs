@@ -60,9 +60,9 @@ pub const MAX_METADATA_PAYLOAD_BYTES: usize = 8 * 1024 * 1024;
 const MAX_ENTRY_BYTES: u64 = 32 * 1024 * 1024;
 /// How long `open_dledger` waits for the node to start (recovery of its files).
 const START_TIMEOUT_MS: u64 = 60_000;
-/// Re-check interval while the commit index is not yet durable locally.
 /// dledger's in-memory cache of recent entry bodies in a broker (see `to_dledger_config`).
 const BROKER_ENTRY_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// Re-check interval while the commit index is not yet durable locally.
 const LOCAL_DURABLE_POLL_MIN_MS: u64 = 1;
 const LOCAL_DURABLE_POLL_MAX_MS: u64 = 50;
 /// How long `append_metadata` waits for the local listener after the commit.
