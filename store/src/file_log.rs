@@ -21,6 +21,7 @@ use crate::mapped_file::{list_offset_files, offset_to_file_name, MappedFile};
 use crate::message::{
     parse_record_meta, patch_record_fields, BLANK_MAGIC_CODE, MAGIC_CODE_V1, MAGIC_CODE_V2,
 };
+use crate::page_release::ReleaseMark;
 
 /// Java `END_FILE_MIN_BLANK_LENGTH`: room always kept for the end-of-file marker.
 const END_FILE_MIN_BLANK_LENGTH: usize = 8;
@@ -51,8 +52,8 @@ struct Shared {
     committed: Watermark,
     queue_offsets: Arc<QueueOffsetTable>,
     fsyncs: AtomicU64,
-    /// Page mappings below this offset were dropped (`release_mapped_below`).
-    released_upto: AtomicI64,
+    /// How far page mappings were dropped (`release_mapped_below`).
+    released: ReleaseMark,
     flush_lock: Mutex<()>,
     failed: Mutex<Option<String>>,
     stop: Mutex<bool>,
@@ -103,7 +104,7 @@ impl FileCommitLog {
             committed: Watermark::new(end),
             queue_offsets,
             fsyncs: AtomicU64::new(0),
-            released_upto: AtomicI64::new(0),
+            released: ReleaseMark::default(),
             flush_lock: Mutex::new(()),
             failed: Mutex::new(None),
             stop: Mutex::new(false),
@@ -690,12 +691,7 @@ impl CommitLog for FileCommitLog {
         if pos + size > s.seg_size {
             return None;
         }
-        // A read behind the released mark maps pages again: let the next release pass
-        // cover them too (a lagging consumer must not grow RSS for good).
-        if phys < s.released_upto.load(Ordering::Relaxed) {
-            s.released_upto
-                .fetch_min(phys / 4096 * 4096, Ordering::AcqRel);
-        }
+        s.released.note_read(phys as u64);
         Some(seg.slice(pos, size))
     }
 
@@ -721,12 +717,12 @@ impl CommitLog for FileCommitLog {
 
     fn release_mapped_below(&self, below: i64) {
         let s = &self.shared;
-        // Page-aligned (segment starts are), so consecutive calls leave no page behind.
-        let below = below.min(s.flushed.load(Ordering::Acquire)) / 4096 * 4096;
-        let from = s.released_upto.load(Ordering::Acquire);
-        if below <= from {
+        let below = below.min(s.flushed.load(Ordering::Acquire)).max(0) as u64;
+        let Some((from, to)) = s.released.pending(below) else {
             return;
-        }
+        };
+        // Page-aligned (segment starts are too), so consecutive passes leave no page behind.
+        let (lo_off, hi_off) = (from as i64, to as i64);
         let segs: Vec<Arc<MappedFile>> = s
             .segments
             .read()
@@ -734,20 +730,18 @@ impl CommitLog for FileCommitLog {
             .iter()
             .filter(|m| {
                 let start = m.start_offset();
-                start < below && start + m.size() as i64 > from
+                start < hi_off && start + m.size() as i64 > lo_off
             })
             .cloned()
             .collect();
         for m in segs {
             let start = m.start_offset();
-            let lo = (from.max(start) - start) as usize;
-            let hi = (below - start) as usize;
-            m.release_range(lo, hi);
+            m.release_range(
+                (lo_off.max(start) - start) as usize,
+                (hi_off - start) as usize,
+            );
         }
-        // Unless a read lowered the mark meanwhile (then the next pass starts there).
-        let _ = s
-            .released_upto
-            .compare_exchange(from, below, Ordering::AcqRel, Ordering::Acquire);
+        s.released.released(from, to);
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -15,6 +15,7 @@ pub mod file_log;
 mod index;
 mod mapped_file;
 pub mod message;
+mod page_release;
 pub mod store;
 
 pub use commitlog::dledger::{

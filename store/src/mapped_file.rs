@@ -119,7 +119,7 @@ impl MappedFile {
     /// Drops this process's page mappings of `[lo, hi)` (page-aligned inward) with
     /// `MADV_DONTNEED`; the caller passes only flushed ranges.
     pub(crate) fn release_range(&self, lo: usize, hi: usize) {
-        const PAGE: usize = 4096;
+        const PAGE: usize = crate::page_release::PAGE_BYTES as usize;
         let lo = lo.div_ceil(PAGE) * PAGE;
         let hi = hi.min(self.size) / PAGE * PAGE;
         if hi <= lo {

@@ -11,11 +11,12 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use memmap2::Mmap;
+
+use crate::page_release::ReleaseMark;
 
 /// Segments mapped at most (a bound on virtual memory and fds opened while mapping); the
 /// oldest mapping is dropped first (live slices keep theirs).
@@ -37,8 +38,8 @@ pub(crate) struct SegmentMaps {
     dir: PathBuf,
     seg_size: u64,
     maps: RwLock<BTreeMap<u64, Arc<Mmap>>>,
-    /// Page mappings below this position were dropped (`release_before`).
-    released_upto: AtomicU64,
+    /// How far page mappings were dropped (`release_before`).
+    released: ReleaseMark,
 }
 
 impl SegmentMaps {
@@ -47,7 +48,7 @@ impl SegmentMaps {
             dir: data_dir,
             seg_size,
             maps: RwLock::new(BTreeMap::new()),
-            released_upto: AtomicU64::new(0),
+            released: ReleaseMark::default(),
         }
     }
 
@@ -75,12 +76,7 @@ impl SegmentMaps {
 
     /// `len` bytes at `pos` (inside one segment), zero-copy.
     pub(crate) fn read(&self, pos: u64, len: usize) -> Option<Bytes> {
-        // A read behind the released mark maps pages again: let the next release pass
-        // cover them too (a lagging consumer must not grow RSS for good).
-        if pos < self.released_upto.load(Ordering::Relaxed) {
-            self.released_upto
-                .fetch_min(pos / 4096 * 4096, Ordering::AcqRel);
-        }
+        self.released.note_read(pos);
         let base = pos / self.seg_size * self.seg_size;
         let off = (pos - base) as usize;
         let map = self.map_of(base)?;
@@ -92,13 +88,10 @@ impl SegmentMaps {
 
     /// Drops the page mappings of `[released so far, pos)` (page-aligned) with
     /// `MADV_DONTNEED`. Reads after that fault the bytes back in from the page cache.
-    pub(crate) fn release_before(&self, pos: u64) {
-        const PAGE: u64 = 4096;
-        let pos = pos / PAGE * PAGE;
-        let from = self.released_upto.load(Ordering::Acquire);
-        if pos <= from {
+    pub(crate) fn release_before(&self, below: u64) {
+        let Some((from, pos)) = self.released.pending(below) else {
             return;
-        }
+        };
         let maps: Vec<(u64, Arc<Mmap>)> = self
             .maps
             .read()
@@ -127,10 +120,7 @@ impl SegmentMaps {
                 tracing::debug!(error = %e, base, "madvise(DONTNEED) failed");
             }
         }
-        // Unless a read lowered the mark meanwhile (then the next pass starts there).
-        let _ = self
-            .released_upto
-            .compare_exchange(from, pos, Ordering::AcqRel, Ordering::Acquire);
+        self.released.released(from, pos);
     }
 
     /// Forget every mapping (live slices keep theirs).
