@@ -1135,13 +1135,18 @@ impl NodeLoop {
         let term = self.raw.term();
         let now = Instant::now();
         while let Some(w) = self.waiters.front() {
-            if w.last > acked || w.term != term || w.predicted.len() as u64 != w.last - w.first + 1
-            {
+            if w.last > acked || w.term != term {
                 return;
             }
             let Some(mut w) = self.waiters.pop_front() else {
                 return;
             };
+            // `propose` registers a waiter only once every entry of it was proposed.
+            assert_eq!(
+                w.predicted.len() as u64,
+                w.last - w.first + 1,
+                "a waiter predicts a position for each of its entries"
+            );
             let done = w.results.len();
             for (k, pos) in w.predicted.iter().enumerate().skip(done) {
                 w.results.push(AppendResult {
