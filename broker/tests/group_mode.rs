@@ -3,13 +3,14 @@
 //! leader, metadata replicated, and a graceful leader stop handing over to a follower.
 
 mod lock_support;
-use lock_support::locked_queues;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use broker::config::BrokerConfig;
 use broker::controller::Broker;
 use bytes::Bytes;
+use lock_support::locked_queues;
 use remoting::codes::{request, response};
 use remoting::shutdown::Shutdown;
 use remoting::{ClientConfig, RemotingClient, RemotingCommand};

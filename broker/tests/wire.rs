@@ -1,12 +1,13 @@
 //! End-to-end tests of broker A's processors over real TCP connections (remoting client).
 
 mod lock_support;
-use lock_support::locked_queues;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use broker::config::BrokerConfig;
 use broker::controller::Broker;
+use lock_support::locked_queues;
 use remoting::codes::{request, response};
 use remoting::connection::ConnectionContext;
 use remoting::server::{ProcessFuture, RequestProcessor};

@@ -1,5 +1,7 @@
 //! Three in-process nodes with file stores (tempdirs) and TCP on 127.0.0.1.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -8,28 +10,8 @@ use dledger::core::Role;
 use dledger::node::{DLedgerError, DLedgerNode};
 use tokio::sync::mpsc;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn configs(dir: &std::path::Path) -> Vec<DLedgerConfig> {
-    let peers = (0..3)
-        .map(|i| format!("n{i}-127.0.0.1:{}", free_port()))
-        .collect::<Vec<_>>()
-        .join(";");
-    (0..3)
-        .map(|i| {
-            let mut c = DLedgerConfig::new("test-group", &peers, &format!("n{i}"), dir).unwrap();
-            c.segment_size_bytes = 64 * 1024;
-            c.max_entry_size_bytes = 16 * 1024;
-            c.rng_seed = Some(1000 + i as u64);
-            c
-        })
-        .collect()
+    common::configs(dir, 1000)
 }
 
 async fn start(cfg: &DLedgerConfig) -> DLedgerNode {

@@ -1,20 +1,15 @@
 //! A full disk refuses appends with a clear error and corrupts nothing: every acknowledged
 //! entry is intact after a restart, and the node accepts writes again once space exists.
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::free_port;
 use dledger::config::DLedgerConfig;
 use dledger::core::Role;
 use dledger::node::{DLedgerError, DLedgerNode};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn leader_ready(n: &DLedgerNode) {
     let mut r = n.role();

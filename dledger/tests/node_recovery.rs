@@ -2,6 +2,8 @@
 //! across restarts until it has caught up, even if its term changed in between (the hard
 //! state rewritten by the term change must keep the durable commit that reveals the loss).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,28 +14,8 @@ use dledger::storage::{FileStore, FileStoreConfig, HardStateFile, HardStateRecor
 use dledger::transport::{Envelope, Transport, TransportConfig};
 use tokio::sync::mpsc;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn configs(dir: &std::path::Path) -> Vec<DLedgerConfig> {
-    let peers = (0..3)
-        .map(|i| format!("n{i}-127.0.0.1:{}", free_port()))
-        .collect::<Vec<_>>()
-        .join(";");
-    (0..3)
-        .map(|i| {
-            let mut c = DLedgerConfig::new("test-group", &peers, &format!("n{i}"), dir).unwrap();
-            c.segment_size_bytes = 64 * 1024;
-            c.max_entry_size_bytes = 16 * 1024;
-            c.rng_seed = Some(7 + i as u64);
-            c
-        })
-        .collect()
+    common::configs(dir, 7)
 }
 
 fn store_cfg(c: &DLedgerConfig) -> FileStoreConfig {
