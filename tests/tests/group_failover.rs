@@ -54,6 +54,18 @@ fn start_group_with_topic(topic: &str) -> (Group, usize) {
     (g, m)
 }
 
+/// A producer that sends `<prefix>-i` keys continuously, refreshing its route every second.
+fn spawn_producer(g: &Group, topic: &str, prefix: &str) -> BackgroundProducer {
+    BackgroundProducer::spawn(
+        &g.namesrv_addr(),
+        g.group_name(),
+        topic,
+        QUEUES,
+        1_000,
+        prefix,
+    )
+}
+
 /// Stops `producer` and checks what it acknowledged (plus `extra` acknowledged writes, e.g.
 /// probes) against the queues of the current master; returns the master's index too.
 fn finish_and_verify(
@@ -152,14 +164,7 @@ fn assert_replicas_identical(g: &Group, master: usize, topic: &str) {
 fn repeated_leader_kills_lose_no_acknowledged_message_and_restarted_nodes_catch_up() {
     let topic = "GroupKill";
     let (mut g, _) = start_group_with_topic(topic);
-    let producer = BackgroundProducer::spawn(
-        &g.namesrv_addr(),
-        g.group_name(),
-        topic,
-        QUEUES,
-        1_000,
-        "kill",
-    );
+    let producer = spawn_producer(&g, topic, "kill");
     let mut probes = BTreeMap::new();
     let mut timelines = Vec::new();
     for k in 0..kills() {
@@ -496,14 +501,7 @@ fn committed_consumer_offsets_survive_a_failover() {
 fn partitions_under_load_lose_no_acknowledged_message() {
     let topic = "GroupPartitions";
     let (mut g, _) = start_group_with_topic(topic);
-    let producer = BackgroundProducer::spawn(
-        &g.namesrv_addr(),
-        g.group_name(),
-        topic,
-        QUEUES,
-        1_000,
-        "part",
-    );
+    let producer = spawn_producer(&g, topic, "part");
     let rounds = [
         (true, Fault::Blackhole),
         (false, Fault::Drop),
@@ -580,14 +578,7 @@ fn partitions_under_load_lose_no_acknowledged_message() {
 fn whole_group_crash_under_load_loses_no_acknowledged_message() {
     let topic = "GroupCrash";
     let (mut g, m) = start_group_with_topic(topic);
-    let producer = BackgroundProducer::spawn(
-        &g.namesrv_addr(),
-        g.group_name(),
-        topic,
-        QUEUES,
-        1_000,
-        "crash",
-    );
+    let producer = spawn_producer(&g, topic, "crash");
     ok!(
         g,
         "progress",
