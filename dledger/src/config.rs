@@ -16,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use crate::core::NodeId;
+use crate::storage::file_store::DEFAULT_ZERO_AHEAD_BYTES;
 
 /// One voter of the group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +83,9 @@ pub struct DLedgerConfig {
     pub disk_quota_bytes: Option<u64>,
     /// Recent entry bodies kept in memory (replication and commit without mmap copies).
     pub entry_cache_bytes: u64,
-    /// Zero-fill the next data segment in the background (cheaper fsyncs, but twice the
-    /// bytes written; see `FileStoreConfig::prefill_segments`). Off by default: on this
-    /// machine's disk the extra writes cost more than they save once appends run at tens
-    /// of MB/s (64 appenders: 46–49k entries/s without, 35–41k with).
-    pub prefill_segments: bool,
+    /// Bytes past the write position kept written with zeros so that syncs never convert
+    /// extents (see `FileStoreConfig::zero_ahead_bytes`); 0 turns it off.
+    pub zero_ahead_bytes: u64,
     /// Seed for election-timeout randomization (default derived from the node id).
     pub rng_seed: Option<u64>,
 }
@@ -126,7 +125,7 @@ impl DLedgerConfig {
             retain_segments: 0,
             disk_quota_bytes: None,
             entry_cache_bytes: 64 * 1024 * 1024,
-            prefill_segments: false,
+            zero_ahead_bytes: DEFAULT_ZERO_AHEAD_BYTES,
             rng_seed: None,
         };
         c.validate()?;
@@ -191,7 +190,7 @@ impl DLedgerConfig {
                 "retain_segments" => c.retain_segments = n()? as usize,
                 "disk_quota_bytes" => c.disk_quota_bytes = Some(n()?),
                 "entry_cache_bytes" => c.entry_cache_bytes = n()?,
-                "prefill_segments" => c.prefill_segments = v.parse::<bool>().map_err(|_| bad())?,
+                "zero_ahead_bytes" => c.zero_ahead_bytes = n()?,
                 "rng_seed" => c.rng_seed = Some(n()?),
                 _ => return Err(ConfigError::UnknownKey(k.clone())),
             }

@@ -142,7 +142,44 @@ fn summary(h: &Histogram<u64>) -> LatencySummary {
     }
 }
 
-type AppendReply = oneshot::Sender<Result<Vec<AppendResult>, DLedgerError>>;
+/// The outcome of an append: one result per entry, or why it failed (outcome unknown for
+/// errors after the entries were proposed, like a timeout).
+pub type AppendOutcome = Result<Vec<AppendResult>, DLedgerError>;
+
+/// Receives an append's outcome on the node loop: it must be cheap and must not block.
+/// Saves the caller the hop through a task of the node's runtime.
+pub type AppendCallback = Box<dyn FnOnce(AppendOutcome) + Send>;
+
+/// Where an append's outcome goes. Dropped unanswered (the loop stopped), a callback is
+/// answered `Shutdown`, so no caller ever waits forever (a dropped channel sender already
+/// wakes its receiver with an error).
+struct AppendReply(Option<ReplyTo>);
+
+enum ReplyTo {
+    Channel(oneshot::Sender<AppendOutcome>),
+    Callback(AppendCallback),
+}
+
+impl AppendReply {
+    fn send(mut self, outcome: AppendOutcome) {
+        match self.0.take() {
+            // The caller may have stopped waiting: nothing to do then.
+            Some(ReplyTo::Channel(tx)) => {
+                let _ = tx.send(outcome);
+            }
+            Some(ReplyTo::Callback(f)) => f(outcome),
+            None => {}
+        }
+    }
+}
+
+impl Drop for AppendReply {
+    fn drop(&mut self) {
+        if let Some(ReplyTo::Callback(f)) = self.0.take() {
+            f(Err(DLedgerError::Shutdown));
+        }
+    }
+}
 
 /// Called on the node loop with an entry body and the physical position the entry will get,
 /// before the entry is proposed (DLedger's append hook: the broker writes `pos + 48` into the
@@ -287,7 +324,7 @@ impl DLedgerNode {
             max_entry_size_bytes: cfg.max_entry_size_bytes,
             disk_quota_bytes: cfg.disk_quota_bytes,
             cache_bytes: cfg.entry_cache_bytes,
-            prefill_segments: cfg.prefill_segments,
+            zero_ahead_bytes: cfg.zero_ahead_bytes,
         };
         let dir2 = node_dir.clone();
         let (store, hs) = tokio::task::spawn_blocking(move || {
@@ -485,38 +522,28 @@ impl DLedgerNode {
         self.submit(Payload::Hooked(data, Box::new(hook)))
     }
 
+    /// Like [`append_batch_with_pos`](Self::append_batch_with_pos), but the outcome goes
+    /// to `done`, called on the node loop (or at once, on this thread, if the append is
+    /// refused). It must be cheap and must not block.
+    pub fn append_batch_with_pos_then<F>(&self, data: Vec<BytesMut>, hook: F, done: AppendCallback)
+    where
+        F: FnMut(&mut [u8], u64) + Send + 'static,
+    {
+        self.enqueue(
+            Payload::Hooked(data, Box::new(hook)),
+            AppendReply(Some(ReplyTo::Callback(done))),
+        );
+    }
+
     fn submit(
         &self,
         data: Payload,
     ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, DLedgerError>> + Send + 'static
     {
         let (tx, rx) = oneshot::channel();
-        let max = self.cfg.max_entry_size_bytes as usize;
-        let too_big = match &data {
-            Payload::Plain(v) => v.iter().any(|d| d.len() > max),
-            Payload::Hooked(v, _) => v.iter().any(|d| d.len() > max),
-        };
-        let early = if data.len() == 0 || data.len() > self.cfg.max_batch_entries {
-            Some(DLedgerError::Invalid(format!(
-                "batch must hold 1..={} entries",
-                self.cfg.max_batch_entries
-            )))
-        } else if too_big {
-            Some(DLedgerError::Invalid(format!(
-                "entry over max_entry_size_bytes {max}"
-            )))
-        } else {
-            match self.cmd_tx.try_send(Command::Append { data, reply: tx }) {
-                Ok(()) => None,
-                Err(mpsc::error::TrySendError::Full(_)) => Some(DLedgerError::Backpressure),
-                Err(mpsc::error::TrySendError::Closed(_)) => Some(self.closed_error()),
-            }
-        };
+        self.enqueue(data, AppendReply(Some(ReplyTo::Channel(tx))));
         let shared = Arc::clone(&self.shared);
         async move {
-            if let Some(e) = early {
-                return Err(e);
-            }
             match rx.await {
                 Ok(r) => r,
                 Err(_) => Err(match shared.fatal.lock().ok().and_then(|f| f.clone()) {
@@ -524,6 +551,36 @@ impl DLedgerNode {
                     None => DLedgerError::Shutdown,
                 }),
             }
+        }
+    }
+
+    /// Hands an append to the loop, or answers `reply` at once with why it cannot go.
+    fn enqueue(&self, data: Payload, reply: AppendReply) {
+        let max = self.cfg.max_entry_size_bytes as usize;
+        let too_big = match &data {
+            Payload::Plain(v) => v.iter().any(|d| d.len() > max),
+            Payload::Hooked(v, _) => v.iter().any(|d| d.len() > max),
+        };
+        if data.len() == 0 || data.len() > self.cfg.max_batch_entries {
+            reply.send(Err(DLedgerError::Invalid(format!(
+                "batch must hold 1..={} entries",
+                self.cfg.max_batch_entries
+            ))));
+            return;
+        }
+        if too_big {
+            reply.send(Err(DLedgerError::Invalid(format!(
+                "entry over max_entry_size_bytes {max}"
+            ))));
+            return;
+        }
+        let (err, cmd) = match self.cmd_tx.try_send(Command::Append { data, reply }) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(c)) => (DLedgerError::Backpressure, c),
+            Err(mpsc::error::TrySendError::Closed(c)) => (self.closed_error(), c),
+        };
+        if let Command::Append { reply, .. } = cmd {
+            reply.send(Err(err));
         }
     }
 
@@ -837,7 +894,7 @@ impl NodeLoop {
 
     fn propose(&mut self, data: Payload, reply: AppendReply) {
         if let Some(msg) = &self.disk_full {
-            let _ = reply.send(Err(DLedgerError::Storage(msg.clone())));
+            reply.send(Err(DLedgerError::Storage(msg.clone())));
             return;
         }
         let n = data.len();
@@ -866,7 +923,7 @@ impl NodeLoop {
                     let pos = place_entry(self.seg_size, self.cursor, len);
                     hook(&mut b, pos);
                     if b.len() != len {
-                        let _ = reply.send(Err(DLedgerError::Invalid(
+                        reply.send(Err(DLedgerError::Invalid(
                             "append hook changed the body length".into(),
                         )));
                         return;
@@ -900,7 +957,7 @@ impl NodeLoop {
                             DLedgerError::Invalid(format!("entry of {size_bytes} bytes too large"))
                         }
                     };
-                    let _ = reply.send(Err(err));
+                    reply.send(Err(err));
                     return;
                 }
             }
@@ -1099,7 +1156,7 @@ impl NodeLoop {
 
     fn fail_waiters(&mut self, e: DLedgerError) {
         for w in self.waiters.drain(..) {
-            let _ = w.reply.send(Err(e.clone()));
+            w.reply.send(Err(e.clone()));
         }
     }
 
@@ -1155,7 +1212,7 @@ impl NodeLoop {
                 });
             }
             self.record_commit_latency(now.duration_since(w.started));
-            let _ = w.reply.send(Ok(w.results));
+            w.reply.send(Ok(w.results));
         }
     }
 
@@ -1285,7 +1342,7 @@ impl NodeLoop {
                 if e.index > w.last || e.term != w.term || e.kind != EntryKind::Normal {
                     // Our entry was replaced by another leader's: the append failed.
                     if let Some(w) = self.waiters.pop_front() {
-                        let _ = w.reply.send(Err(DLedgerError::NotLeader {
+                        w.reply.send(Err(DLedgerError::NotLeader {
                             leader: self.raw.leader(),
                         }));
                     }
@@ -1304,7 +1361,7 @@ impl NodeLoop {
                 if e.index == w.last {
                     if let Some(w) = self.waiters.pop_front() {
                         self.record_commit_latency(now.duration_since(w.started));
-                        let _ = w.reply.send(Ok(w.results));
+                        w.reply.send(Ok(w.results));
                     }
                 }
                 break;

@@ -25,7 +25,7 @@ fn store_cfg(c: &DLedgerConfig) -> FileStoreConfig {
         max_entry_size_bytes: c.max_entry_size_bytes,
         disk_quota_bytes: None,
         cache_bytes: 1024 * 1024,
-        prefill_segments: true,
+        zero_ahead_bytes: 16 * 1024,
     }
 }
 

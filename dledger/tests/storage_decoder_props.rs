@@ -14,7 +14,7 @@ fn cfg(dir: &std::path::Path) -> FileStoreConfig {
         max_entry_size_bytes: 2048,
         disk_quota_bytes: None,
         cache_bytes: 4 * 1024,
-        prefill_segments: false,
+        zero_ahead_bytes: 0,
     }
 }
 

@@ -17,7 +17,8 @@ fn cfg(dir: &std::path::Path) -> FileStoreConfig {
         max_entry_size_bytes: 8 * 1024,
         disk_quota_bytes: None,
         cache_bytes: 16 * 1024,
-        prefill_segments: true,
+        // Smaller than a segment, so appends keep crossing zeroed and unzeroed ground.
+        zero_ahead_bytes: 16 * 1024,
     }
 }
 
@@ -584,41 +585,58 @@ fn overwriting_a_synced_tail_lowers_the_mark_first() {
 }
 
 #[test]
-fn prepared_zero_filled_segments_are_used_and_leftovers_removed_at_open() {
+fn zeros_stay_ahead_of_the_writer_inside_the_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let store = FileStore::open(cfg(dir.path())).unwrap();
-    // ~1.1 KiB entries, 64 KiB segments: about 58 per segment. Write one entry at a time
-    // and, before every write, let a preparer in flight finish, so every segment after the
-    // first must come from it (deterministic: no race with the helper thread).
+    let c = cfg(dir.path());
+    let (seg, ahead) = (c.segment_size_bytes, c.zero_ahead_bytes);
+    let store = FileStore::open(c.clone()).unwrap();
+    // ~1.1 KiB entries, 64 KiB segments: about 58 per segment, so writes reach every
+    // segment end (where the zeroed region must stop) and start fresh segments.
     let entries: Vec<_> = (1..=300).map(|i| entry(i, 1, 1024)).collect();
+    let mut topped_up = 0;
+    let mut last_zeroed = 0;
     for e in &entries {
-        store.wait_prepared();
         append(&store, std::slice::from_ref(e));
+        let (pos, zeroed) = store.zero_ahead_state();
+        if pos % seg == 0 {
+            continue; // a full segment: nothing to zero until the next one exists
+        }
+        let seg_end = pos / seg * seg + seg;
+        assert!(
+            zeroed > pos && zeroed <= seg_end,
+            "pos {pos} zeroed {zeroed}"
+        );
+        // Topped up in steps, never left below half of the lead it aims for (a step is
+        // larger than one entry).
+        assert!(
+            zeroed - pos >= (ahead / 2).min(seg_end - pos),
+            "pos {pos} zeroed {zeroed}"
+        );
+        if zeroed != last_zeroed {
+            topped_up += 1;
+            last_zeroed = zeroed;
+        }
     }
-    let segments = store.segment_count() as u64;
-    assert!(segments >= 4, "entries must span segments");
-    assert_eq!(store.prefilled_segments_used(), segments - 1);
-    // Prepared segments were renamed into place: the log reads back whole.
+    assert!(
+        topped_up >= store.segment_count(),
+        "zeroed {topped_up} times"
+    );
+    // Zeroing never grows a segment file, and the log reads back whole, before and after
+    // a reopen (recovery sees the zeros as the free space they are).
+    let bases = store.segment_bases();
+    assert!(bases.len() >= 4, "entries must span segments");
+    for b in &bases {
+        assert_eq!(
+            std::fs::metadata(segment_path(dir.path(), *b))
+                .unwrap()
+                .len(),
+            seg
+        );
+    }
     assert_eq!(store.entries(1, 301, u64::MAX).unwrap(), entries);
-    // A preparer caught mid-fill by a crash leaves a temporary file: open removes it and
-    // the log is unchanged.
-    store.wait_prepared();
     drop(store);
-    let leftover = dir.path().join(format!("{:020}.preparing", 99 * 64 * 1024));
-    std::fs::write(&leftover, b"half filled").unwrap();
-    let store = FileStore::open(cfg(dir.path())).unwrap();
-    assert!(
-        !leftover.exists(),
-        "leftover preparing file must be deleted"
-    );
-    assert_eq!(store.segment_count() as u64, segments);
+    let store = FileStore::open(c).unwrap();
     assert_eq!(store.entries(1, 301, u64::MAX).unwrap(), entries);
-    let names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        !names.iter().any(|n| n.ends_with(".preparing")),
-        "{names:?}"
-    );
+    append(&store, &[entry(301, 1, 1024)]);
+    assert_eq!(store.last_index(), 301);
 }

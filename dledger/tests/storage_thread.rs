@@ -13,7 +13,8 @@ fn cfg(dir: &std::path::Path, quota: Option<u64>) -> FileStoreConfig {
         max_entry_size_bytes: 8 * 1024,
         disk_quota_bytes: quota,
         cache_bytes: 1 << 20,
-        prefill_segments: true,
+        // Small, so appends keep crossing zeroed and unzeroed ground.
+        zero_ahead_bytes: 16 * 1024,
     }
 }
 

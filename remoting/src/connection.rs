@@ -496,6 +496,7 @@ async fn write_loop(
             };
             // Coalesce whatever is already queued into few writes.
             let mut next = Some(first);
+            let mut yielded = false;
             while let Some(cmd) = next.take() {
                 match encode_head(&cmd, &mut buf, max_frame_size_bytes) {
                     Err(e) => {
@@ -529,6 +530,14 @@ async fn write_loop(
                     buf.clear();
                 }
                 next = rx.try_recv().ok();
+                if next.is_none() && !yielded {
+                    // Requests and responses come in bursts (one group commit answers many
+                    // sends, whose tasks are ready right now): let them run before writing,
+                    // so one syscall carries the burst instead of one frame.
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                    next = rx.try_recv().ok();
+                }
             }
             if !buf.is_empty() {
                 write_timed(&mut out, &buf).await?;

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -145,9 +145,17 @@ impl QueueOffsetTable {
 }
 
 /// A monotonically increasing offset that threads can wait on.
+///
+/// Publishing is on the append path (once per acknowledged put), so it takes the lock and
+/// wakes only when the value moved and someone waits: a condvar notify is a syscall even
+/// without waiters.
 #[derive(Debug)]
 pub struct Watermark {
     value: AtomicI64,
+    /// Threads inside `wait_beyond`. SeqCst with `value` (Dekker): a waiter registers, then
+    /// reads the value; a publisher raises the value, then reads this. One of them sees the
+    /// other, so a waiter that read the old value is always woken.
+    waiters: AtomicUsize,
     lock: Mutex<()>,
     cv: Condvar,
 }
@@ -156,6 +164,7 @@ impl Watermark {
     pub fn new(v: i64) -> Self {
         Watermark {
             value: AtomicI64::new(v),
+            waiters: AtomicUsize::new(0),
             lock: Mutex::new(()),
             cv: Condvar::new(),
         }
@@ -165,9 +174,10 @@ impl Watermark {
     }
     pub fn publish(&self, v: i64) {
         // fetch_max: racing publishers can never move the watermark backwards.
-        self.value.fetch_max(v, Ordering::AcqRel);
-        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.cv.notify_all();
+        let prev = self.value.fetch_max(v, Ordering::SeqCst);
+        if prev < v && self.waiters.load(Ordering::SeqCst) > 0 {
+            self.notify();
+        }
     }
     /// Wakes waiters without changing the value (shutdown).
     pub fn notify(&self) {
@@ -177,8 +187,10 @@ impl Watermark {
     pub fn wait_beyond(&self, offset: i64, timeout: Duration) -> i64 {
         let deadline = std::time::Instant::now() + timeout;
         let mut g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let _registered = WaiterGuard(&self.waiters);
         loop {
-            let v = self.get();
+            let v = self.value.load(Ordering::SeqCst);
             if v > offset {
                 return v;
             }
@@ -191,6 +203,49 @@ impl Watermark {
                 .wait_timeout(g, deadline - now)
                 .unwrap_or_else(|p| p.into_inner());
             g = ng;
+        }
+    }
+}
+
+/// Unregisters a `wait_beyond` caller however it returns.
+struct WaiterGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// `publish` skips the lock when nobody waits: a waiter that has just registered must
+    /// still be woken. A lost wake-up would leave a waiter asleep for its (hour-long)
+    /// timeout, which the watchdog below turns into a failure.
+    #[test]
+    fn a_publish_always_wakes_a_waiter_it_passes() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let w = Arc::new(Watermark::new(0));
+            for round in 1..=2000i64 {
+                let w2 = Arc::clone(&w);
+                let waiter = std::thread::spawn(move || {
+                    w2.wait_beyond(round - 1, Duration::from_secs(3600))
+                });
+                w.publish(round);
+                let seen = waiter.join().unwrap_or(-1);
+                if seen != round {
+                    let _ = done_tx.send(Err(format!("round {round}: waiter saw {seen}")));
+                    return;
+                }
+            }
+            let _ = done_tx.send(Ok(()));
+        });
+        match done_rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(r) => r.unwrap(),
+            Err(_) => panic!("a waiter was not woken by the publish that passed it"),
         }
     }
 }

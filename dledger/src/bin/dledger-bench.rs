@@ -2,7 +2,7 @@
 //! entries with fsync-before-ack at 1, 16 and 64 concurrent appenders.
 //!
 //! `cargo bench -p dledger` or
-//! `cargo run --release -p dledger --bin dledger-bench [-- --secs 5 --dir /path --batch 1 --concurrency 1,16,64 --prefill false]`
+//! `cargo run --release -p dledger --bin dledger-bench [-- --secs 5 --dir /path --batch 1 --concurrency 1,16,64 --zero-ahead-bytes 4194304]`
 //! Prints entries/s, p50/p99 commit latency (measured by the appenders), fsyncs/s and
 //! entries per fsync (leader's storage thread).
 
@@ -21,7 +21,7 @@ struct Args {
     dir: PathBuf,
     batch: usize,
     concurrency: Vec<usize>,
-    prefill: bool,
+    zero_ahead_bytes: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -30,7 +30,7 @@ fn parse_args() -> Result<Args, String> {
         dir: std::env::temp_dir().join(format!("dledger-bench-{}", std::process::id())),
         batch: 1,
         concurrency: vec![1, 16, 64],
-        prefill: false,
+        zero_ahead_bytes: dledger::storage::file_store::DEFAULT_ZERO_AHEAD_BYTES,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -42,7 +42,9 @@ fn parse_args() -> Result<Args, String> {
             "--secs" => a.secs = v.parse().map_err(|_| "bad --secs")?,
             "--dir" => a.dir = PathBuf::from(v),
             "--batch" => a.batch = v.parse().map_err(|_| "bad --batch")?,
-            "--prefill" => a.prefill = v.parse().map_err(|_| "bad --prefill (true|false)")?,
+            "--zero-ahead-bytes" => {
+                a.zero_ahead_bytes = v.parse().map_err(|_| "bad --zero-ahead-bytes")?
+            }
             "--concurrency" => {
                 a.concurrency = v
                     .split(',')
@@ -114,7 +116,7 @@ async fn run(args: Args) -> Result<(), String> {
         c.segment_size_bytes = 256 * 1024 * 1024;
         // Keep the disk use of long runs bounded.
         c.retain_segments = 4;
-        c.prefill_segments = args.prefill;
+        c.zero_ahead_bytes = args.zero_ahead_bytes;
         // Each node on its own one-worker runtime, as the broker runs it (the store's
         // `dledger-<id>` runtime): a node's loop, transport and timers share a thread
         // instead of bouncing between the appenders' workers.
