@@ -29,6 +29,9 @@ pub const MAX_EXT_FIELDS: usize = 4096;
 /// Strict JSON forbids raw control characters inside strings; fastjson tolerates them, so
 /// if parsing fails and the header holds any, they are escaped and parsing is retried.
 pub fn decode_json(bytes: &[u8]) -> Result<RemotingCommand, RemotingError> {
+    if let Some(cmd) = crate::header_fast::decode(bytes) {
+        return Ok(cmd);
+    }
     match decode_json_strict(bytes) {
         Ok(cmd) => Ok(cmd),
         Err(e) => match escape_raw_controls(bytes) {
@@ -75,7 +78,7 @@ fn escape_raw_controls(bytes: &[u8]) -> Option<Vec<u8>> {
     out
 }
 
-fn decode_json_strict(bytes: &[u8]) -> Result<RemotingCommand, RemotingError> {
+pub(crate) fn decode_json_strict(bytes: &[u8]) -> Result<RemotingCommand, RemotingError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let cmd = de
         .deserialize_map(CommandVisitor)

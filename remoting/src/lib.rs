@@ -21,6 +21,7 @@ pub mod connection;
 pub mod error;
 pub mod frame;
 pub mod header;
+mod header_fast;
 pub mod headers;
 pub mod server;
 pub mod shutdown;
