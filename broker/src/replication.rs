@@ -370,7 +370,7 @@ impl GroupMode {
         };
         let mut fwd = RemotingCommand::request(req.code);
         fwd.ext_fields = req.ext_fields.clone();
-        fwd.ext_fields.insert(FORWARDED_EXT.into(), "true".into());
+        fwd.ext_fields.insert(FORWARDED_EXT, "true");
         fwd.body = req.body.clone();
         match client
             .invoke(fwd, ctx.config.dleger_forward_timeout_ms)

@@ -194,7 +194,7 @@ fn create_topic(topic: &str) -> RemotingCommand {
         ("topicFilterType", "SINGLE_TAG"),
         ("order", "false"),
     ] {
-        cmd.ext_fields.insert(k.into(), v.into());
+        cmd.ext_fields.insert(k, v);
     }
     cmd
 }
@@ -219,18 +219,18 @@ fn send_with_props(topic: &str, props: &str) -> RemotingCommand {
         ("k", "false"),
         ("m", "false"),
     ] {
-        cmd.ext_fields.insert(k.into(), v.into());
+        cmd.ext_fields.insert(k, v);
     }
     cmd.with_body(Bytes::from_static(b"hello group"))
 }
 
 fn offset_cmd(code: i32, topic: &str, q: i32, commit: Option<i64>) -> RemotingCommand {
     let mut cmd = RemotingCommand::request(code);
-    cmd.ext_fields.insert("consumerGroup".into(), "GG".into());
-    cmd.ext_fields.insert("topic".into(), topic.into());
-    cmd.ext_fields.insert("queueId".into(), q.to_string());
+    cmd.ext_fields.insert("consumerGroup", "GG");
+    cmd.ext_fields.insert("topic", topic);
+    cmd.ext_fields.insert("queueId", q.to_string());
     if let Some(o) = commit {
-        cmd.ext_fields.insert("commitOffset".into(), o.to_string());
+        cmd.ext_fields.insert("commitOffset", o.to_string());
     }
     cmd
 }
@@ -250,7 +250,7 @@ fn pull(topic: &str, queue_id: i32, offset: i64) -> RemotingCommand {
         ("subVersion", "0".to_string()),
         ("expressionType", "TAG".to_string()),
     ] {
-        cmd.ext_fields.insert(k.into(), v);
+        cmd.ext_fields.insert(k, v);
     }
     cmd
 }
@@ -374,7 +374,7 @@ async fn three_replicas_roles_forwarding_and_failover() {
         ("unitMode", "false".to_string()),
         ("maxReconsumeTimes", "16".to_string()),
     ] {
-        back.ext_fields.insert(k.into(), v);
+        back.ext_fields.insert(k, v);
     }
     let r = call(&fc, back).await;
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);

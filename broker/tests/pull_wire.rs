@@ -42,10 +42,9 @@ fn push_pull(
     suspend_ms: i64,
 ) -> RemotingCommand {
     let mut req = pull_request(group, topic, queue_id, offset, "*", Some(suspend_ms));
-    req.ext_fields.insert("sysFlag".into(), "2".into());
+    req.ext_fields.insert("sysFlag", "2");
     req.ext_fields.remove("subscription");
-    req.ext_fields
-        .insert("subVersion".into(), "1700000000000".into());
+    req.ext_fields.insert("subVersion", "1700000000000");
     req
 }
 
@@ -99,9 +98,7 @@ async fn push_consumer_pull_uses_heartbeat_subscription() {
 
     // A newer subscription version than the heartbeat's: not latest.
     let mut stale = push_pull("WireCG", "Wire", 0, 0, 0);
-    stale
-        .ext_fields
-        .insert("subVersion".into(), "1800000000000".into());
+    stale.ext_fields.insert("subVersion", "1800000000000");
     let resp = c.invoke(stale, TIMEOUT_MS).await.expect("pull");
     assert_eq!(resp.code, response::SUBSCRIPTION_NOT_LATEST);
     drop(c);

@@ -23,8 +23,8 @@ fn items(n: usize, body_len: usize) -> Vec<BatchItem> {
 fn batch_request(topic: &str, body: Bytes, sys_flag: i32) -> remoting::RemotingCommand {
     let mut req = send_request(topic, 0, &props(&[("WAIT", "true")]), &body);
     req.code = request::SEND_BATCH_MESSAGE;
-    req.ext_fields.insert("m".into(), "true".into());
-    req.ext_fields.insert("f".into(), sys_flag.to_string());
+    req.ext_fields.insert("m", "true");
+    req.ext_fields.insert("f", sys_flag.to_string());
     req
 }
 
@@ -106,7 +106,7 @@ async fn batch_flag_on_send_message_v2_is_a_batch() {
         sys_flag::COMPRESSED_FLAG,
     );
     req.code = request::SEND_MESSAGE_V2;
-    req.ext_fields.insert("m".into(), "1".into());
+    req.ext_fields.insert("m", "1");
     let resp = b.send(&req).await;
     assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
     assert_eq!(resp.ext("msgId").expect("msgId").split(',').count(), 4);

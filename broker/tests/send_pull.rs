@@ -133,7 +133,7 @@ async fn pull_status_mapping() {
     assert_eq!(resp.code, response::SUBSCRIPTION_PARSE_FAILED);
     // No SUBSCRIPTION bit and no heartbeat: the subscription does not exist.
     let mut req = pull_request("g", "Status", 0, 0, "*", None);
-    req.ext_fields.insert("sysFlag".into(), "0".into());
+    req.ext_fields.insert("sysFlag", "0");
     let resp = b.pull(&req).await;
     assert_eq!(resp.code, response::SUBSCRIPTION_NOT_EXIST);
     b.stop().await;
@@ -145,9 +145,8 @@ async fn commit_offset_bit_commits() {
     let resp = b.send(&send_request("Commit", 0, "", b"x")).await;
     assert_eq!(resp.code, response::SUCCESS);
     let mut req = pull_request("cg", "Commit", 0, 0, "*", None);
-    req.ext_fields
-        .insert("sysFlag".into(), (0x1 | 0x4).to_string());
-    req.ext_fields.insert("commitOffset".into(), "1".into());
+    req.ext_fields.insert("sysFlag", (0x1 | 0x4).to_string());
+    req.ext_fields.insert("commitOffset", "1");
     let _ = b.pull(&req).await;
     assert_eq!(b.ctx.consumer_offsets.query("cg", "Commit", 0), Some(1));
     b.stop().await;
@@ -173,7 +172,7 @@ async fn send_validation() {
     assert_eq!(resp.code, response::MESSAGE_ILLEGAL);
     // A template that does not exist: no auto-create.
     let mut req = send_request("NoTemplate", 0, &p, b"x");
-    req.ext_fields.insert("c".into(), "NoSuchTemplate".into());
+    req.ext_fields.insert("c", "NoSuchTemplate");
     let resp = b.send(&req).await;
     assert_eq!(resp.code, response::TOPIC_NOT_EXIST);
     // Missing required header field.
@@ -193,8 +192,8 @@ async fn send_validation() {
 async fn retry_topic_send_over_max_goes_to_dlq() {
     let b = TestBroker::start(false).await;
     let mut req = send_request("%RETRY%cg1", 0, &props(&[("TAGS", "A")]), b"retry");
-    req.ext_fields.insert("j".into(), "3".into()); // reconsumeTimes
-    req.ext_fields.insert("l".into(), "3".into()); // maxReconsumeTimes
+    req.ext_fields.insert("j", "3"); // reconsumeTimes
+    req.ext_fields.insert("l", "3"); // maxReconsumeTimes
     let resp = b.send(&req).await;
     assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
     b.wait_dispatched().await;

@@ -80,8 +80,7 @@ async fn view_query_offsets_and_stats() {
             ],
         );
         if unique {
-            r.ext_fields
-                .insert("_UNIQUE_KEY_QUERY".into(), "true".into());
+            r.ext_fields.insert("_UNIQUE_KEY_QUERY", "true");
         }
         r
     };

@@ -57,7 +57,7 @@ fn heartbeat(client_id: &str, group: &str) -> RemotingCommand {
 
 fn consumer_list(group: &str) -> RemotingCommand {
     let mut cmd = RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP);
-    cmd.ext_fields.insert("consumerGroup".into(), group.into());
+    cmd.ext_fields.insert("consumerGroup", group);
     cmd
 }
 
@@ -147,11 +147,9 @@ async fn heartbeat_membership_and_notify() {
 
     // A unregisters: the group is gone.
     let mut unreg = RemotingCommand::request(request::UNREGISTER_CLIENT);
-    unreg
-        .ext_fields
-        .insert("clientID".into(), "10.0.0.1@a".into());
-    unreg.ext_fields.insert("consumerGroup".into(), "CG".into());
-    unreg.ext_fields.insert("producerGroup".into(), "PG".into());
+    unreg.ext_fields.insert("clientID", "10.0.0.1@a");
+    unreg.ext_fields.insert("consumerGroup", "CG");
+    unreg.ext_fields.insert("producerGroup", "PG");
     assert_eq!(call(&a, unreg).await.code, response::SUCCESS);
     assert_eq!(
         call(&a, consumer_list("CG")).await.code,
@@ -167,11 +165,11 @@ async fn heartbeat_membership_and_notify() {
 
 fn offset_cmd(code: i32, q: i32, commit: Option<i64>) -> RemotingCommand {
     let mut cmd = RemotingCommand::request(code);
-    cmd.ext_fields.insert("consumerGroup".into(), "G".into());
-    cmd.ext_fields.insert("topic".into(), "T".into());
-    cmd.ext_fields.insert("queueId".into(), q.to_string());
+    cmd.ext_fields.insert("consumerGroup", "G");
+    cmd.ext_fields.insert("topic", "T");
+    cmd.ext_fields.insert("queueId", q.to_string());
     if let Some(o) = commit {
-        cmd.ext_fields.insert("commitOffset".into(), o.to_string());
+        cmd.ext_fields.insert("commitOffset", o.to_string());
     }
     cmd
 }
@@ -227,8 +225,8 @@ async fn lock_and_unlock_batch() {
         locked_queues(&call(&c, lock_cmd(request::LOCK_BATCH_MQ, "c2", &[0])).await).is_empty()
     );
     let mut unreg = RemotingCommand::request(request::UNREGISTER_CLIENT);
-    unreg.ext_fields.insert("clientID".into(), "c1".into());
-    unreg.ext_fields.insert("consumerGroup".into(), "CG".into());
+    unreg.ext_fields.insert("clientID", "c1");
+    unreg.ext_fields.insert("consumerGroup", "CG");
     assert_eq!(call(&c, unreg).await.code, response::SUCCESS);
     assert_eq!(
         locked_queues(&call(&c, lock_cmd(request::LOCK_BATCH_MQ, "c2", &[0])).await),
@@ -257,7 +255,7 @@ async fn topic_admin_and_namesrv_registration() {
         .unwrap();
     let route = |topic: &str| {
         let mut cmd = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC);
-        cmd.ext_fields.insert("topic".into(), topic.into());
+        cmd.ext_fields.insert("topic", topic);
         cmd
     };
     // Registered at start: TBW102 is routable.
@@ -275,7 +273,7 @@ async fn topic_admin_and_namesrv_registration() {
         ("topicFilterType", "SINGLE_TAG"),
         ("order", "false"),
     ] {
-        create.ext_fields.insert(k.into(), v.into());
+        create.ext_fields.insert(k, v);
     }
     assert_eq!(call(&c, create.clone()).await.code, response::SUCCESS);
     let all = call(&c, RemotingCommand::request(request::GET_ALL_TOPIC_CONFIG)).await;
@@ -294,11 +292,11 @@ async fn topic_admin_and_namesrv_registration() {
     assert!(routed, "topic change re-registered at once");
 
     // System topics cannot be created.
-    create.ext_fields.insert("topic".into(), "TBW102".into());
+    create.ext_fields.insert("topic", "TBW102");
     assert_eq!(call(&c, create).await.code, response::SYSTEM_ERROR);
 
     let mut del = RemotingCommand::request(request::DELETE_TOPIC_IN_BROKER);
-    del.ext_fields.insert("topic".into(), "AdminTopic".into());
+    del.ext_fields.insert("topic", "AdminTopic");
     assert_eq!(call(&c, del).await.code, response::SUCCESS);
     assert!(broker.ctx.topic_config.get("AdminTopic").is_none());
 
@@ -326,9 +324,7 @@ async fn young_queue_answers_zero_and_disabled_by_set_zero_if_not_found() {
     assert_eq!((q.code, q.ext("offset")), (response::SUCCESS, Some("0")));
     // 5.x setZeroIfNotFound=false: always QUERY_NOT_FOUND.
     let mut strict = offset_cmd(request::QUERY_CONSUMER_OFFSET, 0, None);
-    strict
-        .ext_fields
-        .insert("setZeroIfNotFound".into(), "false".into());
+    strict.ext_fields.insert("setZeroIfNotFound", "false");
     assert_eq!(call(&c, strict).await.code, response::QUERY_NOT_FOUND);
     // Queue 1 is empty.
     let q1 = call(&c, offset_cmd(request::QUERY_CONSUMER_OFFSET, 1, None)).await;
@@ -369,20 +365,17 @@ async fn consumer_running_info_is_forwarded_to_the_client() {
 
     let (admin, _rx) = client(broker.local_addr()).await;
     let mut ask = RemotingCommand::request(request::GET_CONSUMER_RUNNING_INFO);
-    ask.ext_fields.insert("consumerGroup".into(), "CG9".into());
-    ask.ext_fields
-        .insert("clientId".into(), "10.0.0.9@c".into());
+    ask.ext_fields.insert("consumerGroup", "CG9");
+    ask.ext_fields.insert("clientId", "10.0.0.9@c");
     let resp = call(&admin, ask.clone()).await;
     assert_eq!(resp.code, response::SUCCESS, "{:?}", resp.remark);
     assert_eq!(&resp.body[..], br#"{"asked":"10.0.0.9@c"}"#);
 
-    ask.ext_fields.insert("clientId".into(), "nobody".into());
+    ask.ext_fields.insert("clientId", "nobody");
     assert_eq!(call(&admin, ask).await.code, response::SYSTEM_ERROR);
 
     let mut conns = RemotingCommand::request(request::GET_CONSUMER_CONNECTION_LIST);
-    conns
-        .ext_fields
-        .insert("consumerGroup".into(), "CG9".into());
+    conns.ext_fields.insert("consumerGroup", "CG9");
     let resp = call(&admin, conns).await;
     let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
     assert_eq!(v["connectionSet"][0]["clientId"], "10.0.0.9@c");

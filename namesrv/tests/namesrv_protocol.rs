@@ -288,7 +288,7 @@ async fn bad_crc_and_bad_body_are_rejected() {
     let client = connect(&ns).await;
     let reg = registration("broker-a", "127.0.0.1:10911", 0, &[("T", 4)]);
     let mut cmd = reg.to_command();
-    cmd.ext_fields.insert("bodyCrc32".into(), "12345".into());
+    cmd.ext_fields.insert("bodyCrc32", "12345");
     let resp = call(&client, cmd).await;
     assert_eq!(resp.code, response::SYSTEM_ERROR);
     assert_eq!(resp.remark.as_deref(), Some("crc32 not match"));

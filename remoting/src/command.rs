@@ -4,12 +4,7 @@
 //! Mirrors `remoting/src/main/java/org/apache/rocketmq/remoting/protocol/RemotingCommand.java`
 //! and `LanguageCode.java` (frames.md §2).
 
-use std::collections::BTreeMap;
-
-/// A command's `extFields`, kept sorted so both header encoders write fastjson's key order
-/// without collecting and sorting them per message (A/B on the single-replica benchmark:
-/// no measurable difference either way; the point is the simpler encoder).
-pub type ExtFieldMap = BTreeMap<String, String>;
+pub use crate::ext_fields::ExtFieldMap;
 
 use bytes::Bytes;
 
@@ -211,6 +206,6 @@ impl RemotingCommand {
     }
 
     pub fn ext(&self, key: &str) -> Option<&str> {
-        self.ext_fields.get(key).map(String::as_str)
+        self.ext_fields.get(key)
     }
 }

@@ -477,8 +477,7 @@ mod tests {
     #[test]
     fn json_escapes_control_chars() {
         let mut cmd = RemotingCommand::request(310);
-        cmd.ext_fields
-            .insert("i".into(), "TAGS\u{1}A\u{2}\"q\"\\".into());
+        cmd.ext_fields.insert("i", "TAGS\u{1}A\u{2}\"q\"\\");
         let mut buf = BytesMut::new();
         encode_json(&cmd, &mut buf);
         let text = std::str::from_utf8(&buf).unwrap();

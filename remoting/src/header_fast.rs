@@ -245,7 +245,7 @@ impl<'a> Scanner<'a> {
             }
             if !self.null() {
                 let v = self.string()?;
-                out.insert(k.into_owned(), v.into_owned());
+                out.insert(k.as_ref(), v.as_ref());
             }
             if self.eat(b',') {
                 continue;
@@ -340,7 +340,7 @@ mod tests {
                 code,
                 opaque,
                 remark,
-                ext_fields: ext,
+                ext_fields: ext.into_iter().collect(),
                 language: LanguageCode::Java,
                 version: 433,
                 serialize_type: SerializeType::Json,

@@ -6,6 +6,8 @@
 //! produce `RemotingError::MissingField` / `InvalidField`, which processors answer with
 //! a clear error response.
 
+use compact_str::{CompactString, ToCompactString};
+
 use crate::command::ExtFieldMap;
 
 use crate::error::RemotingError;
@@ -19,7 +21,8 @@ pub trait CommandHeader: Sized {
 /// A header value type: how one field is parsed from and written to a string.
 pub trait HeaderValue: Sized {
     fn parse_value(s: &str) -> Option<Self>;
-    fn write_value(&self) -> String;
+    /// Short values (all numbers, most names) stay inline: no allocation.
+    fn write_value(&self) -> CompactString;
 }
 
 macro_rules! int_header_value {
@@ -28,8 +31,8 @@ macro_rules! int_header_value {
             fn parse_value(s: &str) -> Option<Self> {
                 s.trim().parse().ok()
             }
-            fn write_value(&self) -> String {
-                self.to_string()
+            fn write_value(&self) -> CompactString {
+                self.to_compact_string()
             }
         }
     )*};
@@ -40,8 +43,8 @@ impl HeaderValue for f64 {
     fn parse_value(s: &str) -> Option<Self> {
         s.trim().parse().ok()
     }
-    fn write_value(&self) -> String {
-        self.to_string()
+    fn write_value(&self) -> CompactString {
+        self.to_compact_string()
     }
 }
 
@@ -49,8 +52,8 @@ impl HeaderValue for String {
     fn parse_value(s: &str) -> Option<Self> {
         Some(s.to_string())
     }
-    fn write_value(&self) -> String {
-        self.clone()
+    fn write_value(&self) -> CompactString {
+        CompactString::from(self.as_str())
     }
 }
 
@@ -62,8 +65,8 @@ impl HeaderValue for bool {
             _ => None,
         }
     }
-    fn write_value(&self) -> String {
-        if *self { "true" } else { "false" }.to_string()
+    fn write_value(&self) -> CompactString {
+        CompactString::const_new(if *self { "true" } else { "false" })
     }
 }
 
@@ -75,7 +78,7 @@ pub fn required<T: HeaderValue>(
     let raw = ext.get(field).ok_or(RemotingError::MissingField(field))?;
     T::parse_value(raw).ok_or_else(|| RemotingError::InvalidField {
         field,
-        value: raw.clone(),
+        value: raw.to_string(),
     })
 }
 
@@ -90,7 +93,7 @@ pub fn optional<T: HeaderValue>(
             .map(Some)
             .ok_or_else(|| RemotingError::InvalidField {
                 field,
-                value: raw.clone(),
+                value: raw.to_string(),
             }),
     }
 }
@@ -112,7 +115,7 @@ macro_rules! header_field {
                 required(ext, key)
             }
             fn write_field(&self, ext: &mut ExtFieldMap, key: &'static str) {
-                ext.insert(key.to_string(), self.write_value());
+                ext.insert(key, self.write_value());
             }
         }
         impl HeaderField for Option<$t> {
@@ -124,7 +127,7 @@ macro_rules! header_field {
             }
             fn write_field(&self, ext: &mut ExtFieldMap, key: &'static str) {
                 if let Some(v) = self {
-                    ext.insert(key.to_string(), v.write_value());
+                    ext.insert(key, v.write_value());
                 }
             }
         }

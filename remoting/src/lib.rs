@@ -19,6 +19,7 @@ pub mod codes;
 pub mod command;
 pub mod connection;
 pub mod error;
+pub mod ext_fields;
 pub mod frame;
 pub mod header;
 mod header_fast;

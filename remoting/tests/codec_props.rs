@@ -43,9 +43,7 @@ fn command(binary: bool) -> impl Strategy<Value = RemotingCommand> {
                 opaque,
                 flag,
                 remark,
-                ext_fields: ext
-                    .into_iter()
-                    .collect::<std::collections::BTreeMap<_, _>>(),
+                ext_fields: ext.into_iter().collect(),
                 body: Bytes::from(body),
                 serialize_type: if binary {
                     SerializeType::RocketMq

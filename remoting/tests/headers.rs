@@ -83,7 +83,7 @@ fn java_spellings_of_keys() {
     };
     let mut ext = ExtFieldMap::new();
     u.write_to(&mut ext);
-    assert_eq!(ext.get("clientID").map(String::as_str), Some("c@1"));
+    assert_eq!(ext.get("clientID"), Some("c@1"));
 
     let r = RegisterBrokerRequestHeader {
         broker_name: "broker-a".into(),
@@ -112,7 +112,7 @@ fn java_spellings_of_keys() {
     let mut ext = ExtFieldMap::new();
     resp.write_to(&mut ext);
     assert_eq!(ext.len(), 3);
-    assert_eq!(ext.get("queueOffset").map(String::as_str), Some("9"));
+    assert_eq!(ext.get("queueOffset"), Some("9"));
 }
 
 proptest! {
@@ -122,6 +122,7 @@ proptest! {
                     Just("queueId".to_string()), Just("queueOffset".to_string()),
                     Just("sysFlag".to_string()), Just("subVersion".to_string()), ".{0,8}"],
         ".{0,12}", 0..10)) {
+        let ext: remoting::command::ExtFieldMap = ext.into_iter().collect();
         let _ = PullMessageRequestHeader::read_from(&ext);
         let _ = QueryConsumerOffsetRequestHeader::read_from(&ext);
     }

@@ -188,7 +188,7 @@ async fn concurrent_requests_are_matched_by_opaque() {
             let mut req = RemotingCommand::request(ECHO).with_body(format!("req-{i}"));
             // Later requests finish first, forcing out-of-order responses.
             req.ext_fields
-                .insert("delayMs".into(), ((64 - i) % 16 * 3).to_string());
+                .insert("delayMs", ((64 - i) % 16 * 3).to_string());
             let resp = c.invoke(req, WAIT_MS).await.unwrap();
             assert_eq!(resp.code, response::SUCCESS);
             assert!(resp.is_response());
@@ -209,7 +209,7 @@ async fn binary_requests_get_binary_responses() {
     let c = client(h.addr).await;
     let mut req = RemotingCommand::request(ECHO).with_body("bin");
     req.serialize_type = SerializeType::RocketMq;
-    req.ext_fields.insert("k".into(), "v".into());
+    req.ext_fields.insert("k", "v");
     let resp = c.invoke(req, WAIT_MS).await.unwrap();
     assert_eq!(resp.serialize_type, SerializeType::RocketMq);
     assert_eq!(resp.ext("k"), Some("v"));

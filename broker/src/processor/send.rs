@@ -448,18 +448,15 @@ fn send_ok(
 ) -> RemotingCommand {
     let mut resp = RemotingCommand::response_to(request, response::SUCCESS);
     let ext = &mut resp.ext_fields;
-    ext.insert("msgId".into(), msg_id.to_string());
-    ext.insert("queueId".into(), queue_id.to_string());
-    ext.insert("queueOffset".into(), queue_offset.to_string());
+    ext.insert("msgId", msg_id.to_string());
+    ext.insert("queueId", queue_id.to_string());
+    ext.insert("queueOffset", queue_offset.to_string());
     if let Some(u) = uniq_key {
         // 5.x fills transactionId with the UNIQ_KEY; 4.x clients ignore it.
-        ext.insert("transactionId".into(), u);
+        ext.insert("transactionId", u);
     }
-    ext.insert(property::MSG_REGION.into(), ctx.config.region_id.clone());
-    ext.insert(
-        property::TRACE_SWITCH.into(),
-        ctx.config.trace_on.to_string(),
-    );
+    ext.insert(property::MSG_REGION, ctx.config.region_id.clone());
+    ext.insert(property::TRACE_SWITCH, ctx.config.trace_on.to_string());
     resp
 }
 
