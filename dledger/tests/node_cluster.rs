@@ -371,3 +371,80 @@ async fn append_hook_sees_the_final_position_on_every_replica() {
         "must span segments"
     );
 }
+
+/// `append_batch_with_pos_then`: every callback is called exactly once, with the entry's
+/// result once committed, at once for a refused append, and with an error for appends that
+/// can no longer commit when the node stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_appends_are_answered_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfgs = configs(dir.path());
+    let mut nodes = Vec::new();
+    for c in &cfgs {
+        nodes.push(Some(start(c).await));
+    }
+    let l = wait_leader(&nodes, Duration::from_secs(10)).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let append = |node: &DLedgerNode, id: usize, len: usize| {
+        let tx = tx.clone();
+        node.append_batch_with_pos_then(
+            vec![bytes::BytesMut::from(&vec![id as u8; len][..])],
+            |_, _| {},
+            Box::new(move |outcome| {
+                let _ = tx.send((id, outcome));
+            }),
+        );
+    };
+
+    // Healthy group: committed, one result each, in order.
+    let leader = nodes[l].as_ref().unwrap();
+    for id in 0..20 {
+        append(leader, id, 100);
+    }
+    let mut last_index = 0;
+    for expect in 0..20 {
+        let (id, outcome) = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+            .await
+            .expect("callback in time")
+            .unwrap();
+        assert_eq!(id, expect);
+        let r = outcome.expect("committed");
+        assert_eq!(r.len(), 1);
+        assert!(r[0].index > last_index);
+        last_index = r[0].index;
+        assert_eq!(leader.read(last_index).unwrap().data[0], id as u8);
+    }
+
+    // Refused before it reaches the loop: answered at once, on this thread.
+    append(leader, 100, 64 * 1024 * 1024);
+    match rx.try_recv() {
+        Ok((100, Err(DLedgerError::Invalid(_)))) => {}
+        other => panic!("oversized append: {other:?}"),
+    }
+
+    // No quorum: the appends cannot commit; stopping the leader answers each with an error.
+    for (i, n) in nodes.iter_mut().enumerate() {
+        if i != l {
+            *n = None;
+        }
+    }
+    let leader = nodes[l].take().unwrap();
+    for id in 200..205 {
+        append(&leader, id, 100);
+    }
+    leader.shutdown().await;
+    let mut failed = Vec::new();
+    for _ in 0..5 {
+        let (id, outcome) = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+            .await
+            .expect("callback in time")
+            .unwrap();
+        assert!(outcome.is_err(), "append {id} cannot have committed");
+        failed.push(id);
+    }
+    failed.sort_unstable();
+    assert_eq!(failed, (200..205).collect::<Vec<_>>());
+    // Exactly once: nothing else arrives, and every sender is gone once the callbacks ran.
+    drop(tx);
+    assert!(rx.recv().await.is_none());
+}
