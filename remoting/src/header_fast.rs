@@ -129,9 +129,14 @@ impl<'a> Scanner<'a> {
         let mut out: Vec<u8> = Vec::with_capacity(rest.len().min(256));
         let mut i = start;
         loop {
-            let c = *self.b.get(i)?;
-            i += 1;
-            match c {
+            // Copy the run up to the next quote, backslash or control byte in one go.
+            let run = self.b.get(i..)?;
+            let n = run
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            out.extend_from_slice(&run[..n]);
+            i += n + 1;
+            match run[n] {
                 b'"' => break,
                 b'\\' => {
                     let e = *self.b.get(i)?;
@@ -170,8 +175,8 @@ impl<'a> Scanner<'a> {
                     };
                     out.push(simple);
                 }
-                c if c < 0x20 => return None,
-                c => out.push(c),
+                // A control byte: the general path decides (fastjson tolerance).
+                _ => return None,
             }
         }
         self.i = i;
