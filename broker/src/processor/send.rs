@@ -399,14 +399,21 @@ pub const TIMER_PROPERTIES: &[&str] = &["TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "
 /// `timerWheelEnable=false` does (MESSAGE_ILLEGAL) instead of delivering them at once. A
 /// `DELAY` level wins over timer properties (Java drops them then), so that still works.
 fn check_timer_message(props: &str) -> Result<(), Reject> {
-    let has_level = msg::property_value(props, property::DELAY)
+    // One pass over the properties (this runs for every message); the last DELAY wins, as
+    // in `property_value`.
+    let mut delay = None;
+    let mut has_timer = false;
+    msg::for_each_property(props, |k, v| {
+        if k == property::DELAY {
+            delay = Some(v);
+        } else if TIMER_PROPERTIES.contains(&k) {
+            has_timer = true;
+        }
+    });
+    let has_level = delay
         .and_then(|d| d.parse::<i32>().ok())
         .is_some_and(|d| d > 0);
-    if !has_level
-        && TIMER_PROPERTIES
-            .iter()
-            .any(|k| msg::property_value(props, k).is_some())
-    {
+    if !has_level && has_timer {
         return Err(reject(
             response::MESSAGE_ILLEGAL,
             "accurate timer message is not enabled, timerWheelEnable is false",
@@ -690,6 +697,41 @@ pub fn decode_batch(body: &Bytes, sys_flag: i32) -> Result<(Vec<msg::BatchItem>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> String {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}\u{1}{v}"))
+            .collect::<Vec<_>>()
+            .join("\u{2}")
+    }
+
+    #[test]
+    fn timer_properties_are_refused_unless_a_delay_level_wins() {
+        let illegal = |p: &[(&str, &str)]| {
+            check_timer_message(&props(p)).map_err(|(code, _)| code)
+                == Err(response::MESSAGE_ILLEGAL)
+        };
+        assert!(!illegal(&[]));
+        assert!(!illegal(&[("TAGS", "a"), ("KEYS", "k")]));
+        for t in TIMER_PROPERTIES {
+            assert!(illegal(&[("TAGS", "a"), (t, "1000")]), "{t}");
+            assert!(!illegal(&[(property::DELAY, "3"), (t, "1000")]), "{t}");
+            assert!(illegal(&[(property::DELAY, "0"), (t, "1000")]), "{t}");
+            assert!(illegal(&[(property::DELAY, "x"), (t, "1000")]), "{t}");
+            // The last DELAY wins, like every property lookup.
+            assert!(illegal(&[
+                (property::DELAY, "3"),
+                (t, "1"),
+                (property::DELAY, "0")
+            ]));
+            assert!(!illegal(&[
+                (property::DELAY, "0"),
+                (t, "1"),
+                (property::DELAY, "2")
+            ]));
+        }
+    }
 
     fn item(body: &'static [u8], props: &str) -> msg::BatchItem {
         msg::BatchItem {
