@@ -29,6 +29,15 @@ async fn start(cfg: &DLedgerConfig) -> DLedgerNode {
     }
 }
 
+/// One node per config, all running.
+async fn start_all(cfgs: &[DLedgerConfig]) -> Vec<Option<DLedgerNode>> {
+    let mut nodes = Vec::with_capacity(cfgs.len());
+    for c in cfgs {
+        nodes.push(Some(start(c).await));
+    }
+    nodes
+}
+
 /// Wait (event-driven, via the role watches) for a leader that accepts writes.
 async fn wait_leader(nodes: &[Option<DLedgerNode>], within: Duration) -> usize {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -81,10 +90,7 @@ fn payload(i: u64) -> Bytes {
 async fn elect_append_kill_leader_and_fail_over() {
     let dir = tempfile::tempdir().unwrap();
     let cfgs = configs(dir.path());
-    let mut nodes = Vec::new();
-    for c in &cfgs {
-        nodes.push(Some(start(c).await));
-    }
+    let mut nodes = start_all(&cfgs).await;
     let l = wait_leader(&nodes, Duration::from_secs(10)).await;
     let leader = nodes[l].as_ref().unwrap();
 
@@ -188,10 +194,7 @@ fn batch_first(results: &[dledger::node::AppendResult]) -> u64 {
 async fn wiped_follower_behind_retention_catches_up() {
     let dir = tempfile::tempdir().unwrap();
     let cfgs = configs(dir.path());
-    let mut nodes = Vec::new();
-    for c in &cfgs {
-        nodes.push(Some(start(c).await));
-    }
+    let mut nodes = start_all(&cfgs).await;
     let l = wait_leader(&nodes, Duration::from_secs(10)).await;
     let body = Bytes::from(vec![7u8; 1024]);
     let mut last = 0;
@@ -250,10 +253,7 @@ async fn wiped_follower_behind_retention_catches_up() {
 async fn full_cluster_restart_keeps_committed_entries() {
     let dir = tempfile::tempdir().unwrap();
     let cfgs = configs(dir.path());
-    let mut nodes = Vec::new();
-    for c in &cfgs {
-        nodes.push(Some(start(c).await));
-    }
+    let mut nodes = start_all(&cfgs).await;
     let l = wait_leader(&nodes, Duration::from_secs(10)).await;
     let rs = nodes[l]
         .as_ref()
@@ -285,10 +285,7 @@ async fn full_cluster_restart_keeps_committed_entries() {
 async fn leadership_transfer_moves_the_leader() {
     let dir = tempfile::tempdir().unwrap();
     let cfgs = configs(dir.path());
-    let mut nodes = Vec::new();
-    for c in &cfgs {
-        nodes.push(Some(start(c).await));
-    }
+    let nodes = start_all(&cfgs).await;
     let l = wait_leader(&nodes, Duration::from_secs(10)).await;
     let leader = nodes[l].as_ref().unwrap();
     let r = leader.append(Bytes::from_static(b"before")).await.unwrap();
@@ -328,10 +325,7 @@ async fn leadership_transfer_moves_the_leader() {
 async fn append_hook_sees_the_final_position_on_every_replica() {
     let dir = tempfile::tempdir().unwrap();
     let cfgs = configs(dir.path());
-    let mut nodes = Vec::new();
-    for c in &cfgs {
-        nodes.push(Some(start(c).await));
-    }
+    let nodes = start_all(&cfgs).await;
     let l = wait_leader(&nodes, Duration::from_secs(10)).await;
     let leader = nodes[l].as_ref().unwrap();
     // Like the broker's PHYSICALOFFSET: write pos + 48 into the body before it is proposed.
@@ -379,10 +373,7 @@ async fn append_hook_sees_the_final_position_on_every_replica() {
 async fn callback_appends_are_answered_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let cfgs = configs(dir.path());
-    let mut nodes = Vec::new();
-    for c in &cfgs {
-        nodes.push(Some(start(c).await));
-    }
+    let mut nodes = start_all(&cfgs).await;
     let l = wait_leader(&nodes, Duration::from_secs(10)).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let append = |node: &DLedgerNode, id: usize, len: usize| {
