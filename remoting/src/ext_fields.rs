@@ -92,10 +92,6 @@ impl ExtFieldMap {
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
-
-    pub fn keys(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.entries.iter().map(|(k, _)| k.as_str())
-    }
 }
 
 impl<'a> IntoIterator for &'a ExtFieldMap {

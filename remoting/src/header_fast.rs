@@ -234,7 +234,8 @@ impl<'a> Scanner<'a> {
 
     /// `null` (empty) or an object of plain strings; null values are dropped.
     fn ext_fields(&mut self) -> Option<ExtFieldMap> {
-        let mut out = ExtFieldMap::new();
+        // A send request carries 13–14 fields: one allocation instead of growing 4, 8, 16.
+        let mut out = ExtFieldMap::with_capacity(16);
         if self.null() {
             return Some(out);
         }
