@@ -312,6 +312,15 @@ async fn three_replicas_roles_forwarding_and_failover() {
     assert!(term > 0);
     assert_eq!(li["dLegerLeaderId"], fi["dLegerLeaderId"]);
     assert_eq!(li["dLegerLeaderId"], format!("n{leader}"));
+    // Our replicated-log figures: the leader has fsynced at least its term's NOOP.
+    let fsyncs: u64 = li["dLedgerFsyncs"].as_str().unwrap().parse().unwrap();
+    let persisted: u64 = li["dLedgerEntriesPersisted"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(fsyncs >= 1 && persisted >= 1, "{li}");
+    assert!(fi["dLedgerFsyncP99Us"].as_str().is_some(), "{fi}");
 
     // Topic changes: SYSTEM_ERROR on a follower (Java validateSlave), OK on the leader
     // (answered once committed through the metadata log).

@@ -148,7 +148,7 @@ impl AdminProcessor {
         success(req)
     }
 
-    fn runtime_info(&self, req: &RemotingCommand) -> RemotingCommand {
+    fn runtime_table(&self) -> BTreeMap<&'static str, String> {
         let s = self.ctx.store.runtime_stats();
         let now = crate::topic_config::now_ms();
         let mut t: BTreeMap<&str, String> = BTreeMap::new();
@@ -200,7 +200,7 @@ impl AdminProcessor {
             "consumerGroups",
             self.ctx.consumer_manager.groups().len().to_string(),
         );
-        success(req).with_body(json!({ "table": t }).to_string().into_bytes())
+        t
     }
 
     fn consumer_connections(&self, req: &RemotingCommand) -> RemotingCommand {
@@ -436,7 +436,23 @@ impl RequestProcessor for AdminProcessor {
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
                 success(&req).with_body(self.ctx.subscription_groups.encode().into_bytes())
             }
-            request::GET_BROKER_RUNTIME_INFO => self.runtime_info(&req),
+            request::GET_BROKER_RUNTIME_INFO => {
+                let mut table = self.runtime_table();
+                let Some(status) = self
+                    .ctx
+                    .group
+                    .as_ref()
+                    .map(|_| self.ctx.store.dledger_status())
+                else {
+                    return ready(runtime_info_response(&req, &table));
+                };
+                return Box::pin(async move {
+                    if let Some(s) = status.await {
+                        add_dledger_metrics(&mut table, &s);
+                    }
+                    Ok(Some(runtime_info_response(&req, &table)))
+                });
+            }
             request::GET_CONSUMER_CONNECTION_LIST => self.consumer_connections(&req),
             request::GET_ALL_CONSUMER_OFFSET => {
                 success(&req).with_body(self.ctx.consumer_offsets.encode().into_bytes())
@@ -452,6 +468,26 @@ impl RequestProcessor for AdminProcessor {
         };
         ready(resp)
     }
+}
+
+fn runtime_info_response(req: &RemotingCommand, table: &BTreeMap<&str, String>) -> RemotingCommand {
+    success(req).with_body(json!({ "table": table }).to_string().into_bytes())
+}
+
+/// Our own additions to the runtime table (Java has no such keys; admin tools show unknown
+/// keys as they are): the replicated log's group-commit figures since start, which is what
+/// a benchmark of a DLedger group needs to explain its latency.
+fn add_dledger_metrics(t: &mut BTreeMap<&'static str, String>, s: &dledger::node::NodeStatus) {
+    t.insert("dLedgerCommitIndex", s.commit_index.to_string());
+    t.insert("dLedgerLastIndex", s.last_index.to_string());
+    t.insert("dLedgerFsyncs", s.fsyncs.to_string());
+    t.insert("dLedgerEntriesPersisted", s.entries_persisted.to_string());
+    t.insert("dLedgerFsyncP50Us", s.fsync_latency.p50_us.to_string());
+    t.insert("dLedgerFsyncP99Us", s.fsync_latency.p99_us.to_string());
+    t.insert("dLedgerFsyncMaxUs", s.fsync_latency.max_us.to_string());
+    t.insert("dLedgerCommitP50Us", s.commit_latency.p50_us.to_string());
+    t.insert("dLedgerCommitP99Us", s.commit_latency.p99_us.to_string());
+    t.insert("dLedgerMsgsDropped", s.msgs_dropped.to_string());
 }
 
 #[cfg(test)]

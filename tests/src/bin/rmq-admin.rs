@@ -8,6 +8,7 @@
 //! rmq-admin view          BROKER_ADDR COMMITLOG_OFFSET
 //! rmq-admin route         NAMESRV_ADDR TOPIC
 //! rmq-admin cluster       NAMESRV_ADDR
+//! rmq-admin runtime-info  BROKER_ADDR       (one `key=value` per line)
 //! ```
 
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ use tests::record::Record;
 
 const USAGE: &str = "usage: rmq-admin (create-topic|max-offset) BROKER TOPIC [QUEUES] | \
 consumer-offset BROKER GROUP TOPIC [QUEUES] | query BROKER TOPIC KEY [--uniq] | \
-view BROKER OFFSET | route NAMESRV TOPIC | cluster NAMESRV";
+view BROKER OFFSET | route NAMESRV TOPIC | cluster NAMESRV | runtime-info BROKER";
 
 fn show(r: &Record) {
     println!(
@@ -83,6 +84,11 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         "route" => println!("{:?}", c.route(arg(2)?).map_err(|e| e.to_string())?),
         "cluster" => println!("{}", c.cluster_info().map_err(|e| e.to_string())?),
+        "runtime-info" => {
+            for (k, v) in c.runtime_info().map_err(|e| e.to_string())? {
+                println!("{k}={}", v.as_str().unwrap_or_default());
+            }
+        }
         _ => return Err(USAGE.to_string()),
     }
     Ok(())
