@@ -10,6 +10,8 @@ pub enum BenchError {
     NoRoute { topic: String, reason: String },
     #[error("invalid arguments: {0}")]
     InvalidArgs(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
     #[error("malformed record at byte {at_byte}: {reason}")]
     MalformedRecord {
         at_byte: usize,

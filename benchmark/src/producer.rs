@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::batch;
 use crate::cli::ProducerArgs;
 use crate::error::BenchError;
-use crate::rate::RateSchedule;
+use crate::rate::{Pacer, RateSchedule};
 use crate::route::{
     self, Connections, QueueTarget, RouteCache, AUTO_CREATE_TOPIC, DEFAULT_TOPIC_QUEUE_NUMS,
 };
@@ -59,7 +59,9 @@ struct Shared {
     /// Messages claimed so far (count mode without a rate).
     claimed: AtomicU64,
     round_robin: AtomicU64,
-    schedule: Option<RateSchedule>,
+    schedule: Option<Arc<RateSchedule>>,
+    /// Releases `schedule`'s slots on time (fixed-rate mode only).
+    pacer: Option<Pacer>,
     deadline: Option<Instant>,
     stop: AtomicBool,
     /// One body shared by every single send (refcounted, never copied).
@@ -76,6 +78,14 @@ struct Work {
 }
 
 impl Shared {
+    /// Fixed-rate mode: wait until the pacer releases a slot (`false`: the run is over).
+    async fn wait_due(&self) -> bool {
+        match &self.pacer {
+            Some(p) => p.wait_due().await,
+            None => true,
+        }
+    }
+
     fn next_work(&self) -> Option<Work> {
         if self.stop.load(Ordering::Relaxed) {
             return None;
@@ -196,23 +206,26 @@ impl Shared {
 }
 
 async fn sync_sender(shared: Arc<Shared>) {
-    while let Some(work) = shared.next_work() {
-        if let Some(at) = work.intended {
-            tokio::time::sleep_until(at.into()).await;
-        }
+    while shared.wait_due().await {
+        let Some(work) = shared.next_work() else {
+            break;
+        };
         shared.send(work).await;
     }
 }
 
 async fn async_sender(shared: Arc<Shared>) {
     let mut inflight = JoinSet::new();
-    while let Some(work) = shared.next_work() {
+    loop {
         while inflight.len() >= shared.args.inflight {
             inflight.join_next().await;
         }
-        if let Some(at) = work.intended {
-            tokio::time::sleep_until(at.into()).await;
+        if !shared.wait_due().await {
+            break;
         }
+        let Some(work) = shared.next_work() else {
+            break;
+        };
         let s = shared.clone();
         inflight.spawn(async move { s.send(work).await });
     }
@@ -243,6 +256,14 @@ pub async fn run(args: ProducerArgs) -> Result<ProducerSummary, BenchError> {
 
     let payload = vec![b'a'; args.size_bytes];
     let start = Instant::now();
+    let deadline = args.duration_s.map(|s| start + Duration::from_secs(s));
+    let schedule = args
+        .rate_per_s
+        .map(|r| Arc::new(RateSchedule::new(start, r)));
+    let pacer = match &schedule {
+        Some(s) => Some(Pacer::start(s.clone(), deadline).map_err(BenchError::Io)?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         body: Bytes::from(payload.clone()),
         batch_body: if args.batch > 1 {
@@ -251,8 +272,9 @@ pub async fn run(args: ProducerArgs) -> Result<ProducerSummary, BenchError> {
             Bytes::new()
         },
         block_len: batch::block_len(args.size_bytes, PROPERTIES.len()),
-        schedule: args.rate_per_s.map(|r| RateSchedule::new(start, r)),
-        deadline: args.duration_s.map(|s| start + Duration::from_secs(s)),
+        schedule,
+        pacer,
+        deadline,
         args,
         conns: conns.clone(),
         routes,
@@ -269,6 +291,9 @@ pub async fn run(args: ProducerArgs) -> Result<ProducerSummary, BenchError> {
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 s.stop.store(true, Ordering::Relaxed);
+                if let Some(p) = &s.pacer {
+                    p.close();
+                }
             }
         })
     };
