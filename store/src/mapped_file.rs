@@ -117,7 +117,7 @@ impl MappedFile {
     }
 
     /// Drops this process's page mappings of `[lo, hi)` (page-aligned inward) with
-    /// `MADV_DONTNEED`; the caller passes only flushed ranges.
+    /// `MADV_DONTNEED`; the caller passes only ranges already dispatched.
     pub(crate) fn release_range(&self, lo: usize, hi: usize) {
         const PAGE: usize = crate::page_release::PAGE_BYTES as usize;
         let lo = lo.div_ceil(PAGE) * PAGE;
@@ -127,8 +127,8 @@ impl MappedFile {
         }
         // SAFETY: a SHARED file mapping: MADV_DONTNEED drops page table entries only; the
         // pages stay in the page cache (dirty ones stay dirty and are written back by the
-        // kernel), and the next access maps the same file page again. Callers only release
-        // flushed ranges, which nothing rewrites.
+        // kernel), and the next access maps the same file page again, so even a range
+        // rewritten later reads its current bytes.
         let r = unsafe {
             self.map
                 .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo, hi - lo)

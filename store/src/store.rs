@@ -649,9 +649,9 @@ impl StoreCore {
         write_checkpoint(&self.config.store_path_root_dir, cp)
     }
 
-    /// Drops the page mappings of log bytes more than `keep_bytes` behind the dispatcher
-    /// (and on disk) from this process's RSS; reads fault them back in from the page cache.
-    /// The housekeeping thread does this every second with a 16 MiB hot tail.
+    /// Drops the page mappings of log bytes more than `keep_bytes` behind the dispatcher from
+    /// this process's RSS; reads fault them back in from the page cache. The housekeeping
+    /// thread does this every `MAPPED_LOG_RELEASE_INTERVAL_MS` with a 16 MiB hot tail.
     pub fn release_mapped_log_pages(&self, keep_bytes: i64) {
         self.log
             .release_mapped_below(self.dispatched.get() - keep_bytes.max(0));
