@@ -476,17 +476,7 @@ fn dispatched_log_pages_leave_rss_and_stay_readable() {
         "resident after release: {after} kB (before {before} kB)"
     );
     // Still readable: pages fault back in from the page cache.
-    let mut next = 0;
-    while next < 1000 {
-        let r = s.get_message("RssTopic", 0, next, 32, 64 << 20, &AcceptAllFilter);
-        assert!(!r.messages.is_empty(), "nothing at {next}");
-        for b in &r.messages {
-            let m = decode(b);
-            assert_eq!(&m.body[..], &body[..]);
-            assert_eq!(m.queue_offset, next);
-            next += 1;
-        }
-    }
+    assert_queue_holds(&s, "RssTopic", &body, 1000);
     // That lagging read mapped the pages again; the next pass drops them again (the read
     // lowered the released mark).
     assert!(
@@ -529,16 +519,21 @@ fn unflushed_log_pages_can_leave_rss_without_losing_data() {
     drop(s);
     let s = MessageStore::open_with_env(cfg, te.env()).unwrap();
     wait_dispatch(&s);
+    assert_queue_holds(&s, "RssAsync", &body, 1000);
+    s.shutdown();
+}
+
+/// Queue 0 of `topic` holds `count` messages with `body`, at offsets 0.., all readable.
+fn assert_queue_holds(s: &MessageStore, topic: &str, body: &[u8], count: i64) {
     let mut next = 0;
-    while next < 1000 {
-        let r = s.get_message("RssAsync", 0, next, 32, 64 << 20, &AcceptAllFilter);
+    while next < count {
+        let r = s.get_message(topic, 0, next, 32, 64 << 20, &AcceptAllFilter);
         assert!(!r.messages.is_empty(), "nothing at {next}");
         for b in &r.messages {
             let m = decode(b);
-            assert_eq!(&m.body[..], &body[..]);
+            assert_eq!(&m.body[..], body);
             assert_eq!(m.queue_offset, next);
             next += 1;
         }
     }
-    s.shutdown();
 }
