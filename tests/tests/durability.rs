@@ -225,6 +225,12 @@ fn sigterm_async_flush_broker_flushes_everything_on_the_way_out() {
     .expect("producer");
     out.assert_success();
     let sent = sent_by_body(&out);
+    // Consume queues are built after the put is acknowledged (as Java's reput service does);
+    // under a loaded CI the dispatcher can trail the producer's exit for a moment.
+    tests::group::wait_until("all 20 messages dispatched", 10_000, || {
+        Ok(max_offsets(&c, topic).iter().sum::<i64>() == 20)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", max_offsets(&c, topic), c.logs()));
     let before = max_offsets(&c, topic);
     assert_eq!(before.iter().sum::<i64>(), 20);
     // A graceful stop flushes the store (no crash-recovery guesswork involved).
