@@ -458,15 +458,10 @@ fn dispatched_log_pages_leave_rss_and_stay_readable() {
     let dir = tempfile::tempdir().unwrap();
     let te = TestEnv::new();
     let s = open(dir.path(), FlushDiskType::SyncFlush, &te);
-    let rt = rt();
     let body = vec![7u8; 3000];
-    for i in 0..1000 {
-        rt.block_on(s.put_message(msg("RssTopic", 0, &body, &format!("i={i}"))))
-            .unwrap();
-    }
-    wait_dispatch(&s);
+    put_and_dispatch(&s, "RssTopic", &body, 1000);
     let log_dir = dir.path().join("commitlog");
-    // Written through the mappings: ~3 MB resident (SYNC_FLUSH: all of it on disk).
+    // Read through the mappings by the dispatcher: ~3 MB resident (SYNC_FLUSH: all on disk).
     let before = mapped_rss_kb(&log_dir);
     assert!(before >= 2_500, "resident before: {before} kB");
     s.release_mapped_log_pages(0);
@@ -499,13 +494,8 @@ fn unflushed_log_pages_can_leave_rss_without_losing_data() {
         ..config(dir.path(), FlushDiskType::AsyncFlush)
     };
     let s = MessageStore::open_with_env(cfg.clone(), te.env()).unwrap();
-    let rt = rt();
     let body = vec![9u8; 3000];
-    for i in 0..1000 {
-        rt.block_on(s.put_message(msg("RssAsync", 0, &body, &format!("i={i}"))))
-            .unwrap();
-    }
-    wait_dispatch(&s);
+    put_and_dispatch(&s, "RssAsync", &body, 1000);
     let log_dir = dir.path().join("commitlog");
     assert!(
         mapped_rss_kb(&log_dir) >= 2_500,
@@ -521,6 +511,16 @@ fn unflushed_log_pages_can_leave_rss_without_losing_data() {
     wait_dispatch(&s);
     assert_queue_holds(&s, "RssAsync", &body, 1000);
     s.shutdown();
+}
+
+/// Puts `count` messages with `body` into queue 0 of `topic` and waits for their dispatch.
+fn put_and_dispatch(s: &MessageStore, topic: &str, body: &[u8], count: i64) {
+    let rt = rt();
+    for i in 0..count {
+        rt.block_on(s.put_message(msg(topic, 0, body, &format!("i={i}"))))
+            .unwrap();
+    }
+    wait_dispatch(s);
 }
 
 /// Queue 0 of `topic` holds `count` messages with `body`, at offsets 0.., all readable.
