@@ -51,6 +51,15 @@ impl RateSchedule {
         self.start
     }
 
+    /// How many slots fall strictly before `end`: the number of `k` with `intended(k) < end`
+    /// (a run of `d` seconds at `r` per second has exactly `d × r`).
+    pub fn due_before(&self, end: Instant) -> u64 {
+        match end.checked_sub(Duration::from_nanos(1)) {
+            Some(t) if end > self.start => self.due_by(t),
+            _ => 0,
+        }
+    }
+
     /// How many slots are due at `now`: the number of `k` with `intended(k) <= now`.
     pub fn due_by(&self, now: Instant) -> u64 {
         let Some(elapsed) = now.checked_duration_since(self.start) else {
@@ -76,40 +85,56 @@ const PACER_MIN_PAUSE: Duration = Duration::from_micros(200);
 /// charged to the broker (+0.5 ms p50 on a fixed-rate run). A plain thread sleep is accurate
 /// to tens of microseconds. Each released slot is one semaphore permit; a sender takes a
 /// permit, then claims the next slot, so it never starts a send before the slot is due.
+/// At the end every slot intended before it is released, even when the pacer's thread wakes
+/// late (a loaded machine): a run of `d` seconds at `r` per second offers exactly `d × r`.
 /// Dropping it closes it; the thread then ends by itself within `PACER_MAX_PAUSE` (it is not
 /// joined, so a drop never blocks the async thread it happens on).
 #[derive(Debug)]
 pub struct Pacer {
     due: Arc<Semaphore>,
-    closed: Arc<AtomicBool>,
+    counts: Arc<PacerCounts>,
+}
+
+/// Permits beyond `released` are the end marker: once the pacer is finished it floods the
+/// semaphore, and a sender whose permit is number `released` or later learns the run is over
+/// (closing the semaphore instead would discard permits released but not yet taken).
+#[derive(Debug, Default)]
+struct PacerCounts {
+    /// Slots released so far; raised before their permits are added.
+    released: AtomicU64,
+    /// Permits taken so far (slots and end markers).
+    taken: AtomicU64,
+    closed: AtomicBool,
 }
 
 impl Pacer {
     /// Start releasing the slots of `schedule`; stop (and close) at `end`, if given.
     pub fn start(schedule: Arc<RateSchedule>, end: Option<Instant>) -> std::io::Result<Pacer> {
         let due = Arc::new(Semaphore::new(0));
-        let closed = Arc::new(AtomicBool::new(false));
-        let (sem, stop) = (due.clone(), closed.clone());
+        let counts = Arc::new(PacerCounts::default());
+        let (sem, c) = (due.clone(), counts.clone());
         std::thread::Builder::new()
             .name("bench-pacer".into())
-            .spawn(move || pace(&schedule, end, &sem, &stop))?;
-        Ok(Pacer { due, closed })
+            .spawn(move || pace(&schedule, end, &sem, &c))?;
+        Ok(Pacer { due, counts })
     }
 
-    /// Wait until a slot is due. `false` once the pacer is closed (end reached or `close`).
+    /// Wait until a slot is due. `false` once every slot before the end has been handed out,
+    /// or at once after `close`.
     pub async fn wait_due(&self) -> bool {
         match self.due.acquire().await {
             Ok(permit) => {
                 permit.forget();
-                true
+                let nth = self.counts.taken.fetch_add(1, Ordering::AcqRel);
+                nth < self.counts.released.load(Ordering::Acquire)
             }
             Err(_) => false,
         }
     }
 
-    /// Stop releasing slots; waiting senders return `false` at once.
+    /// Stop releasing slots (an interrupted run); waiting senders return `false` at once.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
+        self.counts.closed.store(true, Ordering::Relaxed);
         self.due.close();
     }
 }
@@ -120,22 +145,32 @@ impl Drop for Pacer {
     }
 }
 
-fn pace(schedule: &RateSchedule, end: Option<Instant>, due: &Semaphore, closed: &AtomicBool) {
-    let mut released = 0u64;
-    while !closed.load(Ordering::Relaxed) {
+/// Release slots up to `target` (in total). Permits pile up while the broker stalls: the
+/// senders then catch up at once, each send charged from its own intended time.
+fn release_up_to(target: u64, due: &Semaphore, counts: &PacerCounts) {
+    let released = counts.released.load(Ordering::Relaxed);
+    if target <= released {
+        return;
+    }
+    let room = (Semaphore::MAX_PERMITS - due.available_permits()) as u64;
+    let add = (target - released).min(room);
+    // Count first: a sender taking one of these permits must find it counted.
+    counts.released.store(released + add, Ordering::Release);
+    due.add_permits(usize::try_from(add).unwrap_or(0));
+}
+
+fn pace(schedule: &RateSchedule, end: Option<Instant>, due: &Semaphore, counts: &PacerCounts) {
+    while !counts.closed.load(Ordering::Relaxed) {
         let now = Instant::now();
-        if end.is_some_and(|e| now >= e) {
-            break;
+        if let Some(e) = end.filter(|e| now >= *e) {
+            // Woken at or after the end: the slots since the last wake-up are still owed.
+            release_up_to(schedule.due_before(e), due, counts);
+            // Only this thread adds permits, so the room cannot shrink meanwhile.
+            due.add_permits(Semaphore::MAX_PERMITS - due.available_permits());
+            return;
         }
-        let due_now = schedule.due_by(now);
-        if due_now > released {
-            // A stalled broker lets permits pile up: the senders then catch up at once and
-            // each of those sends is charged from its own intended time.
-            let add = (due_now - released).min(Semaphore::MAX_PERMITS as u64 / 2);
-            due.add_permits(usize::try_from(add).unwrap_or(0));
-            released += add;
-        }
-        let next = schedule.intended(released);
+        release_up_to(schedule.due_by(now), due, counts);
+        let next = schedule.intended(counts.released.load(Ordering::Relaxed));
         let pause = next.saturating_duration_since(now);
         std::thread::sleep(pause.clamp(PACER_MIN_PAUSE, PACER_MAX_PAUSE));
     }
@@ -176,7 +211,10 @@ mod tests {
         assert_eq!(s.due_by(t0 + Duration::from_millis(10)), 11);
         for k in 0..50 {
             assert_eq!(s.due_by(s.intended(k)), k + 1);
+            assert_eq!(s.due_before(s.intended(k)), k);
         }
+        assert_eq!(s.due_before(t0), 0);
+        assert_eq!(s.due_before(t0 + Duration::from_secs(4)), 4_000);
     }
 
     #[tokio::test]
@@ -191,10 +229,26 @@ mod tests {
             assert!(now >= schedule.intended(k), "slot {k} released early");
             k += 1;
         }
-        // The pacer closed at the end; it never released more than was due by then.
+        // Exactly the slots intended before the end, however late the pacer woke.
         assert!(Instant::now() >= end);
-        assert!(k >= 1 && k <= schedule.due_by(end), "{k} slots");
+        assert_eq!(k, schedule.due_before(end));
+        assert_eq!(k, 80);
         assert!(!pacer.wait_due().await);
+    }
+
+    #[tokio::test]
+    async fn a_pacer_waking_after_the_end_still_offers_every_slot_before_it() {
+        // The end has passed before the pacer's thread first looks (as when a loaded machine
+        // wakes it late): all 1,000 slots of that second must still be offered.
+        let t0 = Instant::now();
+        let start = t0.checked_sub(Duration::from_secs(2)).expect("uptime");
+        let schedule = Arc::new(RateSchedule::new(start, 1_000));
+        let pacer = Pacer::start(schedule, Some(start + Duration::from_secs(1))).expect("thread");
+        let mut k = 0u64;
+        while pacer.wait_due().await {
+            k += 1;
+        }
+        assert_eq!(k, 1_000);
     }
 
     #[tokio::test]
