@@ -4,13 +4,17 @@
 # then one consumer run per topic that drains everything produced. While each run is going, the
 # broker's RSS (VmRSS, /proc/<pid>/status) is sampled and its CPU time (utime+stime, /proc/<pid>/stat)
 # is read before/after, giving CPU microseconds per message. Finally a live end-to-end run: a consumer
-# starting at the queue end while a fixed-rate producer sends.
+# starting at the queue end while a fixed-rate producer sends. First of all, a disk probe
+# (`benchmark disk`: 8 KiB write + fdatasync in a loop, no broker) records what the disk itself
+# gives in this sitting: no durable send can be faster than its fdatasync, and its stalls show up
+# in every broker's tail latency.
 #
 #   scripts/bench-suite.sh                        # full suite, 10 s per producer run
 #   DURATION_S=5 SENDERS="1 16" SIZES=128 FLUSH_TYPES=ASYNC_FLUSH scripts/bench-suite.sh
 #
 # Env: DURATION_S (10), SENDERS ("1 16 64"), SIZES ("128 1024"), FLUSH_TYPES ("ASYNC_FLUSH SYNC_FLUSH"),
 #      EXTRA_PRODUCER_ARGS (e.g. "--async" or "--batch 16"), E2E_RATE (2000; 0 = skip the live e2e run), NAMESRV_PORT (39876), BROKER_PORT (39911),
+#      DISK_PROBE_S (5; 0 = skip the disk probe),
 #      OUT_DIR (./run/bench-<utc time>), BUILD (1 = cargo build --release first), BIN_DIR (override).
 # Output: $OUT_DIR/results.md (markdown rows for BENCHMARKS.md), $OUT_DIR/results.jsonl (raw JSON lines),
 #         $OUT_DIR/*.log (full tool / server output).
@@ -25,6 +29,7 @@ SIZES="${SIZES:-128 1024}"
 FLUSH_TYPES="${FLUSH_TYPES:-ASYNC_FLUSH SYNC_FLUSH}"
 EXTRA_PRODUCER_ARGS="${EXTRA_PRODUCER_ARGS:-}"
 E2E_RATE="${E2E_RATE:-2000}"
+DISK_PROBE_S="${DISK_PROBE_S:-5}"
 NAMESRV_PORT="${NAMESRV_PORT:-39876}"
 BROKER_PORT="${BROKER_PORT:-39911}"
 OUT_DIR="${OUT_DIR:-$ROOT/run/bench-$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -95,6 +100,26 @@ cat >"$CONSUMER_MD" <<HDR
 HDR
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+DISK_MD="$OUT_DIR/disk.md"
+cat >"$DISK_MD" <<HDR
+| disk probe (8 KiB write + fdatasync, one stream) | syncs/s | p50 ms | p99 ms | p99.9 ms | max ms |
+|---|---|---|---|---|---|
+HDR
+if [ "$DISK_PROBE_S" -gt 0 ]; then
+  probe_dir="$(mktemp -d "${TMPDIR:-/tmp}/bench-disk.XXXXXX")"
+  line="$(timeout "$RUN_TIMEOUT_S" "$BIN_DIR/benchmark" disk --dir "$probe_dir" --duration "$DISK_PROBE_S" --json 2>&1 | tail -n 1)" || true
+  rm -rf "$probe_dir"
+  if json_field "$line" ops >/dev/null 2>&1; then
+    python3 - "$line" >>"$DISK_MD" <<'PY'
+import json, sys
+v = json.loads(sys.argv[1])
+print(f"| {v['dir']} | {v['ops_per_s']:.0f} | {v['p50_ms']:.3f} | {v['p99_ms']:.3f} | {v['p999_ms']:.3f} | {v['max_ms']:.3f} |")
+PY
+  else
+    echo "| probe failed: $line | | | | | |" >>"$DISK_MD"
+  fi
+fi
 
 E2E_MD="$OUT_DIR/e2e.md"
 cat >"$E2E_MD" <<HDR
@@ -216,6 +241,8 @@ PY
   rm -rf "$data"
 done
 
+echo
+cat "$DISK_MD"
 echo
 cat "$RESULTS_MD"
 echo

@@ -36,7 +36,7 @@ impl Cli {
             }
             Some(n) => Ok(n),
             None => Ok(match self.command {
-                Command::Producer(_) => 1,
+                Command::Producer(_) | Command::Disk(_) => 1,
                 Command::Consumer(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
             }),
         }
@@ -49,6 +49,8 @@ pub enum Command {
     Producer(ProducerArgs),
     /// Pull every queue of a topic and report receive TPS and end-to-end latency.
     Consumer(ConsumerArgs),
+    /// Measure the disk itself: write --size bytes + fdatasync, repeated (no broker).
+    Disk(DiskArgs),
     // TODO(issue 4): `Failover(FailoverArgs)` — kill the leader mid-run, measure unavailability.
 }
 
@@ -181,6 +183,50 @@ impl ConsumerArgs {
         }
         if self.suspend_ms > 60_000 {
             return Err("--suspend-ms must be at most 60000".into());
+        }
+        Ok(())
+    }
+}
+
+/// Upper bound of `disk --file-bytes`.
+pub const MAX_DISK_FILE_BYTES: u64 = 1 << 30;
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("disk_stop").required(true).args(["count", "duration_s"])))]
+pub struct DiskArgs {
+    /// Directory on the disk to measure (e.g. the brokers' store root); a probe file is
+    /// created there and removed at the end.
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
+    /// Bytes written before each fdatasync (one group commit).
+    #[arg(long = "size", default_value_t = 8192)]
+    pub size_bytes: usize,
+    /// Size of the probe file, written with zeros first; writes wrap around inside it.
+    #[arg(long = "file-bytes", default_value_t = 64 * 1024 * 1024)]
+    pub file_bytes: u64,
+    /// Stop after this many syncs.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Run time in seconds.
+    #[arg(long = "duration")]
+    pub duration_s: Option<u64>,
+    /// Print the summary as one JSON object on the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl DiskArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.size_bytes == 0 || self.size_bytes > MAX_SIZE_BYTES {
+            return Err(format!("--size must be in 1..={MAX_SIZE_BYTES}"));
+        }
+        if self.file_bytes < self.size_bytes as u64 || self.file_bytes > MAX_DISK_FILE_BYTES {
+            return Err(format!(
+                "--file-bytes must be at least --size and at most {MAX_DISK_FILE_BYTES}"
+            ));
+        }
+        if self.duration_s == Some(0) || self.count == Some(0) {
+            return Err("--duration / --count must be positive".into());
         }
         Ok(())
     }

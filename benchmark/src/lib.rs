@@ -8,7 +8,8 @@
 //! - [`record`]: just-enough decoding of pulled commitlog records (message-format.md §1).
 //! - [`rate`]: fixed-rate schedule (intended send times, no coordinated omission).
 //! - [`stats`]: latency histograms, live lines, the summary table and the JSON line.
-//! - [`producer`], [`consumer`]: the two sub-commands.
+//! - [`producer`], [`consumer`]: the two broker sub-commands.
+//! - [`disk`]: the machine's own write + fdatasync latency (no broker), a yardstick for the rest.
 //!
 //! TODO(issue 4): `benchmark failover` sub-command (kill the leader mid-run, measure the
 //! unavailability window and message loss). Not built yet.
@@ -16,6 +17,7 @@
 pub mod batch;
 pub mod cli;
 pub mod consumer;
+pub mod disk;
 pub mod error;
 pub mod producer;
 pub mod rate;

@@ -13,6 +13,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Disk(args) = cli.command {
+        // Blocking file I/O: runs on this thread, no runtime needed.
+        let json = args.json;
+        return finish(benchmark::disk::run(args).map(|s| (s.table(), json.then(|| s.to_json()))));
+    }
     let workers = match cli.worker_threads() {
         Ok(n) => n,
         Err(e) => {
@@ -45,8 +50,16 @@ fn main() -> ExitCode {
                     .await
                     .map(|s| (s.table(), json.then(|| s.to_json())))
             }
+            Command::Disk(_) => Err(benchmark::BenchError::InvalidArgs(
+                "disk runs without a runtime".into(),
+            )),
         }
     });
+    finish(result)
+}
+
+/// Print the summary table (and the JSON line), or the error.
+fn finish(result: Result<(String, Option<serde_json::Value>), benchmark::BenchError>) -> ExitCode {
     match result {
         Ok((table, json)) => {
             println!("{table}");

@@ -269,7 +269,7 @@ impl ConsumerSummary {
     }
 }
 
-fn render_table(title: &str, rows: &[(&str, String)]) -> String {
+pub(crate) fn render_table(title: &str, rows: &[(&str, String)]) -> String {
     let kw = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     let vw = rows.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
     let rule = format!("+{}+{}+", "-".repeat(kw + 2), "-".repeat(vw + 2));
