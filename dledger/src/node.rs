@@ -632,6 +632,26 @@ impl DLedgerNode {
             .map_err(|e| DLedgerError::Storage(e.to_string()))
     }
 
+    /// Index of the first retained entry (1 until something was compacted).
+    pub fn first_index(&self) -> u64 {
+        self.store.first_index()
+    }
+
+    /// Position of the first retained entry; None while the log holds no entry.
+    pub fn first_entry_pos(&self) -> Option<u64> {
+        self.store.entry_pos(self.store.first_index()).ok()
+    }
+
+    /// Index of the first entry that starts at or after `pos`.
+    pub fn first_index_at_or_after(&self, pos: u64) -> Option<u64> {
+        self.store.first_index_at_or_after(pos)
+    }
+
+    /// Start positions of the segment files, oldest first (retention decides by whole files).
+    pub fn segment_bases(&self) -> Vec<u64> {
+        self.store.segment_bases()
+    }
+
     /// End position of the committed log (DLedger's `committedPos`; the broker's max offset).
     pub fn committed_end_pos(&self) -> u64 {
         let c = *self.commit_rx.borrow();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ struct Cluster {
     /// End position of the last acknowledged put (what every replica must dispatch).
     acked_end: AtomicI64,
     tune: fn(&mut DLedgerStoreConfig),
+    tune_store: fn(&mut store::StoreConfig),
+    /// Each replica's retention floor (`DLedgerStoreConfig::retention_floor`).
+    floors: Vec<Arc<AtomicU64>>,
 }
 
 fn free_ports(n: usize) -> Vec<u16> {
@@ -54,6 +57,13 @@ impl Cluster {
     }
 
     async fn start_with(tune: fn(&mut DLedgerStoreConfig)) -> Cluster {
+        Self::start_tuned(tune, |_| {}).await
+    }
+
+    async fn start_tuned(
+        tune: fn(&mut DLedgerStoreConfig),
+        tune_store: fn(&mut store::StoreConfig),
+    ) -> Cluster {
         let ports = free_ports(N);
         let peers = ports
             .iter()
@@ -69,6 +79,8 @@ impl Cluster {
             meta_count: (0..N).map(|_| watch::channel(0).0).collect(),
             acked_end: AtomicI64::new(0),
             tune,
+            tune_store,
+            floors: (0..N).map(|_| Arc::new(AtomicU64::new(0))).collect(),
         };
         let mut hs = Vec::new();
         for i in 0..N {
@@ -87,8 +99,10 @@ impl Cluster {
         let mut cfg = common::config(self.dirs[i].path(), FlushDiskType::SyncFlush);
         // Quorum fsyncs on a loaded 2-core machine can be slow; a put is still bounded.
         cfg.sync_flush_timeout_ms = 15_000;
+        (self.tune_store)(&mut cfg);
         let mut dl = DLedgerStoreConfig::new("g1", &self.peers, &format!("n{i}"));
         (self.tune)(&mut dl);
+        dl.retention_floor = Arc::clone(&self.floors[i]);
         dl.metadata_listener = Some(listener(
             Arc::clone(&self.meta[i]),
             self.meta_count[i].clone(),
@@ -204,7 +218,8 @@ type QueueView = Vec<(i64, i64, Bytes)>;
 /// (queue offset, phys offset, record bytes) of every message of a queue.
 fn queue_view(s: &MessageStore, topic: &str, q: i32) -> QueueView {
     let mut out = Vec::new();
-    let mut off = 0;
+    // From the first retained message (0 unless retention deleted some).
+    let mut off = s.min_offset_in_queue(topic, q).max(0);
     for _ in 0..1000 {
         let r = s.get_message(topic, q, off, 32, 1 << 20, &AcceptAllFilter);
         if r.messages.is_empty() {
@@ -707,5 +722,131 @@ async fn a_flood_beyond_the_inflight_limit_is_refused_busy_and_offsets_stay_dens
     for i in 0..N {
         assert_eq!(queue_view(c.store(i), "TopicA", 0), view, "replica {i}");
     }
+    c.shutdown().await;
+}
+
+/// Waits (bounded) until `cond` holds on replica `i`; retention compacts in the background
+/// and announces nothing, so this re-checks every 10 ms.
+async fn eventually(c: &Cluster, i: usize, what: &str, cond: impl Fn(&MessageStore) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond(c.store(i)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica {i}: {what} did not happen"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// (queue offset, phys offset) of a queue view, for readable assertion messages.
+fn offsets(v: &QueueView) -> Vec<(i64, i64)> {
+    v.iter().map(|(q, p, _)| (*q, *p)).collect()
+}
+
+fn segment_files(c: &Cluster, i: usize) -> Vec<u64> {
+    let dir = c.dirs[i].path().join(format!("dledger-n{i}")).join("data");
+    let mut v: Vec<u64> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_segments_on_every_replica_only_below_the_floor() {
+    // Expired = written before now (fileReservedTime 0); 128 KiB segments.
+    let mut c = Cluster::start_tuned(|_| {}, |s| s.file_reserved_time_hours = 0).await;
+    let l = c.writable().await;
+    let big = "r".repeat(3000);
+    for k in 0..150 {
+        c.put(l, 0, &format!("{big}-{k}")).await;
+    }
+    let end = c.acked_end();
+    assert!(end > 3 * common::SEG as i64);
+    c.dispatched_everywhere(end).await;
+    let before = queue_view(c.store(l), "TopicA", 0);
+    assert_dense(&before, 150);
+
+    // No complete metadata round known (floor 0): nothing may go, expired or not.
+    for i in 0..N {
+        assert_eq!(c.store(i).delete_expired_files(true), 0, "replica {i}");
+        assert_eq!(c.store(i).commit_log_min_offset(), 0);
+    }
+    // A floor inside the second segment keeps it and everything after it.
+    let floor_phys = before[60].1;
+    assert!(floor_phys > common::SEG as i64 && floor_phys < 2 * common::SEG as i64);
+    // One entry per message, the last one is message 149: message 60 is entry last - 89.
+    let floor_index = c.store(l).dledger_status().await.unwrap().last_index - 89;
+    for f in &c.floors {
+        f.store(floor_index, Ordering::SeqCst);
+    }
+    for i in 0..N {
+        let files = segment_files(&c, i);
+        assert_eq!(c.store(i).delete_expired_files(true), 1, "replica {i}");
+        eventually(&c, i, "compaction", |s| {
+            s.commit_log_min_offset() == common::SEG as i64
+        })
+        .await;
+        eventually(&c, i, "file removal", |_| {
+            segment_files(&c, i) == files[1..].to_vec()
+        })
+        .await;
+        // The next pass drops the consume-queue entries of the deleted segment.
+        c.store(i).delete_expired_files(true);
+        let q_min = c.store(i).min_offset_in_queue("TopicA", 0);
+        let first_kept = before.iter().position(|(_, p, _)| *p >= common::SEG as i64);
+        assert!(q_min > 0 && q_min <= first_kept.unwrap() as i64, "{q_min}");
+    }
+    // Everything retained reads the same on every replica; below it, nothing.
+    let q_min = c.store(l).min_offset_in_queue("TopicA", 0);
+    for i in 0..N {
+        let v = queue_view(c.store(i), "TopicA", 0);
+        assert!(
+            v[..] == before[(v[0].0) as usize..],
+            "replica {i}: {:?}",
+            offsets(&v)
+        );
+        let low = c
+            .store(i)
+            .get_message("TopicA", 0, 0, 1, 1 << 20, &AcceptAllFilter);
+        assert!(
+            low.messages.is_empty(),
+            "replica {i} served a deleted message"
+        );
+        assert_eq!(low.min_offset, c.store(i).min_offset_in_queue("TopicA", 0));
+    }
+
+    // Lifting the floor lets every segment but the one being written go.
+    for f in &c.floors {
+        f.store(u64::MAX, Ordering::SeqCst);
+    }
+    for i in 0..N {
+        assert!(c.store(i).delete_expired_files(true) >= 1, "replica {i}");
+        let last = *segment_files(&c, i).last().unwrap();
+        eventually(&c, i, "compaction to the last segment", |s| {
+            s.commit_log_min_offset() == last as i64
+        })
+        .await;
+        c.store(i).delete_expired_files(true);
+    }
+    // Writes go on, and a restarted follower recovers from its compacted log.
+    let r = c.put(l, 0, "after retention").await;
+    assert_eq!(r.queue_offset, 150);
+    let f = (l + 1) % N;
+    c.halt(f).await;
+    c.restart(f).await;
+    c.dispatched_everywhere(c.acked_end()).await;
+    let (vf, vl) = (
+        queue_view(c.store(f), "TopicA", 0),
+        queue_view(c.store(l), "TopicA", 0),
+    );
+    assert!(
+        !vf.is_empty() && vf == vl,
+        "follower {:?} leader {:?}",
+        offsets(&vf),
+        offsets(&vl)
+    );
+    assert!(c.store(f).commit_log_min_offset() >= 3 * common::SEG as i64);
     c.shutdown().await;
 }

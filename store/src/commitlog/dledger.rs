@@ -161,6 +161,11 @@ pub struct DLedgerStoreConfig {
     pub max_inflight_bytes: usize,
     /// Registered before the dispatcher starts (same as calling `set_metadata_listener`).
     pub metadata_listener: Option<MetadataListener>,
+    /// Retention floor (a DLedger index): time-based retention never deletes the entry at
+    /// this index or anything after it. The broker raises it to the first entry of its
+    /// latest complete full metadata round, so the retained log always replays to the whole
+    /// metadata state. 0 (the default) = retention deletes nothing.
+    pub retention_floor: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for DLedgerStoreConfig {
@@ -189,6 +194,7 @@ impl DLedgerStoreConfig {
             runtime_threads: 1,
             max_inflight_bytes: 32 * 1024 * 1024,
             metadata_listener: None,
+            retention_floor: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -282,6 +288,10 @@ pub struct DLedgerCommitLog {
     meta: Mutex<MetaState>,
     /// Monotonic: metadata entries below this position were applied on this replica.
     meta_applied: watch::Sender<i64>,
+    /// See `DLedgerStoreConfig::retention_floor`.
+    retention_floor: Arc<AtomicU64>,
+    /// Start of the retained log as last seen (kept while the node is stopped).
+    log_start: AtomicI64,
 }
 
 impl fmt::Debug for DLedgerCommitLog {
@@ -406,6 +416,8 @@ impl DLedgerCommitLog {
                 applied_end: 0,
             }),
             meta_applied: watch::channel(0).0,
+            retention_floor: Arc::clone(&dl.retention_floor),
+            log_start: AtomicI64::new(node.first_entry_pos().map_or(0, |p| p as i64)),
         });
         // Commit watermark: follow the node's commit index.
         let weak = Arc::downgrade(&log);
@@ -946,6 +958,17 @@ impl DLedgerCommitLog {
         self.maps.read(at, body_len as usize)
     }
 
+    /// Whether segment `base` was last written before `expire_before_ms` (Java's
+    /// `fileReservedTime` test on the file's modification time). Unknown = not expired.
+    fn segment_expired(&self, base: u64, expire_before_ms: i64) -> bool {
+        let modified_ms = std::fs::metadata(self.maps.segment_path(base))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64);
+        modified_ms.is_some_and(|m| m < expire_before_ms)
+    }
+
     fn next_segment(&self, p: i64) -> i64 {
         (p / self.seg_size + 1) * self.seg_size
     }
@@ -1209,9 +1232,11 @@ impl CommitLog for DLedgerCommitLog {
     }
 
     fn min_offset(&self) -> i64 {
-        // Retention (dledger compaction) is not enabled in DLedger mode yet, so the log
-        // starts at position 0. TODO(dledger): a sync `first_index()` on the node.
-        0
+        // The first retained entry (retention compacts whole segments from the front).
+        if let Some(p) = self.node().and_then(|n| n.first_entry_pos()) {
+            self.log_start.fetch_max(p as i64, Ordering::AcqRel);
+        }
+        self.log_start.load(Ordering::Acquire)
     }
 
     fn max_offset(&self) -> i64 {
@@ -1230,13 +1255,63 @@ impl CommitLog for DLedgerCommitLog {
 
     fn delete_expired(
         &self,
-        _expire_before_ms: i64,
-        _force: bool,
-        _max_phys: i64,
-        _max_files: usize,
+        expire_before_ms: i64,
+        force: bool,
+        max_phys: i64,
+        max_files: usize,
     ) -> usize {
-        // Retention of the replicated log is dledger's (`retain_segments` / `compact`).
-        0
+        let Some(node) = self.node() else {
+            return 0;
+        };
+        // Whole segment files go, oldest first, and only when every entry in them is
+        // committed, dispatched (`max_phys`) and below the retention floor.
+        let floor = self.retention_floor.load(Ordering::Acquire);
+        if floor == 0 {
+            return 0;
+        }
+        let floor_pos = match node.entry_pos(floor) {
+            Ok(p) => p as i64,
+            // Not written yet: the floor does not limit anything below the log's end.
+            Err(_) if floor >= node.first_index() => i64::MAX,
+            Err(_) => return 0,
+        };
+        let limit = max_phys.min(self.committed.get()).min(floor_pos);
+        let bases = node.segment_bases();
+        let mut keep_from = None;
+        let mut deleted = 0;
+        // The last segment (the one being written) always stays.
+        for w in bases.windows(2) {
+            let (base, next) = (w[0], w[1]);
+            if deleted >= max_files || next as i64 > limit {
+                break;
+            }
+            if !force && !self.segment_expired(base, expire_before_ms) {
+                break;
+            }
+            deleted += 1;
+            keep_from = Some(next);
+        }
+        let Some(keep_from) = keep_from else {
+            return 0;
+        };
+        let Some(first_kept) = node.first_index_at_or_after(keep_from) else {
+            return 0;
+        };
+        tracing::info!(
+            segments = deleted,
+            first_kept,
+            keep_from,
+            "retention: compacting the replicated log"
+        );
+        // The node deletes the files on its storage thread; pulls of older offsets answer
+        // OFFSET_TOO_SMALL from the next pass on (`min_offset`).
+        self.handle.spawn(async move {
+            if let Err(e) = node.compact(first_kept).await {
+                tracing::warn!(error = %e, first_kept, "retention compaction refused");
+            }
+        });
+        self.maps.forget_below(keep_from);
+        deleted
     }
 
     fn disk_bytes(&self) -> u64 {

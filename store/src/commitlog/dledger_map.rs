@@ -61,8 +61,7 @@ impl SegmentMaps {
         {
             return Some(Arc::clone(m));
         }
-        let path = self.dir.join(format!("{base:020}"));
-        let file = File::open(&path).ok()?;
+        let file = File::open(self.segment_path(base)).ok()?;
         // SAFETY: read-only shared mapping of a dledger segment. Only committed ranges are
         // read through it, and dledger never modifies committed bytes (module docs); other
         // processes must not modify store files.
@@ -121,6 +120,19 @@ impl SegmentMaps {
             }
         }
         self.released.released(from, pos);
+    }
+
+    /// The file of the segment starting at `base`.
+    pub(crate) fn segment_path(&self, base: u64) -> PathBuf {
+        self.dir.join(format!("{base:020}"))
+    }
+
+    /// Drop the mappings of segments below `pos` (retention deleted them): an unmapped
+    /// deleted file gives its disk space back. Live slices keep theirs.
+    pub(crate) fn forget_below(&self, pos: u64) {
+        let mut g = self.maps.write().unwrap_or_else(|p| p.into_inner());
+        let keep = g.split_off(&(pos / self.seg_size * self.seg_size));
+        *g = keep;
     }
 
     /// Forget every mapping (live slices keep theirs).
