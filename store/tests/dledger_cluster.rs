@@ -799,7 +799,6 @@ async fn retention_deletes_old_segments_on_every_replica_only_below_the_floor() 
         assert!(q_min > 0 && q_min <= first_kept.unwrap() as i64, "{q_min}");
     }
     // Everything retained reads the same on every replica; below it, nothing.
-    let q_min = c.store(l).min_offset_in_queue("TopicA", 0);
     for i in 0..N {
         let v = queue_view(c.store(i), "TopicA", 0);
         assert!(
