@@ -265,6 +265,10 @@ broker_config! {
     /// Our extension: how often the leader batches changed consumer offsets (and other
     /// dirty metadata) into one replicated metadata entry.
     dleger_metadata_batch_interval_ms: u64 = 200 => "dLegerMetadataBatchIntervalMs",
+    /// Our extension: how often the leader re-proposes the whole metadata state (a full
+    /// round ending in a checkpoint entry); retention never deletes log segments after the
+    /// latest checkpoint's round start, so this bounds how long metadata pins old segments.
+    dleger_metadata_checkpoint_interval_ms: u64 = 600_000 => "dLegerMetadataCheckpointIntervalMs",
     /// Our extension: how long a leader stopping gracefully waits for the leadership
     /// transfer before it unregisters anyway.
     dleger_transfer_leader_timeout_ms: u64 = 5000 => "dLegerTransferLeaderTimeoutMs",
@@ -645,6 +649,11 @@ impl BrokerConfig {
                     "dLegerMetadataBatchIntervalMs",
                     self.dleger_metadata_batch_interval_ms,
                     10..=10_000,
+                ),
+                (
+                    "dLegerMetadataCheckpointIntervalMs",
+                    self.dleger_metadata_checkpoint_interval_ms,
+                    100..=86_400_000,
                 ),
                 (
                     "dLegerTransferLeaderTimeoutMs",

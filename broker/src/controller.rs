@@ -234,8 +234,13 @@ impl Broker {
         let (role_tx, role_rx) = tokio::sync::watch::channel(Role::single(&config));
         let (store, group) = if config.enable_dleger_commit_log {
             let peers = Peers::from_config(&config)?;
-            let gm = GroupMode::new(peers);
+            let gm = GroupMode::new(
+                peers,
+                Duration::from_millis(config.dleger_metadata_checkpoint_interval_ms),
+            );
             let mut dl = dledger_store_config(&config, &gm.peers);
+            // Retention stops at the latest metadata checkpoint's round start.
+            dl.retention_floor = Arc::clone(&gm.retention_floor);
             // Registered before the store replays the retained metadata history.
             dl.metadata_listener = Some(gm.metadata_listener(
                 Appliers {

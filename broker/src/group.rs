@@ -195,6 +195,17 @@ pub enum MetaKind {
     ConsumerOffsets = 3,
     DelayOffsets = 4,
     Locks = 5,
+    /// Marks a complete full metadata round: everything from `Checkpoint::from_index` on
+    /// replays to the whole metadata state, so retention may delete what lies before it.
+    Checkpoint = 6,
+}
+
+/// Body of a `MetaKind::Checkpoint` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// Log index of the first entry of the full round.
+    pub from_index: u64,
 }
 
 impl MetaKind {
@@ -205,6 +216,7 @@ impl MetaKind {
             3 => MetaKind::ConsumerOffsets,
             4 => MetaKind::DelayOffsets,
             5 => MetaKind::Locks,
+            6 => MetaKind::Checkpoint,
             _ => return None,
         })
     }

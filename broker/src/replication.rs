@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use remoting::client::{ClientConfig, RemotingClient};
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::consumer_offset::ConsumerOffsetManager;
 use crate::context::BrokerContext;
-use crate::group::{MetaEntry, MetaKind, OffsetDelta, Peers, Role};
+use crate::group::{Checkpoint, MetaEntry, MetaKind, OffsetDelta, Peers, Role};
 use crate::lock_manager::{HeldLock, RebalanceLockManager};
 use crate::schedule::{decode_delay_offsets, ScheduleMessageService};
 use crate::subscription_group::{SubscriptionGroupManager, SubscriptionGroupWrapper};
@@ -41,6 +41,10 @@ struct ProposeState {
     delay: Option<u64>,
     locks: Option<u64>,
     offsets_full_sent: bool,
+    /// First log index of the full round in progress (None: no full round pending).
+    round_start: Option<u64>,
+    /// When the last checkpoint committed (None: not in this term yet).
+    checkpointed_at: Option<Instant>,
 }
 
 /// Group-mode state shared by the processors and the background tasks.
@@ -59,6 +63,10 @@ pub struct GroupMode {
     /// applied before round `n` began is in the log once `rounds_committed >= n`.
     rounds_started: AtomicU64,
     rounds_committed: watch::Sender<u64>,
+    /// Retention floor shared with the store (`DLedgerStoreConfig::retention_floor`):
+    /// raised to the round start of every checkpoint this replica applies or commits.
+    pub retention_floor: Arc<AtomicU64>,
+    checkpoint_interval: Duration,
 }
 
 /// The managers the metadata listener applies entries to. They exist before the store
@@ -72,6 +80,16 @@ pub struct Appliers {
     pub locks: Arc<RebalanceLockManager>,
 }
 
+/// Remember the first entry of a full round (the checkpoint's `from_index`).
+fn note_round(st: &mut ProposeState, full_round: bool, index: u64) {
+    if full_round && st.round_start.is_none() {
+        st.round_start = Some(index);
+    }
+}
+
+/// Store-level kind code of checkpoint entries (codes >= 16 are the broker's own).
+const CHECKPOINT_KIND_CODE: u8 = 16;
+
 fn store_kind(kind: MetaKind) -> MetadataKind {
     match kind {
         MetaKind::Topics => MetadataKind::TopicConfig,
@@ -79,6 +97,7 @@ fn store_kind(kind: MetaKind) -> MetadataKind {
         MetaKind::ConsumerOffsets => MetadataKind::ConsumerOffsets,
         MetaKind::DelayOffsets => MetadataKind::DelayOffsets,
         MetaKind::Locks => MetadataKind::Lock,
+        MetaKind::Checkpoint => MetadataKind::Custom(CHECKPOINT_KIND_CODE),
     }
 }
 
@@ -88,8 +107,10 @@ fn lost_leadership(e: &StoreError) -> bool {
 }
 
 impl GroupMode {
-    pub fn new(peers: Peers) -> Arc<GroupMode> {
+    pub fn new(peers: Peers, checkpoint_interval: Duration) -> Arc<GroupMode> {
         Arc::new(GroupMode {
+            retention_floor: Arc::new(AtomicU64::new(0)),
+            checkpoint_interval,
             peers,
             proposing_term: AtomicU64::new(0),
             propose: tokio::sync::Mutex::new(ProposeState::default()),
@@ -175,6 +196,9 @@ impl GroupMode {
                         .replace_from_replica(l, crate::topic_config::now_ms())
                 })
                 .map_err(|e| e.to_string()),
+            MetaKind::Checkpoint => serde_json::from_slice::<Checkpoint>(body)
+                .map(|c| self.raise_retention_floor(c.from_index))
+                .map_err(|e| e.to_string()),
         };
         match result {
             Ok(()) => {
@@ -186,13 +210,21 @@ impl GroupMode {
         }
     }
 
+    fn raise_retention_floor(&self, from_index: u64) {
+        let before = self.retention_floor.fetch_max(from_index, Ordering::AcqRel);
+        if from_index > before {
+            tracing::debug!(from_index, "metadata checkpoint: retention floor raised");
+        }
+    }
+
+    /// Appends one metadata entry; resolves with its log index once committed.
     async fn append(
         &self,
         ctx: &BrokerContext,
         kind: MetaKind,
         term: u64,
         body: Bytes,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let entry = MetaEntry {
             kind,
             proposer: self.peers.self_id.clone(),
@@ -241,14 +273,28 @@ impl GroupMode {
             // Holders could not renew while there was no master.
             ctx.lock_manager.refresh_all(crate::topic_config::now_ms());
         }
+        // A full round (everything proposed again, then a checkpoint entry) opens every
+        // term and then every checkpoint interval: retention may delete the log before it.
+        let full_round = st
+            .checkpointed_at
+            .is_none_or(|t| t.elapsed() >= self.checkpoint_interval);
+        if full_round && st.round_start.is_none() && st.checkpointed_at.is_some() {
+            st.topics = None;
+            st.groups = None;
+            st.delay = None;
+            st.locks = None;
+            st.offsets_full_sent = false;
+        }
         let topics_v = ctx.topic_config.data_version();
         if st.topics != Some(topics_v) {
             let snap = ctx.topic_config.snapshot();
             let body = serde_json::to_vec(&snap).map_err(|e| StoreError::MessageIllegal {
                 reason: e.to_string(),
             })?;
-            self.append(ctx, MetaKind::Topics, term, body.into())
+            let index = self
+                .append(ctx, MetaKind::Topics, term, body.into())
                 .await?;
+            note_round(&mut st, full_round, index);
             st.topics = Some(snap.data_version);
         }
         let groups_v = ctx.subscription_groups.data_version();
@@ -257,15 +303,19 @@ impl GroupMode {
             let body = serde_json::to_vec(&snap).map_err(|e| StoreError::MessageIllegal {
                 reason: e.to_string(),
             })?;
-            self.append(ctx, MetaKind::SubscriptionGroups, term, body.into())
+            let index = self
+                .append(ctx, MetaKind::SubscriptionGroups, term, body.into())
                 .await?;
+            note_round(&mut st, full_round, index);
             st.groups = Some(snap.data_version);
         }
         let delay_v = ctx.schedule.version();
         if st.delay != Some(delay_v) {
             let body = ctx.schedule.encode();
-            self.append(ctx, MetaKind::DelayOffsets, term, body.into())
+            let index = self
+                .append(ctx, MetaKind::DelayOffsets, term, body.into())
                 .await?;
+            note_round(&mut st, full_round, index);
             st.delay = Some(delay_v);
         }
         let locks_v = ctx.lock_manager.version();
@@ -275,7 +325,8 @@ impl GroupMode {
                     reason: e.to_string(),
                 }
             })?;
-            self.append(ctx, MetaKind::Locks, term, body.into()).await?;
+            let index = self.append(ctx, MetaKind::Locks, term, body.into()).await?;
+            note_round(&mut st, full_round, index);
             st.locks = Some(locks_v);
         }
         let (delta, full) = if st.offsets_full_sent {
@@ -291,10 +342,13 @@ impl GroupMode {
                 let body = serde_json::to_vec(&part).map_err(|e| StoreError::MessageIllegal {
                     reason: e.to_string(),
                 })?;
-                if let Err(e) = self
+                let appended = self
                     .append(ctx, MetaKind::ConsumerOffsets, term, body.into())
-                    .await
-                {
+                    .await;
+                if let Ok(index) = appended {
+                    note_round(&mut st, full_round, index);
+                }
+                if let Err(e) = appended {
                     if !full {
                         // Not proposed: keep for the next round (newer commits win).
                         let mut rest = part;
@@ -309,6 +363,21 @@ impl GroupMode {
             }
         }
         st.offsets_full_sent = true;
+        if full_round {
+            if let Some(from_index) = st.round_start {
+                let body = serde_json::to_vec(&Checkpoint { from_index }).map_err(|e| {
+                    StoreError::MessageIllegal {
+                        reason: e.to_string(),
+                    }
+                })?;
+                self.append(ctx, MetaKind::Checkpoint, term, body.into())
+                    .await?;
+                // The listener skips this node's own entries of its term.
+                self.raise_retention_floor(from_index);
+            }
+            st.round_start = None;
+            st.checkpointed_at = Some(Instant::now());
+        }
         // Rounds are serialised by `propose`, so `round` only grows here.
         self.rounds_committed.send_if_modified(|c| {
             let newer = *c < round;

@@ -96,6 +96,15 @@ impl Group {
         dl_ports: Vec<u16>,
         broker_ports: Vec<u16>,
     ) -> Group {
+        Group::start_tuned(dirs, dl_ports, broker_ports, |_| {}).await
+    }
+
+    async fn start_tuned(
+        dirs: Vec<tempfile::TempDir>,
+        dl_ports: Vec<u16>,
+        broker_ports: Vec<u16>,
+        tune: fn(&mut BrokerConfig),
+    ) -> Group {
         let ns_shutdown = Shutdown::new();
         let ns = namesrv::NameServer::start(
             "127.0.0.1:0".parse().unwrap(),
@@ -106,13 +115,9 @@ impl Group {
         .unwrap();
         let ns_addr = ns.local_addr().to_string();
         let starts = (0..3).map(|i| {
-            Broker::start(group_config(
-                dirs[i].path(),
-                i,
-                &ns_addr,
-                &dl_ports,
-                &broker_ports,
-            ))
+            let mut c = group_config(dirs[i].path(), i, &ns_addr, &dl_ports, &broker_ports);
+            tune(&mut c);
+            Broker::start(c)
         });
         let brokers = futures::future::join_all(starts)
             .await
@@ -201,6 +206,12 @@ fn create_topic(topic: &str) -> RemotingCommand {
 
 fn send(topic: &str) -> RemotingCommand {
     send_with_props(topic, "")
+}
+
+fn send_body(topic: &str, body: Bytes) -> RemotingCommand {
+    let mut cmd = send(topic);
+    cmd.body = body;
+    cmd
 }
 
 fn send_with_props(topic: &str, props: &str) -> RemotingCommand {
@@ -556,5 +567,97 @@ async fn delayed_messages_are_delivered_once_by_the_master() {
         body.body
     );
     drop(lc);
+    g.stop().await;
+}
+
+/// Small segments, everything expired at once, a metadata checkpoint every 300 ms.
+fn retention_config(c: &mut BrokerConfig) {
+    c.max_message_size = 16 * 1024;
+    c.mapped_file_size_commit_log = 128 * 1024;
+    c.file_reserved_time = 0;
+    c.dleger_metadata_checkpoint_interval_ms = 300;
+}
+
+/// Retention in group mode: after a metadata checkpoint, every replica deletes its old log
+/// segments, and what is left still rebuilds all metadata after a full restart without the
+/// local config files (the checkpoint's full round is kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_deletes_old_segments_and_the_log_still_rebuilds_all_metadata() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports = |_| (0..3).map(|_| free_port()).collect::<Vec<u16>>();
+    let g = Group::start_tuned(dirs, ports(()), ports(()), retention_config).await;
+    let leader = g.master().await;
+    let lc = connect(&g.addr(leader)).await;
+    assert_eq!(
+        call(&lc, create_topic("KeepTopic")).await.code,
+        response::SUCCESS
+    );
+    let up = call(
+        &lc,
+        offset_cmd(request::UPDATE_CONSUMER_OFFSET, "KeepTopic", 0, Some(42)),
+    )
+    .await;
+    assert_eq!(up.code, response::SUCCESS);
+    // ~450 KiB of messages: more than three 128 KiB segments.
+    let body = Bytes::from(vec![b'k'; 3000]);
+    for _ in 0..150 {
+        let r = call(&lc, send_body("KeepTopic", body.clone())).await;
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    drop(lc);
+    let last = g.brokers[leader]
+        .as_ref()
+        .unwrap()
+        .ctx
+        .store
+        .dledger_status()
+        .await
+        .expect("dledger status")
+        .last_index;
+    let seg = 128 * 1024;
+    for b in g.brokers.iter().flatten() {
+        let floor = &b.ctx.group.as_ref().expect("group mode").retention_floor;
+        // A checkpoint whose round began after every send.
+        eventually("a checkpoint after the sends", || async {
+            (floor.load(std::sync::atomic::Ordering::Acquire) > last).then_some(())
+        })
+        .await;
+        let store = &b.ctx.store;
+        eventually("old segments deleted", || async {
+            store.delete_expired_files(true);
+            (store.commit_log_min_offset() >= 3 * seg).then_some(())
+        })
+        .await;
+        eventually("consume queue trimmed", || async {
+            store.delete_expired_files(true);
+            (store.min_offset_in_queue("KeepTopic", 0) > 0).then_some(())
+        })
+        .await;
+    }
+
+    let (dirs, dl_ports, broker_ports) = g.stop().await;
+    for d in &dirs {
+        for f in [
+            "topics.json",
+            "consumerOffset.json",
+            "subscriptionGroup.json",
+        ] {
+            let p = d.path().join("config").join(f);
+            if p.exists() {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
+    }
+    let g = Group::start_tuned(dirs, dl_ports, broker_ports, retention_config).await;
+    g.master().await;
+    for b in g.brokers.iter().flatten() {
+        eventually("topic and offset rebuilt from the retained log", || async {
+            (b.ctx.topic_config.contains("KeepTopic")
+                && b.ctx.consumer_offsets.query("GG", "KeepTopic", 0) == Some(42))
+            .then_some(())
+        })
+        .await;
+        assert!(b.ctx.store.commit_log_min_offset() >= 3 * seg);
+    }
     g.stop().await;
 }

@@ -815,7 +815,7 @@ impl DLedgerCommitLog {
         }))
     }
 
-    /// Appends a metadata entry; resolves once committed AND applied by this replica's
+    /// Appends a metadata entry; resolves with its log index once committed AND applied by this replica's
     /// listener (so the leader's own state reflects it when the caller answers), or
     /// `FlushTimeout` if local dispatch does not reach it in time (it is committed and will
     /// still be applied everywhere).
@@ -823,7 +823,7 @@ impl DLedgerCommitLog {
         &self,
         kind: MetadataKind,
         payload: Bytes,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'static {
         let early = (|| {
             if !self.is_writable() {
                 return Err(self.not_leader());
@@ -856,8 +856,8 @@ impl DLedgerCommitLog {
         let mut applied = self.meta_applied.subscribe();
         async move {
             let (fut, body_len, pos) = early?;
-            match fut.await {
-                Ok(_) => {}
+            let index = match fut.await {
+                Ok(v) => v.first().map_or(0, |a| a.index),
                 Err(e) => {
                     return Err(match me.upgrade() {
                         Some(l) => l.map_err(e),
@@ -868,7 +868,7 @@ impl DLedgerCommitLog {
             let end = pos.load(Ordering::Acquire) + ENTRY_HEADER_BYTES + body_len;
             let wait = Duration::from_millis(META_APPLY_TIMEOUT_MS);
             match tokio::time::timeout(wait, applied.wait_for(|v| *v >= end)).await {
-                Ok(Ok(_)) => Ok(()),
+                Ok(Ok(_)) => Ok(index),
                 Ok(Err(_)) => Err(StoreError::ShutDown),
                 Err(_) => Err(StoreError::FlushTimeout {
                     timeout_ms: META_APPLY_TIMEOUT_MS,

@@ -243,14 +243,14 @@ impl StoreCore {
         }
     }
 
-    /// Appends a metadata entry to the replicated log; resolves once committed. Every
-    /// replica's metadata listener receives it in log order. Only on the writable leader
-    /// (else `NotLeader`); a file-commitlog store returns `Config`.
+    /// Appends a metadata entry to the replicated log; resolves with its log index once
+    /// committed. Every replica's metadata listener receives it in log order. Only on the
+    /// writable leader (else `NotLeader`); a file-commitlog store returns `Config`.
     pub fn append_metadata(
         &self,
         kind: MetadataKind,
         payload: Bytes,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send + 'static {
         let fut = self
             .dledger
             .get()
