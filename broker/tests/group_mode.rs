@@ -472,27 +472,23 @@ async fn three_replicas_roles_forwarding_and_failover() {
     g.stop().await;
 }
 
-/// After a full stop, the replicated log alone restores the metadata: the local JSON
-/// files are deleted before the restart and every node rebuilds topics and offsets by
-/// replaying the metadata entries.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn metadata_is_rebuilt_from_the_log_after_a_full_restart() {
-    let g = Group::start().await;
+/// Creates `topic` on the master and commits offset 42 of queue 0 for group GG.
+async fn topic_with_committed_offset(g: &Group, topic: &str) -> RemotingClient {
     let leader = g.master().await;
     let lc = connect(&g.addr(leader)).await;
-    assert_eq!(
-        call(&lc, create_topic("LogTopic")).await.code,
-        response::SUCCESS
-    );
+    assert_eq!(call(&lc, create_topic(topic)).await.code, response::SUCCESS);
     let up = call(
         &lc,
-        offset_cmd(request::UPDATE_CONSUMER_OFFSET, "LogTopic", 0, Some(42)),
+        offset_cmd(request::UPDATE_CONSUMER_OFFSET, topic, 0, Some(42)),
     )
     .await;
     assert_eq!(up.code, response::SUCCESS);
-    drop(lc);
-    let (dirs, dl_ports, broker_ports) = g.stop().await;
-    for d in &dirs {
+    lc
+}
+
+/// Deletes every node's local metadata files: only the replicated log can restore them.
+fn forget_local_metadata(dirs: &[tempfile::TempDir]) {
+    for d in dirs {
         for f in [
             "topics.json",
             "consumerOffset.json",
@@ -504,17 +500,33 @@ async fn metadata_is_rebuilt_from_the_log_after_a_full_restart() {
             }
         }
     }
+}
 
-    let g = Group::start_in(dirs, dl_ports, broker_ports).await;
-    let leader = g.master().await;
+/// Every node knows `topic` and GG's committed offset 42 on queue 0.
+async fn assert_metadata_rebuilt(g: &Group, topic: &str) {
     for b in g.brokers.iter().flatten() {
-        eventually("topic and offset rebuilt", || async {
-            (b.ctx.topic_config.contains("LogTopic")
-                && b.ctx.consumer_offsets.query("GG", "LogTopic", 0) == Some(42))
+        eventually("topic and offset rebuilt from the log", || async {
+            (b.ctx.topic_config.contains(topic)
+                && b.ctx.consumer_offsets.query("GG", topic, 0) == Some(42))
             .then_some(())
         })
         .await;
     }
+}
+
+/// After a full stop, the replicated log alone restores the metadata: the local JSON
+/// files are deleted before the restart and every node rebuilds topics and offsets by
+/// replaying the metadata entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metadata_is_rebuilt_from_the_log_after_a_full_restart() {
+    let g = Group::start().await;
+    drop(topic_with_committed_offset(&g, "LogTopic").await);
+    let (dirs, dl_ports, broker_ports) = g.stop().await;
+    forget_local_metadata(&dirs);
+
+    let g = Group::start_in(dirs, dl_ports, broker_ports).await;
+    let leader = g.master().await;
+    assert_metadata_rebuilt(&g, "LogTopic").await;
     let lc = connect(&g.addr(leader)).await;
     let q = call(
         &lc,
@@ -586,18 +598,8 @@ async fn retention_deletes_old_segments_and_the_log_still_rebuilds_all_metadata(
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let ports = |_| (0..3).map(|_| free_port()).collect::<Vec<u16>>();
     let g = Group::start_tuned(dirs, ports(()), ports(()), retention_config).await;
+    let lc = topic_with_committed_offset(&g, "KeepTopic").await;
     let leader = g.master().await;
-    let lc = connect(&g.addr(leader)).await;
-    assert_eq!(
-        call(&lc, create_topic("KeepTopic")).await.code,
-        response::SUCCESS
-    );
-    let up = call(
-        &lc,
-        offset_cmd(request::UPDATE_CONSUMER_OFFSET, "KeepTopic", 0, Some(42)),
-    )
-    .await;
-    assert_eq!(up.code, response::SUCCESS);
     // ~450 KiB of messages: more than three 128 KiB segments.
     let body = Bytes::from(vec![b'k'; 3000]);
     for _ in 0..150 {
@@ -636,27 +638,11 @@ async fn retention_deletes_old_segments_and_the_log_still_rebuilds_all_metadata(
     }
 
     let (dirs, dl_ports, broker_ports) = g.stop().await;
-    for d in &dirs {
-        for f in [
-            "topics.json",
-            "consumerOffset.json",
-            "subscriptionGroup.json",
-        ] {
-            let p = d.path().join("config").join(f);
-            if p.exists() {
-                std::fs::remove_file(&p).unwrap();
-            }
-        }
-    }
+    forget_local_metadata(&dirs);
     let g = Group::start_tuned(dirs, dl_ports, broker_ports, retention_config).await;
     g.master().await;
+    assert_metadata_rebuilt(&g, "KeepTopic").await;
     for b in g.brokers.iter().flatten() {
-        eventually("topic and offset rebuilt from the retained log", || async {
-            (b.ctx.topic_config.contains("KeepTopic")
-                && b.ctx.consumer_offsets.query("GG", "KeepTopic", 0) == Some(42))
-            .then_some(())
-        })
-        .await;
         assert!(b.ctx.store.commit_log_min_offset() >= 3 * seg);
     }
     g.stop().await;
