@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::cli::DiskArgs;
-use crate::stats::{live_line, render_table, Latencies, LatencySnapshot};
+use crate::stats::{live_line, render_table, round3, Latencies, LatencySnapshot};
 use crate::BenchError;
 
 /// Zeros written per call while preallocating.
@@ -44,19 +44,18 @@ impl DiskSummary {
     }
 
     pub fn to_json(&self) -> Value {
-        let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
         json!({
             "mode": "disk",
             "dir": self.dir.display().to_string(),
             "size_bytes": self.size_bytes,
             "ops": self.ops,
-            "duration_s": r3(self.duration_s),
-            "ops_per_s": r3(self.ops_per_s()),
-            "avg_ms": r3(self.latency.mean_ms),
-            "p50_ms": r3(self.latency.p50_ms),
-            "p99_ms": r3(self.latency.p99_ms),
-            "p999_ms": r3(self.latency.p999_ms),
-            "max_ms": r3(self.latency.max_ms),
+            "duration_s": round3(self.duration_s),
+            "ops_per_s": round3(self.ops_per_s()),
+            "avg_ms": round3(self.latency.mean_ms),
+            "p50_ms": round3(self.latency.p50_ms),
+            "p99_ms": round3(self.latency.p99_ms),
+            "p999_ms": round3(self.latency.p999_ms),
+            "max_ms": round3(self.latency.max_ms),
         })
     }
 
