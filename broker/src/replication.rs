@@ -80,13 +80,6 @@ pub struct Appliers {
     pub locks: Arc<RebalanceLockManager>,
 }
 
-/// Remember the first entry of a full round (the checkpoint's `from_index`).
-fn note_round(st: &mut ProposeState, full_round: bool, index: u64) {
-    if full_round && st.round_start.is_none() {
-        st.round_start = Some(index);
-    }
-}
-
 /// Store-level kind code of checkpoint entries (codes >= 16 are the broker's own).
 const CHECKPOINT_KIND_CODE: u8 = 16;
 
@@ -248,6 +241,23 @@ impl GroupMode {
         }
     }
 
+    /// `append`, remembering the first entry of a full round (the checkpoint's
+    /// `from_index`).
+    async fn append_in_round(
+        &self,
+        ctx: &BrokerContext,
+        st: &mut ProposeState,
+        full_round: bool,
+        kind: MetaKind,
+        body: Bytes,
+    ) -> Result<(), StoreError> {
+        let index = self.append(ctx, kind, st.term, body).await?;
+        if full_round && st.round_start.is_none() {
+            st.round_start = Some(index);
+        }
+        Ok(())
+    }
+
     /// Propose everything that changed since the last proposal of this term (all of it
     /// after a new election). Resolves once committed. Fails with `NotLeader` when this
     /// broker is not the master of `term` (any more).
@@ -291,10 +301,8 @@ impl GroupMode {
             let body = serde_json::to_vec(&snap).map_err(|e| StoreError::MessageIllegal {
                 reason: e.to_string(),
             })?;
-            let index = self
-                .append(ctx, MetaKind::Topics, term, body.into())
+            self.append_in_round(ctx, &mut st, full_round, MetaKind::Topics, body.into())
                 .await?;
-            note_round(&mut st, full_round, index);
             st.topics = Some(snap.data_version);
         }
         let groups_v = ctx.subscription_groups.data_version();
@@ -303,19 +311,27 @@ impl GroupMode {
             let body = serde_json::to_vec(&snap).map_err(|e| StoreError::MessageIllegal {
                 reason: e.to_string(),
             })?;
-            let index = self
-                .append(ctx, MetaKind::SubscriptionGroups, term, body.into())
-                .await?;
-            note_round(&mut st, full_round, index);
+            self.append_in_round(
+                ctx,
+                &mut st,
+                full_round,
+                MetaKind::SubscriptionGroups,
+                body.into(),
+            )
+            .await?;
             st.groups = Some(snap.data_version);
         }
         let delay_v = ctx.schedule.version();
         if st.delay != Some(delay_v) {
             let body = ctx.schedule.encode();
-            let index = self
-                .append(ctx, MetaKind::DelayOffsets, term, body.into())
-                .await?;
-            note_round(&mut st, full_round, index);
+            self.append_in_round(
+                ctx,
+                &mut st,
+                full_round,
+                MetaKind::DelayOffsets,
+                body.into(),
+            )
+            .await?;
             st.delay = Some(delay_v);
         }
         let locks_v = ctx.lock_manager.version();
@@ -325,8 +341,8 @@ impl GroupMode {
                     reason: e.to_string(),
                 }
             })?;
-            let index = self.append(ctx, MetaKind::Locks, term, body.into()).await?;
-            note_round(&mut st, full_round, index);
+            self.append_in_round(ctx, &mut st, full_round, MetaKind::Locks, body.into())
+                .await?;
             st.locks = Some(locks_v);
         }
         let (delta, full) = if st.offsets_full_sent {
@@ -342,13 +358,16 @@ impl GroupMode {
                 let body = serde_json::to_vec(&part).map_err(|e| StoreError::MessageIllegal {
                     reason: e.to_string(),
                 })?;
-                let appended = self
-                    .append(ctx, MetaKind::ConsumerOffsets, term, body.into())
-                    .await;
-                if let Ok(index) = appended {
-                    note_round(&mut st, full_round, index);
-                }
-                if let Err(e) = appended {
+                if let Err(e) = self
+                    .append_in_round(
+                        ctx,
+                        &mut st,
+                        full_round,
+                        MetaKind::ConsumerOffsets,
+                        body.into(),
+                    )
+                    .await
+                {
                     if !full {
                         // Not proposed: keep for the next round (newer commits win).
                         let mut rest = part;

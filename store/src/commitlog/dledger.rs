@@ -815,8 +815,8 @@ impl DLedgerCommitLog {
         }))
     }
 
-    /// Appends a metadata entry; resolves with its log index once committed AND applied by this replica's
-    /// listener (so the leader's own state reflects it when the caller answers), or
+    /// Appends a metadata entry; resolves with its log index once committed AND applied by
+    /// this replica's listener (so the leader's own state reflects it when the caller answers), or
     /// `FlushTimeout` if local dispatch does not reach it in time (it is committed and will
     /// still be applied everywhere).
     pub fn append_metadata(
@@ -857,7 +857,14 @@ impl DLedgerCommitLog {
         async move {
             let (fut, body_len, pos) = early?;
             let index = match fut.await {
-                Ok(v) => v.first().map_or(0, |a| a.index),
+                Ok(v) => match v.first() {
+                    Some(a) => a.index,
+                    None => {
+                        return Err(StoreError::ReadOnly {
+                            reason: "dledger returned no append result".into(),
+                        })
+                    }
+                },
                 Err(e) => {
                     return Err(match me.upgrade() {
                         Some(l) => l.map_err(e),
