@@ -1239,7 +1239,9 @@ impl CommitLog for DLedgerCommitLog {
     }
 
     fn min_offset(&self) -> i64 {
-        // The first retained entry (retention compacts whole segments from the front).
+        // The first retained entry, asked live (two uncontended read locks): besides our own
+        // retention, an InstallSnapshot moves it, and a stale start would send the
+        // dispatcher into deleted segments.
         if let Some(p) = self.node().and_then(|n| n.first_entry_pos()) {
             self.log_start.fetch_max(p as i64, Ordering::AcqRel);
         }
