@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(loaded.config.runtime_worker_threads())
         .enable_all()
         .build()
     {

@@ -13,5 +13,6 @@
 pub mod config;
 pub mod core;
 pub mod node;
+mod outbox;
 pub mod storage;
 pub mod transport;

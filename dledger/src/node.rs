@@ -24,6 +24,7 @@ use crate::core::{
     self, Entry, EntryKind, HardState, InitialState, Message, MsgKind, NodeId, ProposeError,
     RawNode, Ready, Role,
 };
+use crate::outbox::{OnDrop, Outbox, Pushed};
 use crate::storage::codec::HEADER_SIZE_BYTES;
 use crate::storage::file_store::place_entry;
 use crate::storage::thread::{
@@ -201,11 +202,15 @@ impl Payload {
     }
 }
 
+/// One append waiting for the node loop.
+struct PendingAppend {
+    data: Payload,
+    reply: AppendReply,
+}
+
 enum Command {
-    Append {
-        data: Payload,
-        reply: AppendReply,
-    },
+    /// A burst of appends, proposed in this order (see `outbox`).
+    Append(Vec<PendingAppend>),
     Transfer {
         to: NodeId,
         reply: oneshot::Sender<Result<(), DLedgerError>>,
@@ -228,12 +233,48 @@ struct Shared {
     fatal: Mutex<Option<String>>,
 }
 
+impl Shared {
+    /// Why the loop no longer takes commands.
+    fn closed_error(&self) -> DLedgerError {
+        match self.fatal.lock().ok().and_then(|f| f.clone()) {
+            Some(msg) => DLedgerError::Storage(msg),
+            None => DLedgerError::Shutdown,
+        }
+    }
+}
+
+/// Hands a burst of appends to the loop; if it cannot take them, returns them with the error
+/// to answer them with (outside the outbox lock: answering runs the callers' callbacks).
+fn hand_over(
+    tx: &mpsc::Sender<Command>,
+    shared: &Shared,
+    batch: Vec<PendingAppend>,
+) -> Option<(Vec<PendingAppend>, DLedgerError)> {
+    match tx.try_send(Command::Append(batch)) {
+        Ok(()) => None,
+        Err(mpsc::error::TrySendError::Full(Command::Append(b))) => {
+            Some((b, DLedgerError::Backpressure))
+        }
+        Err(mpsc::error::TrySendError::Closed(Command::Append(b))) => {
+            Some((b, shared.closed_error()))
+        }
+        Err(_) => None, // only appends are sent here
+    }
+}
+
+fn refuse(batch: Vec<PendingAppend>, e: DLedgerError) {
+    for p in batch {
+        p.reply.send(Err(e.clone()));
+    }
+}
+
 /// A running DLedger node. Dropping it aborts the node (like a crash: nothing is flushed
 /// beyond what was already acknowledged); `shutdown` stops it cleanly.
 pub struct DLedgerNode {
     cfg: DLedgerConfig,
     id: NodeId,
     cmd_tx: mpsc::Sender<Command>,
+    outbox: Arc<Outbox<PendingAppend>>,
     commit_rx: watch::Receiver<u64>,
     role_rx: watch::Receiver<RoleState>,
     store: FileStore,
@@ -453,10 +494,12 @@ impl DLedgerNode {
             planned: VecDeque::new(),
             planned_tail: (store.last_index(), store.end_pos()),
             cursor: store.end_pos(),
+            submitted_term_vote: (hs.term, hs.vote),
         };
         let tick = Duration::from_millis(cfg.tick_ms);
         let task = tokio::spawn(lp.run(tick, in_rx, cmd_rx, ev_rx));
         Ok(DLedgerNode {
+            outbox: Arc::new(Outbox::new(cfg.max_pending_appends)),
             cfg,
             id,
             cmd_tx,
@@ -477,10 +520,7 @@ impl DLedgerNode {
     }
 
     fn closed_error(&self) -> DLedgerError {
-        match self.shared.fatal.lock().ok().and_then(|f| f.clone()) {
-            Some(msg) => DLedgerError::Storage(msg),
-            None => DLedgerError::Shutdown,
-        }
+        self.shared.closed_error()
     }
 
     /// Append one entry; resolves once it is committed (durable on a quorum). A quorum of
@@ -546,10 +586,7 @@ impl DLedgerNode {
         async move {
             match rx.await {
                 Ok(r) => r,
-                Err(_) => Err(match shared.fatal.lock().ok().and_then(|f| f.clone()) {
-                    Some(m) => DLedgerError::Storage(m),
-                    None => DLedgerError::Shutdown,
-                }),
+                Err(_) => Err(shared.closed_error()),
             }
         }
     }
@@ -574,13 +611,44 @@ impl DLedgerNode {
             ))));
             return;
         }
-        let (err, cmd) = match self.cmd_tx.try_send(Command::Append { data, reply }) {
-            Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(c)) => (DLedgerError::Backpressure, c),
-            Err(mpsc::error::TrySendError::Closed(c)) => (self.closed_error(), c),
+        let item = PendingAppend { data, reply };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // No runtime to defer on: hand over now, behind anything already waiting.
+            if let Pushed::Full(item) = self.outbox.push(item) {
+                item.reply.send(Err(DLedgerError::Backpressure));
+            }
+            self.flush_outbox();
+            return;
         };
-        if let Command::Append { reply, .. } = cmd {
-            reply.send(Err(err));
+        match self.outbox.push(item) {
+            Pushed::First => {
+                let (outbox, tx, shared) = (
+                    Arc::clone(&self.outbox),
+                    self.cmd_tx.clone(),
+                    Arc::clone(&self.shared),
+                );
+                let flush = OnDrop(Some(move || {
+                    if let Some(Some((b, e))) = outbox.flush(|b| hand_over(&tx, &shared, b)) {
+                        refuse(b, e);
+                    }
+                }));
+                // Behind the tasks already runnable on this worker: the rest of the burst.
+                rt.spawn(async move {
+                    tokio::task::yield_now().await;
+                    drop(flush);
+                });
+            }
+            Pushed::Queued => {}
+            Pushed::Full(item) => item.reply.send(Err(DLedgerError::Backpressure)),
+        }
+    }
+
+    fn flush_outbox(&self) {
+        if let Some(Some((b, e))) = self
+            .outbox
+            .flush(|b| hand_over(&self.cmd_tx, &self.shared, b))
+        {
+            refuse(b, e);
         }
     }
 
@@ -779,6 +847,8 @@ struct NodeLoop {
     planned_tail: (u64, u64),
     /// End position after the last entry in the leader's log, proposals included.
     cursor: u64,
+    /// (term, vote) of the last hard state handed to the storage thread.
+    submitted_term_vote: (u64, u64),
 }
 
 /// Bound on peer messages / commands handled per loop iteration before building a Ready.
@@ -886,7 +956,11 @@ impl NodeLoop {
 
     fn on_command(&mut self, c: Command) -> Option<oneshot::Sender<()>> {
         match c {
-            Command::Append { data, reply } => self.propose(data, reply),
+            Command::Append(batch) => {
+                for p in batch {
+                    self.propose(p.data, p.reply);
+                }
+            }
             Command::Transfer { to, reply } => {
                 let r = if self.raw.role() != Role::Leader {
                     Err(DLedgerError::NotLeader {
@@ -1248,7 +1322,6 @@ impl NodeLoop {
 
     fn handle_ready(&mut self, rd: Ready) {
         let persist_point = rd.persist_point();
-        let nothing_to_persist = rd.nothing_to_persist();
         let Ready {
             hard_state,
             snapshot,
@@ -1262,6 +1335,13 @@ impl NodeLoop {
         for m in messages {
             self.send(m);
         }
+        // The storage thread writes a hard state only when its term or vote changed (the
+        // commit index is recomputed from the quorum after a restart), so a Ready whose only
+        // durable content is a new commit index needs no storage job: each one used to cost
+        // a wake-up of the storage thread and one of this loop, per commit advance.
+        let term_vote_changed =
+            hard_state.is_some_and(|h| (h.term, h.vote.unwrap_or(0)) != self.submitted_term_vote);
+        let nothing_to_persist = !term_vote_changed && snapshot.is_none() && entries.is_empty();
         if nothing_to_persist {
             // Must still wait for earlier jobs (they may carry the state these depend on).
             match self.in_flight.back_mut() {
@@ -1312,6 +1392,9 @@ impl NodeLoop {
                     commit: h.commit,
                 }),
             };
+            if let Some(h) = &hard_state {
+                self.submitted_term_vote = (h.term, h.vote.unwrap_or(0));
+            }
             self.in_flight.push_back(InFlight {
                 seq: self.seq,
                 persist_point,
