@@ -1,6 +1,7 @@
 //! Three DLedger-mode MessageStores in one process on 127.0.0.1: election, replicated puts
 //! with identical queues on every replica, NotLeader on followers, metadata in log order,
-//! failover with dense queue offsets, restart and catch-up.
+//! failover with dense queue offsets, restart and catch-up, retention, and a follower that
+//! catches up by snapshot after the others deleted the entries it needed.
 
 mod common;
 
@@ -229,6 +230,24 @@ fn queue_view(s: &MessageStore, topic: &str, q: i32) -> QueueView {
             let m = common::decode(b);
             assert_eq!(m.queue_offset, *qo);
             out.push((*qo, m.commit_log_offset, b.clone()));
+        }
+        off = r.next_begin_offset;
+    }
+    out
+}
+
+/// Like a pulling consumer: from `from`, follow `next_begin_offset` (through removed or
+/// blank units) to the end of the queue.
+fn consume_from(s: &MessageStore, topic: &str, q: i32, from: i64) -> QueueView {
+    let mut out = Vec::new();
+    let mut off = from;
+    for _ in 0..10_000 {
+        let r = s.get_message(topic, q, off, 32, 1 << 20, &AcceptAllFilter);
+        for (b, qo) in r.messages.iter().zip(&r.message_queue_offsets) {
+            out.push((*qo, common::decode(b).commit_log_offset, b.clone()));
+        }
+        if r.next_begin_offset <= off || r.next_begin_offset >= r.max_offset {
+            break;
         }
         off = r.next_begin_offset;
     }
@@ -847,5 +866,76 @@ async fn retention_deletes_old_segments_on_every_replica_only_below_the_floor() 
         offsets(&vl)
     );
     assert!(c.store(f).commit_log_min_offset() >= 3 * common::SEG as i64);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_leaders_retention_catches_up_by_snapshot_and_serves_the_same_queue()
+{
+    let mut c = Cluster::start_tuned(|_| {}, |s| s.file_reserved_time_hours = 0).await;
+    let l = c.writable().await;
+    for k in 0..20 {
+        c.put(l, 0, &format!("early-{k}")).await;
+    }
+    c.dispatched_everywhere(c.acked_end()).await;
+    let f = (l + 1) % N;
+    let f_end_before = c.store(f).commit_log_max_offset();
+    c.halt(f).await;
+
+    // While f is down the others write ~3.5 segments and delete all but the last one, so
+    // the entries f needs next exist nowhere: the leader must send a snapshot.
+    let big = "s".repeat(3000);
+    for k in 0..150 {
+        c.put(l, 0, &format!("{big}-{k}")).await;
+    }
+    c.dispatched_everywhere(c.acked_end()).await;
+    for i in c.alive() {
+        c.floors[i].store(u64::MAX, Ordering::SeqCst);
+        assert!(c.store(i).delete_expired_files(true) >= 1, "replica {i}");
+        let last = *segment_files(&c, i).last().unwrap();
+        eventually(&c, i, "compaction to the last segment", |s| {
+            s.commit_log_min_offset() == last as i64
+        })
+        .await;
+        // The next pass drops the consume-queue units of the deleted segments.
+        c.store(i).delete_expired_files(true);
+    }
+    let log_start = c.store(l).commit_log_min_offset();
+    assert!(log_start > f_end_before, "f's next entry must be gone");
+
+    c.restart(f).await;
+    let r = c.put(l, 0, "after the snapshot").await;
+    assert_eq!(r.queue_offset, 170, "queue offsets continue on the leader");
+    c.dispatched_everywhere(c.acked_end()).await;
+
+    // f's log restarted at the leader's position; what both retain reads identically.
+    assert_eq!(c.store(f).commit_log_min_offset(), log_start);
+    // A consumer reading f from offset 0 (following next_begin_offset, as clients do) gets
+    // exactly what the leader retains: units of f's old log point at deleted bytes and the
+    // messages f never received are blank-filled, so neither is ever served.
+    let (vf, vl) = (
+        consume_from(c.store(f), "TopicA", 0, 0),
+        consume_from(c.store(l), "TopicA", 0, 0),
+    );
+    assert!(
+        !vl.is_empty() && vf == vl,
+        "follower {:?} leader {:?}",
+        offsets(&vf),
+        offsets(&vl)
+    );
+    assert_eq!(vf.last().map(|m| m.0), Some(170));
+    assert!(vf.iter().all(|(_, p, _)| *p >= log_start));
+    // The next cleanup pass moves f's queue minimum past the units it cannot serve.
+    c.store(f).delete_expired_files(false);
+    assert_eq!(
+        c.store(f).min_offset_in_queue("TopicA", 0),
+        c.store(l).min_offset_in_queue("TopicA", 0)
+    );
+    assert_eq!(queue_view(c.store(f), "TopicA", 0), vl);
+    // f is a full member again: it can become the leader and keep the queue dense.
+    c.halt(l).await;
+    let nl = c.writable().await;
+    let r = c.put(nl, 0, "after failover").await;
+    assert_eq!(r.queue_offset, 171);
     c.shutdown().await;
 }
