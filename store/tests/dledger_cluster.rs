@@ -772,6 +772,19 @@ fn segment_files(c: &Cluster, i: usize) -> Vec<u64> {
     v
 }
 
+/// Lifts replica `i`'s retention floor and deletes every expired segment but the one being
+/// written; a second pass drops the consume-queue units of the deleted segments.
+async fn compact_to_last_segment(c: &Cluster, i: usize) {
+    c.floors[i].store(u64::MAX, Ordering::SeqCst);
+    assert!(c.store(i).delete_expired_files(true) >= 1, "replica {i}");
+    let last = *segment_files(c, i).last().unwrap();
+    eventually(c, i, "compaction to the last segment", |s| {
+        s.commit_log_min_offset() == last as i64
+    })
+    .await;
+    c.store(i).delete_expired_files(true);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_old_segments_on_every_replica_only_below_the_floor() {
     // Expired = written before now (fileReservedTime 0); 128 KiB segments.
@@ -836,17 +849,8 @@ async fn retention_deletes_old_segments_on_every_replica_only_below_the_floor() 
     }
 
     // Lifting the floor lets every segment but the one being written go.
-    for f in &c.floors {
-        f.store(u64::MAX, Ordering::SeqCst);
-    }
     for i in 0..N {
-        assert!(c.store(i).delete_expired_files(true) >= 1, "replica {i}");
-        let last = *segment_files(&c, i).last().unwrap();
-        eventually(&c, i, "compaction to the last segment", |s| {
-            s.commit_log_min_offset() == last as i64
-        })
-        .await;
-        c.store(i).delete_expired_files(true);
+        compact_to_last_segment(&c, i).await;
     }
     // Writes go on, and a restarted follower recovers from its compacted log.
     let r = c.put(l, 0, "after retention").await;
@@ -890,15 +894,7 @@ async fn a_follower_behind_the_leaders_retention_catches_up_by_snapshot_and_serv
     }
     c.dispatched_everywhere(c.acked_end()).await;
     for i in c.alive() {
-        c.floors[i].store(u64::MAX, Ordering::SeqCst);
-        assert!(c.store(i).delete_expired_files(true) >= 1, "replica {i}");
-        let last = *segment_files(&c, i).last().unwrap();
-        eventually(&c, i, "compaction to the last segment", |s| {
-            s.commit_log_min_offset() == last as i64
-        })
-        .await;
-        // The next pass drops the consume-queue units of the deleted segments.
-        c.store(i).delete_expired_files(true);
+        compact_to_last_segment(&c, i).await;
     }
     let log_start = c.store(l).commit_log_min_offset();
     assert!(log_start > f_end_before, "f's next entry must be gone");
