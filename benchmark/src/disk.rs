@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::cli::DiskArgs;
-use crate::stats::{live_line, render_table, round3, Latencies, LatencySnapshot};
+use crate::stats::{live_line, per_second, render_table, round3, Latencies, LatencySnapshot};
 use crate::BenchError;
 
 /// Zeros written per call while preallocating.
@@ -36,11 +36,7 @@ pub struct DiskSummary {
 
 impl DiskSummary {
     pub fn ops_per_s(&self) -> f64 {
-        if self.duration_s > 0.0 {
-            self.ops as f64 / self.duration_s
-        } else {
-            0.0
-        }
+        per_second(self.ops, self.duration_s)
     }
 
     pub fn to_json(&self) -> Value {

@@ -149,13 +149,18 @@ pub struct ProducerSummary {
     pub latency: LatencySnapshot,
 }
 
+/// `count` per second over `duration_s`; 0 for an empty duration.
+pub fn per_second(count: u64, duration_s: f64) -> f64 {
+    if duration_s > 0.0 {
+        count as f64 / duration_s
+    } else {
+        0.0
+    }
+}
+
 impl ProducerSummary {
     pub fn send_tps(&self) -> f64 {
-        if self.duration_s > 0.0 {
-            self.sent as f64 / self.duration_s
-        } else {
-            0.0
-        }
+        per_second(self.sent, self.duration_s)
     }
 
     pub fn to_json(&self) -> Value {
@@ -225,11 +230,7 @@ pub struct ConsumerSummary {
 
 impl ConsumerSummary {
     pub fn recv_tps(&self) -> f64 {
-        if self.duration_s > 0.0 {
-            self.received as f64 / self.duration_s
-        } else {
-            0.0
-        }
+        per_second(self.received, self.duration_s)
     }
 
     pub fn to_json(&self) -> Value {
