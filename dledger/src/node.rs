@@ -262,9 +262,12 @@ fn hand_over(
     }
 }
 
-fn refuse(batch: Vec<PendingAppend>, e: DLedgerError) {
-    for p in batch {
-        p.reply.send(Err(e.clone()));
+/// Hands everything waiting in the outbox to the loop; answers it if the loop cannot take it.
+fn flush_to_loop(outbox: &Outbox<PendingAppend>, tx: &mpsc::Sender<Command>, shared: &Shared) {
+    if let Some(Some((batch, e))) = outbox.flush(|b| hand_over(tx, shared, b)) {
+        for p in batch {
+            p.reply.send(Err(e.clone()));
+        }
     }
 }
 
@@ -617,7 +620,7 @@ impl DLedgerNode {
             if let Pushed::Full(item) = self.outbox.push(item) {
                 item.reply.send(Err(DLedgerError::Backpressure));
             }
-            self.flush_outbox();
+            flush_to_loop(&self.outbox, &self.cmd_tx, &self.shared);
             return;
         };
         match self.outbox.push(item) {
@@ -627,11 +630,7 @@ impl DLedgerNode {
                     self.cmd_tx.clone(),
                     Arc::clone(&self.shared),
                 );
-                let flush = OnDrop(Some(move || {
-                    if let Some(Some((b, e))) = outbox.flush(|b| hand_over(&tx, &shared, b)) {
-                        refuse(b, e);
-                    }
-                }));
+                let flush = OnDrop(Some(move || flush_to_loop(&outbox, &tx, &shared)));
                 // Behind the tasks already runnable on this worker: the rest of the burst.
                 rt.spawn(async move {
                     tokio::task::yield_now().await;
@@ -640,15 +639,6 @@ impl DLedgerNode {
             }
             Pushed::Queued => {}
             Pushed::Full(item) => item.reply.send(Err(DLedgerError::Backpressure)),
-        }
-    }
-
-    fn flush_outbox(&self) {
-        if let Some(Some((b, e))) = self
-            .outbox
-            .flush(|b| hand_over(&self.cmd_tx, &self.shared, b))
-        {
-            refuse(b, e);
         }
     }
 

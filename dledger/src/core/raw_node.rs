@@ -34,11 +34,6 @@ pub struct Ready {
 }
 
 impl Ready {
-    /// Nothing to persist (no hard state, snapshot or entries).
-    pub fn nothing_to_persist(&self) -> bool {
-        self.hard_state.is_none() && self.snapshot.is_none() && self.entries.is_empty()
-    }
-
     /// What to report through `on_entries_persisted` once this Ready is durable.
     pub fn persist_point(&self) -> Option<(u64, u64)> {
         if let Some(e) = self.entries.last() {
