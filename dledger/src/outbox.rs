@@ -12,7 +12,8 @@
 //! Invariants: items leave in push order (the lock is held across the hand-over, so two
 //! flushes cannot overtake each other); a scheduled flush always runs, even if the
 //! runtime drops its task unpolled (the guard flushes on drop); at most `limit_items`
-//! wait here.
+//! wait here. Caveat for callers: the flush runs on the caller's runtime, so a caller must
+//! not block that runtime's thread waiting synchronously for its own append (await it).
 
 use std::sync::{Mutex, MutexGuard};
 
