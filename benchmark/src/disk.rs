@@ -40,19 +40,16 @@ impl DiskSummary {
     }
 
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "mode": "disk",
             "dir": self.dir.display().to_string(),
             "size_bytes": self.size_bytes,
             "ops": self.ops,
             "duration_s": round3(self.duration_s),
             "ops_per_s": round3(self.ops_per_s()),
-            "avg_ms": round3(self.latency.mean_ms),
-            "p50_ms": round3(self.latency.p50_ms),
-            "p99_ms": round3(self.latency.p99_ms),
-            "p999_ms": round3(self.latency.p999_ms),
-            "max_ms": round3(self.latency.max_ms),
-        })
+        });
+        self.latency.add_json(&mut v);
+        v
     }
 
     pub fn table(&self) -> String {
@@ -62,12 +59,8 @@ impl DiskSummary {
             ("write + fdatasync", self.ops.to_string()),
             ("duration", format!("{:.3} s", self.duration_s)),
             ("syncs/s", format!("{:.1}", self.ops_per_s())),
-            ("latency avg", format!("{:.3} ms", self.latency.mean_ms)),
-            ("latency p50", format!("{:.3} ms", self.latency.p50_ms)),
-            ("latency p99", format!("{:.3} ms", self.latency.p99_ms)),
-            ("latency p99.9", format!("{:.3} ms", self.latency.p999_ms)),
-            ("latency max", format!("{:.3} ms", self.latency.max_ms)),
         ];
+        let rows: Vec<_> = rows.into_iter().chain(self.latency.table_rows()).collect();
         render_table("disk summary", &rows)
     }
 }

@@ -44,6 +44,33 @@ impl LatencySnapshot {
             max_ms: ms(h.max()),
         }
     }
+
+    /// Adds `avg_ms`, `p50_ms`, `p99_ms`, `p999_ms` and `max_ms` to a summary's JSON object.
+    pub(crate) fn add_json(&self, v: &mut Value) {
+        if let Value::Object(m) = v {
+            for (k, x) in [
+                ("avg_ms", self.mean_ms),
+                ("p50_ms", self.p50_ms),
+                ("p99_ms", self.p99_ms),
+                ("p999_ms", self.p999_ms),
+                ("max_ms", self.max_ms),
+            ] {
+                m.insert(k.to_string(), json!(round3(x)));
+            }
+        }
+    }
+
+    /// The latency rows of a summary table.
+    pub(crate) fn table_rows(&self) -> [(&'static str, String); 5] {
+        let ms = |x: f64| format!("{x:.3} ms");
+        [
+            ("latency avg", ms(self.mean_ms)),
+            ("latency p50", ms(self.p50_ms)),
+            ("latency p99", ms(self.p99_ms)),
+            ("latency p99.9", ms(self.p999_ms)),
+            ("latency max", ms(self.max_ms)),
+        ]
+    }
 }
 
 /// A histogram for the current one-second interval plus one for the whole run.
@@ -164,7 +191,7 @@ impl ProducerSummary {
     }
 
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "mode": "producer",
             "topic": self.topic,
             "threads": self.threads,
@@ -177,12 +204,9 @@ impl ProducerSummary {
             "retries": self.retries,
             "duration_s": round3(self.duration_s),
             "send_tps": round3(self.send_tps()),
-            "avg_ms": round3(self.latency.mean_ms),
-            "p50_ms": round3(self.latency.p50_ms),
-            "p99_ms": round3(self.latency.p99_ms),
-            "p999_ms": round3(self.latency.p999_ms),
-            "max_ms": round3(self.latency.max_ms),
-        })
+        });
+        self.latency.add_json(&mut v);
+        v
     }
 
     pub fn table(&self) -> String {
@@ -205,12 +229,8 @@ impl ProducerSummary {
             ("retries", self.retries.to_string()),
             ("duration", format!("{:.3} s", self.duration_s)),
             ("send TPS", format!("{:.1}", self.send_tps())),
-            ("latency avg", format!("{:.3} ms", self.latency.mean_ms)),
-            ("latency p50", format!("{:.3} ms", self.latency.p50_ms)),
-            ("latency p99", format!("{:.3} ms", self.latency.p99_ms)),
-            ("latency p99.9", format!("{:.3} ms", self.latency.p999_ms)),
-            ("latency max", format!("{:.3} ms", self.latency.max_ms)),
         ];
+        let rows: Vec<_> = rows.into_iter().chain(self.latency.table_rows()).collect();
         render_table("producer summary", &rows)
     }
 }
