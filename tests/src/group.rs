@@ -952,6 +952,7 @@ pub fn verify_all(
     };
     let mut seen: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
     for q in 0..queues {
+        wait_dispatched(addr, topic, q, acked)?;
         let recs = drain_queue(addr, topic, q)?;
         for (expected, r) in recs.iter().enumerate() {
             let expected = i64::try_from(expected).unwrap_or(i64::MAX);
@@ -983,6 +984,39 @@ pub fn verify_all(
         }
     }
     Ok(v)
+}
+
+/// How long the verifier waits for the master's consume queues to cover what was
+/// acknowledged before it drains them.
+const DISPATCH_CATCH_UP_MS: u64 = 15_000;
+
+/// Waits until queue `q` on `addr` reaches past every acknowledged offset of that queue.
+/// A leader acknowledges once a quorum of followers holds an entry durably, possibly before
+/// its own fsync, and serves (dispatches) only what is durable locally, so a pull right
+/// after the last acknowledgement may not see it yet. A message that never appears is not
+/// waited for beyond the bound: the drain then reports it lost.
+fn wait_dispatched(
+    addr: &str,
+    topic: &str,
+    q: i32,
+    acked: &BTreeMap<String, (i32, i64)>,
+) -> Result<()> {
+    let Some(want) = acked
+        .values()
+        .filter(|(qid, _)| *qid == q)
+        .map(|(_, off)| off + 1)
+        .max()
+    else {
+        return Ok(());
+    };
+    let mut c = AdminClient::connect(addr, REQUEST_TIMEOUT_MS)?;
+    let what = format!("{topic}/{q} on {addr} to reach offset {want}");
+    match wait_until(&what, DISPATCH_CATCH_UP_MS, || {
+        Ok(c.max_offset(topic, q)? >= want)
+    }) {
+        Ok(()) | Err(HarnessError::Timeout { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Cap on messages one background producer sends (bounds its memory).
