@@ -276,6 +276,10 @@ broker_config! {
     dleger_tick_ms: u64 = 0 => "dLegerTickMs",
     dleger_heartbeat_ticks: u32 = 0 => "dLegerHeartbeatTicks",
     dleger_election_timeout_ticks: u32 = 0 => "dLegerElectionTimeoutTicks",
+    /// Our extension: 0 (default) = the DLedger node runs on the broker's runtime, so a
+    /// send and its answer cross no thread between request processing and the node loop;
+    /// 1..=8 = a runtime of its own with that many workers.
+    dleger_runtime_threads: usize = 0 => "dLegerRuntimeThreads",
     /// Our extension: time-out of a request forwarded from a follower to the leader.
     dleger_forward_timeout_ms: u64 = 3000 => "dLegerForwardTimeoutMs",
     /// Our extension: start an embedded NameServer listening on this address in-process.
@@ -616,6 +620,13 @@ impl BrokerConfig {
                 "must be >= 100 ms",
             ));
         }
+        if self.dleger_runtime_threads > 8 {
+            return Err(Self::bad(
+                "dLegerRuntimeThreads",
+                self.dleger_runtime_threads,
+                "must be 0 (the broker's runtime) ..= 8",
+            ));
+        }
         if self.runtime_worker_threads > MAX_RUNTIME_WORKER_THREADS {
             return Err(Self::bad(
                 "runtimeWorkerThreads",
@@ -853,6 +864,7 @@ mod tests {
             ("messageDelayLevel", "1s 5x"),
             ("runtimeWorkerThreads", "257"),
             ("runtimeWorkerThreads", "-1"),
+            ("dLegerRuntimeThreads", "9"),
         ] {
             let err = BrokerConfig::from_pairs(&pairs(&[(k, v)])).unwrap_err();
             let text = err.to_string();

@@ -112,6 +112,15 @@ pub fn dledger_store_config(config: &BrokerConfig, peers: &Peers) -> store::DLed
     dl.tick_ms = nonzero_u64(config.dleger_tick_ms);
     dl.heartbeat_ticks = nonzero_u32(config.dleger_heartbeat_ticks);
     dl.election_timeout_ticks = nonzero_u32(config.dleger_election_timeout_ticks);
+    if config.dleger_runtime_threads == 0 {
+        // Share a multi-threaded runtime only (the store blocks while the node starts and
+        // stops; see `DLedgerStoreConfig::runtime`); otherwise the node gets its own.
+        dl.runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    } else {
+        dl.runtime_threads = config.dleger_runtime_threads;
+    }
     dl
 }
 
