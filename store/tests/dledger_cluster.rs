@@ -478,6 +478,50 @@ async fn failover_keeps_acknowledged_messages_and_dense_offsets_then_restart_cat
     c.shutdown().await;
 }
 
+/// The broker's layout: every node's tasks on the caller's (multi-threaded) runtime. One
+/// worker, so a stop that blocked that worker would starve the node's own shutdown and only
+/// return after the store's stop timeout (10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn nodes_on_the_callers_runtime_fail_over_stop_from_its_worker_and_restart() {
+    let mut c =
+        Cluster::start_with(|dl| dl.runtime = Some(tokio::runtime::Handle::current())).await;
+    let l1 = c.writable().await;
+    for k in 0..5 {
+        c.put(l1, 0, &format!("a{k}")).await;
+    }
+    // A crash drops the node: its tasks on the shared runtime go with it.
+    c.halt(l1).await;
+    let l2 = c.writable().await;
+    for k in 0..5 {
+        let r = c.put(l2, 0, &format!("b{k}")).await;
+        assert_eq!(r.queue_offset, 5 + k);
+    }
+    // A clean stop called right on the runtime's only worker (a spawned task; the test body
+    // itself runs on the test thread).
+    let s = c.stores[l2].take().unwrap();
+    let stop_ms = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        s.shutdown();
+        started.elapsed().as_millis()
+    })
+    .await
+    .unwrap();
+    assert!(stop_ms < 8_000, "stop starved its node for {stop_ms} ms");
+    // Both come back on the same ports and serve identical, dense queues.
+    c.restart(l1).await;
+    c.restart(l2).await;
+    let l = c.writable().await;
+    let r = c.put(l, 0, "c").await;
+    assert_eq!(r.queue_offset, 10);
+    c.dispatched_everywhere(c.acked_end()).await;
+    let view = queue_view(c.store(l), "TopicA", 0);
+    assert_dense(&view, 11);
+    for i in 0..N {
+        assert_eq!(queue_view(c.store(i), "TopicA", 0), view, "replica {i}");
+    }
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_puts_across_a_leader_crash_stay_dense_and_lose_nothing_acknowledged() {
     let mut c = Cluster::start().await;
