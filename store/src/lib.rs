@@ -3,8 +3,9 @@
 //!
 //! Usage: `MessageStore::open(config)` (blocking: call via `spawn_blocking`), then
 //! `put_message(..).await` / `put_messages(..).await` from async code; `get_message`,
-//! `query_message`, `look_message_by_offset` and the offset queries are cheap, non-blocking
-//! reads of mapped memory; `shutdown()` (blocking) flushes and stops the threads.
+//! `query_message`, `look_message_by_offset` and the offset queries are cheap reads of mapped
+//! memory (a cold page faults where the bytes are first touched: see `residency`);
+//! `shutdown()` (blocking) flushes and stops the threads.
 
 pub mod commitlog;
 pub mod config;
@@ -16,6 +17,7 @@ mod index;
 mod mapped_file;
 pub mod message;
 mod page_release;
+pub mod residency;
 pub mod store;
 
 pub use commitlog::dledger::{

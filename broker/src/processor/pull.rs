@@ -183,18 +183,32 @@ pub async fn process_pull(ctx: &Arc<BrokerContext>, request: &RemotingCommand) -
                         // Timed out: one last read (a message may have landed at the very
                         // end), answered whatever it says.
                         let last = read_queue(ctx, &header, max_msgs, &filter);
+                        fault_in_off_runtime(&last.messages).await;
                         return build_response(ctx, request, &header, last);
                     }
                     _ = ctx.shutdown.wait() => {}
                 }
             }
         }
+        fault_in_off_runtime(&result.messages).await;
         return build_response(ctx, request, &header, result);
     }
 }
 
-/// One store read. The store reads mapped memory (no syscalls); a cold page may fault,
-/// which is the same trade-off the Java broker makes on its pull threads.
+/// Makes sure the records' pages are in memory before the response is built and written
+/// from this runtime thread: cold pages (a consumer far behind, or after a restart) are read
+/// on a blocking thread instead, so a slow disk never stalls the other requests on this
+/// thread, nor the DLedger node loop that shares it in group mode.
+async fn fault_in_off_runtime(records: &[Bytes]) {
+    if records.is_empty() || store::residency::all_resident(records) {
+        return;
+    }
+    let records = records.to_vec();
+    let _ = tokio::task::spawn_blocking(move || store::residency::prefault(&records)).await;
+}
+
+/// One store read: consume-queue units and zero-copy slices of the mapped log. The log's
+/// bytes are not touched here (see `fault_in_off_runtime`).
 fn read_queue(
     ctx: &BrokerContext,
     header: &PullMessageRequestHeader,
