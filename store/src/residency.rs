@@ -4,7 +4,7 @@
 //! by whichever thread first touches it. For a pull that is the runtime thread writing the
 //! response, and in group mode that thread also runs the DLedger node loop (heartbeats,
 //! replication). The broker therefore checks a pull's records with [`all_resident`] (one
-//! `mincore` per contiguous run of pages) and, when some page is cold, touches them all on a
+//! `mincore` per span of nearby records) and, when some page is cold, touches them all on a
 //! blocking thread first ([`prefault`]).
 
 use std::sync::OnceLock;
@@ -117,21 +117,27 @@ mod tests {
         ]));
     }
 
-    #[test]
-    fn a_never_read_file_region_is_cold_until_prefaulted() {
+    /// A mapping of a sparse file (`pages` pages, none in the page cache yet) whose faults
+    /// read only their own page (no read-around).
+    fn sparse_mapping(pages: usize) -> (tempfile::TempDir, Bytes) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let file = std::fs::File::create(&path).unwrap();
-        // Sparse: none of these pages is in the page cache yet.
-        file.set_len(64 * 4096).unwrap();
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len((pages * page_bytes()) as u64)
+            .unwrap();
         let file = std::fs::File::open(&path).unwrap();
         // SAFETY: the file is private to this test and never truncated while mapped.
         let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
-        let all = Bytes::from_owner(map);
-        let records = [
-            all.slice(4096 + 100..3 * 4096 + 7),
-            all.slice(40 * 4096..40 * 4096 + 1),
-        ];
+        map.advise(memmap2::Advice::Random).unwrap();
+        (dir, Bytes::from_owner(map))
+    }
+
+    #[test]
+    fn a_never_read_file_region_is_cold_until_prefaulted() {
+        let p = page_bytes();
+        let (_dir, all) = sparse_mapping(64);
+        let records = [all.slice(p + 100..3 * p + 7), all.slice(40 * p..40 * p + 1)];
         assert!(!all_resident(&records));
         prefault(&records);
         assert!(all_resident(&records));
@@ -139,22 +145,14 @@ mod tests {
 
     #[test]
     fn one_cold_page_between_warm_records_is_not_charged_to_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let file = std::fs::File::create(&path).unwrap();
-        file.set_len(64 * 4096).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        // SAFETY: the file is private to this test and never truncated while mapped.
-        let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
-        // No read-around: a fault brings in its own page only.
-        map.advise(memmap2::Advice::Random).unwrap();
-        let all = Bytes::from_owner(map);
-        // Same span (pages 2..=6), page 4 between them never read.
-        let a = all.slice(2 * 4096..2 * 4096 + 10);
-        let b = all.slice(6 * 4096 + 5..6 * 4096 + 20);
+        let p = page_bytes();
+        let (_dir, all) = sparse_mapping(64);
+        // One span (pages 2..=6); page 4 between the two records is never read.
+        let a = all.slice(2 * p..2 * p + 10);
+        let b = all.slice(6 * p + 5..6 * p + 20);
         prefault(&[a.clone(), b.clone()]);
         assert!(all_resident(&[a.clone(), b.clone()]));
-        let c = all.slice(4 * 4096 + 1..4 * 4096 + 2);
+        let c = all.slice(4 * p + 1..4 * p + 2);
         assert!(!all_resident(&[a, c, b]));
     }
 }

@@ -360,7 +360,8 @@ enum Item {
 }
 
 impl DLedgerCommitLog {
-    /// Starts the node (on a runtime of its own) and returns the log. Blocking.
+    /// Starts the node (on `dl.runtime`, or a runtime of its own) and returns the log.
+    /// Blocking.
     pub fn start(
         store_cfg: &StoreConfig,
         dl: &DLedgerStoreConfig,

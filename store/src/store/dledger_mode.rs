@@ -27,7 +27,7 @@ const DISPATCH_WAIT_SLICE_MS: u64 = 100;
 impl MessageStore {
     /// Opens the store over a DLedger commitlog and starts the node (data under
     /// `<store_path_root_dir>/dledger-<self_id>/`). Blocking like [`MessageStore::open`];
-    /// the node runs on a tokio runtime of its own.
+    /// the node runs on a tokio runtime of its own, or on `dl.runtime` when given.
     pub fn open_dledger(
         config: StoreConfig,
         dl: DLedgerStoreConfig,
