@@ -53,25 +53,27 @@ fn mincore_into(start: usize, end: usize, page: usize, vec: &mut Vec<u8>) -> boo
 /// blocking thread, which is always safe).
 pub fn all_resident(records: &[Bytes]) -> bool {
     let page = page_bytes();
+    let runs: Vec<(usize, usize)> = records
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| pages_of(r, page))
+        .collect();
     let mut vec = Vec::new();
-    let mut group: Vec<(usize, usize)> = Vec::new();
-    let mut it = records.iter().filter(|r| !r.is_empty()).peekable();
-    while let Some(r) = it.next() {
-        group.push(pages_of(r, page));
-        let close = it.peek().is_some_and(|n| {
-            let (s, _) = pages_of(n, page);
-            let (first, last) = (group[0].0, group[group.len() - 1].1);
-            s >= first && s <= last + MAX_SPAN_GAP_BYTES && (s - first) / page < MAX_SPAN_PAGES
-        });
-        if close {
-            continue;
+    let mut first = 0;
+    while first < runs.len() {
+        // One span: the following runs that start ahead of it and close to its end.
+        let (start, mut end) = runs[first];
+        let mut next = first + 1;
+        while let Some(&(s, e)) = runs.get(next) {
+            let near = s >= start && s <= end + MAX_SPAN_GAP_BYTES;
+            if !near || (e.max(end) - start) / page > MAX_SPAN_PAGES {
+                break;
+            }
+            end = end.max(e);
+            next += 1;
         }
-        let (start, end) = (
-            group[0].0,
-            group.iter().map(|g| g.1).max().unwrap_or(group[0].1),
-        );
         let span_ok = mincore_into(start, end, page, &mut vec);
-        for &(s, e) in &group {
+        for &(s, e) in &runs[first..next] {
             let resident = if span_ok {
                 vec[(s - start) / page..(e - start) / page]
                     .iter()
@@ -83,7 +85,7 @@ pub fn all_resident(records: &[Bytes]) -> bool {
                 return false;
             }
         }
-        group.clear();
+        first = next;
     }
     true
 }
