@@ -280,6 +280,13 @@ broker_config! {
     /// send and its answer cross no thread between request processing and the node loop;
     /// 1..=8 = a runtime of its own with that many workers.
     dleger_runtime_threads: usize = 0 => "dLegerRuntimeThreads",
+    /// Our extension: DLedger group-commit delay in µs. While sends arrive fast, each
+    /// replica's log write waits up to this long for more entries so one fsync covers them
+    /// all; a lone sender never waits. 0 = fsync every batch at once.
+    dleger_fsync_linger_us: u64 = dledger::storage::thread::DEFAULT_FSYNC_LINGER_US => "dLegerFsyncLingerUs",
+    /// Our extension: shortest time in µs between two consume-queue dispatch passes while
+    /// messages keep arriving (Java's reput service pauses 1 ms); 0 = on every commit.
+    dispatch_interval_us: u64 = 1_000 => "dispatchIntervalUs",
     /// Our extension: time-out of a request forwarded from a follower to the leader.
     dleger_forward_timeout_ms: u64 = 3000 => "dLegerForwardTimeoutMs",
     /// Our extension: start an embedded NameServer listening on this address in-process.
@@ -627,6 +634,20 @@ impl BrokerConfig {
                 "must be 0 (the broker's runtime) ..= 8",
             ));
         }
+        if self.dleger_fsync_linger_us > dledger::storage::thread::MAX_FSYNC_LINGER_US {
+            return Err(Self::bad(
+                "dLegerFsyncLingerUs",
+                self.dleger_fsync_linger_us,
+                "must be 0 ..= 10000",
+            ));
+        }
+        if self.dispatch_interval_us > store::MAX_DISPATCH_INTERVAL_US {
+            return Err(Self::bad(
+                "dispatchIntervalUs",
+                self.dispatch_interval_us,
+                "must be 0 ..= 100000",
+            ));
+        }
         if self.runtime_worker_threads > MAX_RUNTIME_WORKER_THREADS {
             return Err(Self::bad(
                 "runtimeWorkerThreads",
@@ -865,6 +886,8 @@ mod tests {
             ("runtimeWorkerThreads", "257"),
             ("runtimeWorkerThreads", "-1"),
             ("dLegerRuntimeThreads", "9"),
+            ("dLegerFsyncLingerUs", "10001"),
+            ("dispatchIntervalUs", "100001"),
         ] {
             let err = BrokerConfig::from_pairs(&pairs(&[(k, v)])).unwrap_err();
             let text = err.to_string();

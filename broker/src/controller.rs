@@ -94,6 +94,7 @@ pub fn store_config(config: &BrokerConfig, store_host: SocketAddr) -> store::Sto
         max_transfer_count_on_message_in_memory: config.max_transfer_count_on_message_in_memory,
         max_transfer_bytes_on_message_in_memory: config.max_transfer_bytes_on_message_in_memory,
         max_msgs_num_batch: config.max_msgs_num_batch,
+        dispatch_interval_us: config.dispatch_interval_us,
         ..store::StoreConfig::default()
     }
 }
@@ -112,6 +113,7 @@ pub fn dledger_store_config(config: &BrokerConfig, peers: &Peers) -> store::DLed
     dl.tick_ms = nonzero_u64(config.dleger_tick_ms);
     dl.heartbeat_ticks = nonzero_u32(config.dleger_heartbeat_ticks);
     dl.election_timeout_ticks = nonzero_u32(config.dleger_election_timeout_ticks);
+    dl.fsync_linger_us = Some(config.dleger_fsync_linger_us);
     if config.dleger_runtime_threads == 0 {
         // Share a multi-threaded runtime only (the store blocks while the node starts and
         // stops; see `DLedgerStoreConfig::runtime`); otherwise the node gets its own.

@@ -458,6 +458,8 @@ impl DLedgerNode {
             StorageThreadConfig {
                 max_batch_jobs: cfg.max_fsync_batch_jobs,
                 disk_full_retry_ms: 500,
+                fsync_linger_us: cfg.fsync_linger_us,
+                fsync_linger_bytes: cfg.fsync_linger_bytes,
             },
             ev_tx,
         )

@@ -46,6 +46,8 @@ async fn group_commit_in_order_with_hard_state() {
         StorageThreadConfig {
             max_batch_jobs: 64,
             disk_full_retry_ms: 10,
+            fsync_linger_us: 0,
+            fsync_linger_bytes: 0,
         },
         tx,
     )
@@ -98,6 +100,8 @@ async fn disk_full_stalls_without_reporting_durable() {
         StorageThreadConfig {
             max_batch_jobs: 64,
             disk_full_retry_ms: 10,
+            fsync_linger_us: 0,
+            fsync_linger_bytes: 0,
         },
         tx,
     )

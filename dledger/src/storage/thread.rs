@@ -73,6 +73,140 @@ pub enum Event {
 pub struct StorageThreadConfig {
     pub max_batch_jobs: usize,
     pub disk_full_retry_ms: u64,
+    /// Group-commit delay: how long a group may wait for more jobs before its fsync, and
+    /// only while entries arrive fast enough that at least `LINGER_MIN_EXPECTED_ENTRIES`
+    /// more are expected in that time (a lone sync sender never waits). 0 = never wait.
+    pub fsync_linger_us: u64,
+    /// A lingering group stops waiting once it holds this many entry bytes.
+    pub fsync_linger_bytes: u64,
+}
+
+/// Default group-commit delay (see `DLedgerConfig::fsync_linger_us`).
+pub const DEFAULT_FSYNC_LINGER_US: u64 = 500;
+
+/// Upper bound of `StorageThreadConfig::fsync_linger_us` (it adds to every commit).
+pub const MAX_FSYNC_LINGER_US: u64 = 10_000;
+
+/// Lingering pays off only if the wait is expected to bring at least this many entries.
+const LINGER_MIN_EXPECTED_ENTRIES: u64 = 2;
+
+/// A group this large already spreads its fsync thinly: it never waits (under heavy load
+/// groups are large by themselves, and a wait would only add latency).
+const LINGER_ENOUGH_ENTRIES: u64 = 8;
+
+/// Shortest window over which the arrival rate is measured.
+const RATE_WINDOW: Duration = Duration::from_millis(10);
+
+/// Entries per second reaching the storage thread, measured over windows of at least
+/// `RATE_WINDOW` (an idle gap counts, so the rate falls as soon as the load stops).
+#[derive(Debug)]
+struct ArrivalRate {
+    window_start: Instant,
+    window_entries: u64,
+    entries_per_s: u64,
+}
+
+impl ArrivalRate {
+    fn new(now: Instant) -> ArrivalRate {
+        ArrivalRate {
+            window_start: now,
+            window_entries: 0,
+            entries_per_s: 0,
+        }
+    }
+
+    fn record(&mut self, entries: u64, now: Instant) {
+        self.window_entries = self.window_entries.saturating_add(entries);
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if elapsed >= RATE_WINDOW {
+            let per_s = u128::from(self.window_entries) * 1_000_000 / elapsed.as_micros().max(1);
+            self.entries_per_s = u64::try_from(per_s).unwrap_or(u64::MAX);
+            self.window_start = now;
+            self.window_entries = 0;
+        }
+    }
+
+    /// Entries expected to arrive within `wait_us` at the current rate.
+    fn expected_within(&self, wait_us: u64) -> u64 {
+        let n = u128::from(self.entries_per_s) * u128::from(wait_us) / 1_000_000;
+        u64::try_from(n).unwrap_or(u64::MAX)
+    }
+}
+
+/// The group-commit delay: decides whether a group waits for more jobs and gathers them.
+#[derive(Debug)]
+struct Linger {
+    wait_us: u64,
+    max_bytes: u64,
+    rate: ArrivalRate,
+}
+
+impl Linger {
+    fn new(cfg: &StorageThreadConfig, now: Instant) -> Linger {
+        Linger {
+            wait_us: cfg.fsync_linger_us.min(MAX_FSYNC_LINGER_US),
+            max_bytes: cfg.fsync_linger_bytes,
+            rate: ArrivalRate::new(now),
+        }
+    }
+
+    /// Whether a group of `entries` is worth waiting for: small, and more are coming soon.
+    fn worth_waiting(&self, entries: u64) -> bool {
+        self.wait_us > 0
+            && entries < LINGER_ENOUGH_ENTRIES
+            && self.rate.expected_within(self.wait_us) >= LINGER_MIN_EXPECTED_ENTRIES
+    }
+
+    /// Adds jobs to `group` (whose first job arrived at `first_at`) while waiting is worth
+    /// it, until the linger's deadline, its byte limit or `max_jobs`. `recv_until` is the
+    /// channel's receive with a deadline. Records the group in the arrival rate. Returns
+    /// `true` if the channel disconnected.
+    fn gather(
+        &mut self,
+        group: &mut Vec<Job>,
+        first_at: Instant,
+        max_jobs: usize,
+        mut recv_until: impl FnMut(Instant) -> Result<Job, std_mpsc::RecvTimeoutError>,
+    ) -> bool {
+        let (mut entries, mut bytes) = group
+            .iter()
+            .map(entry_count_and_bytes)
+            .fold((0, 0), |(n, b), (jn, jb)| (n + jn, b + jb));
+        let mut disconnected = false;
+        if self.worth_waiting(entries) {
+            let deadline = first_at + Duration::from_micros(self.wait_us);
+            while group.len() < max_jobs
+                && entries < LINGER_ENOUGH_ENTRIES
+                && bytes < self.max_bytes
+            {
+                match recv_until(deadline) {
+                    Ok(j) => {
+                        let (jn, jb) = entry_count_and_bytes(&j);
+                        entries += jn;
+                        bytes += jb;
+                        group.push(j);
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                        disconnected = true;
+                        break;
+                    }
+                }
+            }
+        }
+        self.rate.record(entries, first_at);
+        disconnected
+    }
+}
+
+fn entry_count_and_bytes(job: &Job) -> (u64, u64) {
+    match job {
+        Job::Persist(p) => (
+            p.entries.len() as u64,
+            p.entries.iter().map(|e| e.data.len() as u64).sum(),
+        ),
+        Job::RemoveCompacted => (0, 0),
+    }
 }
 
 /// Handle to the running thread; dropping it lets the thread finish queued jobs and exit
@@ -152,6 +286,7 @@ fn run(
     let mut stalled: VecDeque<Job> = VecDeque::new();
     let retry = Duration::from_millis(cfg.disk_full_retry_ms.max(1));
     let max_batch = cfg.max_batch_jobs.max(1);
+    let mut linger = Linger::new(&cfg, Instant::now());
     loop {
         let mut group: Vec<Job> = Vec::new();
         let mut disconnected = false;
@@ -168,6 +303,7 @@ fn run(
             }
             group.extend(stalled.drain(..));
         }
+        let first_at = Instant::now();
         while group.len() < max_batch {
             match rx.try_recv() {
                 Ok(j) => group.push(j),
@@ -177,6 +313,12 @@ fn run(
                     break;
                 }
             }
+        }
+        if stalled.is_empty() && !disconnected {
+            // Group commit: one fsync for what arrives within the linger, not one per job.
+            disconnected = linger.gather(&mut group, first_at, max_batch, |deadline| {
+                rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            });
         }
         match w.process(group, &mut stalled) {
             Ok(()) => {}
@@ -312,5 +454,174 @@ impl Worker {
         let t0 = Instant::now();
         self.store.sync_and_publish()?;
         Ok(t0.elapsed().as_micros() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::collections::VecDeque;
+
+    fn job(seq: u64, entries: usize, entry_bytes: usize) -> Job {
+        Job::Persist(PersistJob {
+            seq,
+            entries: (0..entries)
+                .map(|i| StoredEntry {
+                    index: seq * 1000 + i as u64,
+                    term: 1,
+                    kind: 0,
+                    data: Bytes::from(vec![7u8; entry_bytes]),
+                })
+                .collect(),
+            ..PersistJob::default()
+        })
+    }
+
+    fn config(linger_us: u64, linger_bytes: u64) -> StorageThreadConfig {
+        StorageThreadConfig {
+            max_batch_jobs: 64,
+            disk_full_retry_ms: 10,
+            fsync_linger_us: linger_us,
+            fsync_linger_bytes: linger_bytes,
+        }
+    }
+
+    /// A linger whose arrival rate says `per_s` entries a second (measured over one window).
+    fn linger_at_rate(cfg: &StorageThreadConfig, t0: Instant, per_s: u64) -> Linger {
+        let mut l = Linger::new(cfg, t0);
+        l.rate.record(per_s / 100, t0 + RATE_WINDOW);
+        assert_eq!(l.rate.entries_per_s, per_s);
+        l
+    }
+
+    /// Scripted receives; records the deadlines asked for.
+    fn script(
+        replies: Vec<Result<Job, std_mpsc::RecvTimeoutError>>,
+    ) -> (
+        VecDeque<Result<Job, std_mpsc::RecvTimeoutError>>,
+        Vec<Instant>,
+    ) {
+        (replies.into(), Vec::new())
+    }
+
+    #[test]
+    fn arrival_rate_is_measured_per_window_and_falls_after_an_idle_gap() {
+        let t0 = Instant::now();
+        let mut r = ArrivalRate::new(t0);
+        r.record(50, t0 + Duration::from_millis(5));
+        assert_eq!(r.entries_per_s, 0, "no rate before a whole window");
+        r.record(50, t0 + Duration::from_millis(10));
+        assert_eq!(r.entries_per_s, 10_000);
+        assert_eq!(r.expected_within(500), 5);
+        // One entry after a second of silence: the rate drops at once.
+        r.record(1, t0 + Duration::from_millis(1010));
+        assert_eq!(r.entries_per_s, 1);
+        assert_eq!(r.expected_within(500), 0);
+    }
+
+    #[test]
+    fn a_lone_sender_never_waits() {
+        let t0 = Instant::now();
+        let cfg = config(MAX_FSYNC_LINGER_US, 1 << 20);
+        // 1,000 entries/s (a sync sender with a 1 ms round trip): < 2 expected in 500 µs…
+        let cfg_500 = config(500, 1 << 20);
+        let mut l = linger_at_rate(&cfg_500, t0, 1_000);
+        let mut group = vec![job(1, 1, 100)];
+        let disconnected = l.gather(&mut group, t0, 64, |_| panic!("must not wait"));
+        assert!(!disconnected);
+        assert_eq!(group.len(), 1);
+        // …and without any rate history nobody waits either, however long the linger.
+        let mut fresh = Linger::new(&cfg, t0);
+        fresh.gather(&mut group, t0, 64, |_| panic!("must not wait"));
+        assert_eq!(group.len(), 1);
+    }
+
+    #[test]
+    fn a_large_group_does_not_wait() {
+        let t0 = Instant::now();
+        let cfg = config(500, 1 << 20);
+        let mut l = linger_at_rate(&cfg, t0, 100_000);
+        let mut group = vec![job(1, LINGER_ENOUGH_ENTRIES as usize, 100)];
+        l.gather(&mut group, t0, 64, |_| panic!("must not wait"));
+        assert_eq!(group.len(), 1);
+    }
+
+    #[test]
+    fn under_load_a_group_gathers_until_enough_entries_with_one_deadline() {
+        let t0 = Instant::now();
+        let cfg = config(500, 1 << 20);
+        let mut l = linger_at_rate(&cfg, t0, 20_000);
+        let mut group = vec![job(1, 2, 100)];
+        let (mut replies, mut deadlines) = script(vec![
+            Ok(job(2, 3, 100)),
+            Ok(job(3, 3, 100)),
+            Ok(job(4, 1, 100)),
+        ]);
+        let disconnected = l.gather(&mut group, t0, 64, |d| {
+            deadlines.push(d);
+            replies.pop_front().expect("scripted")
+        });
+        assert!(!disconnected);
+        // 2 + 3 + 3 = 8 entries: enough, the fourth job is left for the next group.
+        assert_eq!(group.len(), 3);
+        assert_eq!(replies.len(), 1);
+        assert!(deadlines
+            .iter()
+            .all(|d| *d == t0 + Duration::from_micros(500)));
+    }
+
+    #[test]
+    fn waiting_ends_at_the_deadline_the_byte_limit_the_job_limit_or_a_disconnect() {
+        let t0 = Instant::now();
+        let cfg = config(500, 1_000);
+        // Deadline.
+        let mut l = linger_at_rate(&cfg, t0, 20_000);
+        let mut group = vec![job(1, 1, 10)];
+        let (mut replies, _) = script(vec![
+            Ok(job(2, 1, 10)),
+            Err(std_mpsc::RecvTimeoutError::Timeout),
+        ]);
+        assert!(!l.gather(&mut group, t0, 64, |_| replies
+            .pop_front()
+            .expect("scripted")));
+        assert_eq!(group.len(), 2);
+        // Byte limit: 600 + 600 bytes reach 1,000.
+        let mut l = linger_at_rate(&cfg, t0, 20_000);
+        let mut group = vec![job(1, 1, 600)];
+        let (mut replies, _) = script(vec![Ok(job(2, 1, 600)), Ok(job(3, 1, 600))]);
+        l.gather(&mut group, t0, 64, |_| {
+            replies.pop_front().expect("scripted")
+        });
+        assert_eq!(group.len(), 2);
+        // Job limit.
+        let mut l = linger_at_rate(&cfg, t0, 20_000);
+        let mut group = vec![job(1, 1, 10)];
+        let (mut replies, _) = script(vec![Ok(job(2, 1, 10)), Ok(job(3, 1, 10))]);
+        l.gather(&mut group, t0, 2, |_| {
+            replies.pop_front().expect("scripted")
+        });
+        assert_eq!(group.len(), 2);
+        // Disconnect: reported, and what was gathered stays in the group.
+        let mut l = linger_at_rate(&cfg, t0, 20_000);
+        let mut group = vec![job(1, 1, 10)];
+        let (mut replies, _) = script(vec![
+            Ok(job(2, 1, 10)),
+            Err(std_mpsc::RecvTimeoutError::Disconnected),
+        ]);
+        assert!(l.gather(&mut group, t0, 64, |_| replies
+            .pop_front()
+            .expect("scripted")));
+        assert_eq!(group.len(), 2);
+    }
+
+    #[test]
+    fn linger_off_never_waits() {
+        let t0 = Instant::now();
+        let cfg = config(0, 1 << 20);
+        let mut l = linger_at_rate(&cfg, t0, 1_000_000);
+        let mut group = vec![job(1, 1, 10)];
+        l.gather(&mut group, t0, 64, |_| panic!("must not wait"));
+        assert_eq!(group.len(), 1);
     }
 }

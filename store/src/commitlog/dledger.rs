@@ -151,6 +151,9 @@ pub struct DLedgerStoreConfig {
     pub election_timeout_ticks: Option<u32>,
     pub lease_ticks: Option<u32>,
     pub rng_seed: Option<u64>,
+    /// Group-commit delay of the node's storage thread (`DLedgerConfig::fsync_linger_us`);
+    /// None = dledger's default.
+    pub fsync_linger_us: Option<u64>,
     /// Worker threads of the node's own tokio runtime (1..=8). One by default: the node
     /// loop is a single task and its I/O runs on the storage thread, so a second worker
     /// mostly adds wake-ups between the two (measured: ~10 % less broker CPU per message
@@ -198,6 +201,7 @@ impl DLedgerStoreConfig {
             election_timeout_ticks: None,
             lease_ticks: None,
             rng_seed: None,
+            fsync_linger_us: None,
             runtime_threads: 1,
             runtime: None,
             max_inflight_bytes: 32 * 1024 * 1024,
@@ -245,6 +249,9 @@ impl DLedgerStoreConfig {
         }
         if let Some(v) = self.lease_ticks {
             c.lease_ticks = v;
+        }
+        if let Some(v) = self.fsync_linger_us {
+            c.fsync_linger_us = v;
         }
         c.rng_seed = self.rng_seed;
         c.validate().map_err(|e| bad(&e))?;
