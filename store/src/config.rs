@@ -54,6 +54,11 @@ pub struct StoreConfig {
     pub max_transfer_bytes_on_message_in_memory: usize,
     /// Max candidate records returned by a key query (Java `maxMsgsNumBatch` 64).
     pub max_msgs_num_batch: usize,
+    /// Shortest time between two dispatch passes while commits keep arriving (Java's reput
+    /// service pauses 1 ms between passes). An idle dispatcher still reacts to the first
+    /// commit at once; under load each pass takes everything committed meanwhile, so one
+    /// wake-up serves many sends instead of one. 0 dispatches on every commit.
+    pub dispatch_interval_us: u64,
 }
 
 impl Default for StoreConfig {
@@ -85,9 +90,13 @@ impl Default for StoreConfig {
             max_transfer_count_on_message_in_memory: 32,
             max_transfer_bytes_on_message_in_memory: 256 * 1024,
             max_msgs_num_batch: 64,
+            dispatch_interval_us: 1_000,
         }
     }
 }
+
+/// Upper bound of `StoreConfig::dispatch_interval_us`: consumers wait at most this long.
+pub const MAX_DISPATCH_INTERVAL_US: u64 = 100_000;
 
 impl StoreConfig {
     /// Largest whole record accepted (body limit + 64 KiB for headers/properties, as Java).
@@ -119,6 +128,9 @@ impl StoreConfig {
         }
         if self.append_queue_capacity == 0 || self.max_write_batch_bytes == 0 {
             return bad("append queue/batch limits must be > 0");
+        }
+        if self.dispatch_interval_us > MAX_DISPATCH_INTERVAL_US {
+            return bad("dispatch_interval_us must be at most 100 000 (100 ms)");
         }
         parse_delay_levels(&self.message_delay_level)?;
         Ok(())

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
@@ -559,6 +559,7 @@ impl StoreCore {
                     .wait_committed_beyond(reput, Duration::from_millis(200));
                 continue;
             }
+            let pass_started = Instant::now();
             let mut stalled = false;
             while reput < committed {
                 match s.dispatch_step(reput, committed) {
@@ -572,9 +573,32 @@ impl StoreCore {
             s.dispatched.publish(reput);
             if stalled {
                 // Back off before retrying (e.g. no space for a consume-queue file).
-                let g = s.stop.lock().unwrap_or_else(|p| p.into_inner());
-                let _ = s.stop_cv.wait_timeout(g, Duration::from_millis(100));
+                s.pause_unless_stopped(Duration::from_millis(100));
+            } else {
+                // Pace passes under load: the next one takes everything committed meanwhile.
+                let interval = Duration::from_micros(s.config.dispatch_interval_us);
+                s.pause_unless_stopped(interval.saturating_sub(pass_started.elapsed()));
             }
+        }
+    }
+
+    /// Waits `pause` (nothing if zero) or until the store is asked to stop.
+    fn pause_unless_stopped(&self, pause: Duration) {
+        if pause.is_zero() {
+            return;
+        }
+        let deadline = Instant::now() + pause;
+        let mut g = self.stop.lock().unwrap_or_else(|p| p.into_inner());
+        while !*g {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            g = self
+                .stop_cv
+                .wait_timeout(g, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 

@@ -537,3 +537,37 @@ fn assert_queue_holds(s: &MessageStore, topic: &str, body: &[u8], count: i64) {
         }
     }
 }
+
+/// Dispatch passes are paced (`dispatch_interval_us`): a commit that lands while the
+/// dispatcher pauses must still be dispatched after the pause (a lost wake-up would show as
+/// `wait_dispatch` timing out), and the longest interval is the largest one accepted.
+#[test]
+fn paced_dispatch_misses_no_commit_made_during_a_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let te = TestEnv::new();
+    let cfg = StoreConfig {
+        dispatch_interval_us: store::MAX_DISPATCH_INTERVAL_US,
+        ..config(dir.path(), FlushDiskType::AsyncFlush)
+    };
+    let s = MessageStore::open_with_env(cfg.clone(), te.env()).unwrap();
+    let rt = rt();
+    let mut sent = 0i64;
+    for burst in 1..=5i64 {
+        // Each burst starts right after the previous one was dispatched, i.e. inside the
+        // dispatcher's pause.
+        for _ in 0..burst * 7 {
+            rt.block_on(s.put_message(msg("Paced", 0, b"paced", "")))
+                .unwrap();
+            sent += 1;
+        }
+        wait_dispatch(&s);
+        assert_queue_holds(&s, "Paced", b"paced", sent);
+    }
+    s.shutdown();
+
+    let too_long = StoreConfig {
+        dispatch_interval_us: store::MAX_DISPATCH_INTERVAL_US + 1,
+        ..cfg
+    };
+    assert!(MessageStore::open_with_env(too_long, te.env()).is_err());
+}
