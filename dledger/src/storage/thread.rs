@@ -495,14 +495,27 @@ mod tests {
         l
     }
 
-    /// Scripted receives; records the deadlines asked for.
-    fn script(
-        replies: Vec<Result<Job, std_mpsc::RecvTimeoutError>>,
-    ) -> (
-        VecDeque<Result<Job, std_mpsc::RecvTimeoutError>>,
-        Vec<Instant>,
-    ) {
-        (replies.into(), Vec::new())
+    type Reply = Result<Job, std_mpsc::RecvTimeoutError>;
+
+    /// Runs `gather` on a group holding `first`, answering receives from `replies`.
+    /// Returns (jobs in the group, disconnected, replies left, deadlines asked for).
+    fn gather_scripted(
+        l: &mut Linger,
+        t0: Instant,
+        first: Job,
+        max_jobs: usize,
+        replies: Vec<Reply>,
+    ) -> (usize, bool, usize, Vec<Instant>) {
+        let mut replies: VecDeque<Reply> = replies.into();
+        let mut deadlines = Vec::new();
+        let mut group = vec![first];
+        let disconnected = l.gather(&mut group, t0, max_jobs, |d| {
+            deadlines.push(d);
+            replies
+                .pop_front()
+                .expect("asked for more than was scripted")
+        });
+        (group.len(), disconnected, replies.len(), deadlines)
     }
 
     #[test]
@@ -523,49 +536,39 @@ mod tests {
     #[test]
     fn a_lone_sender_never_waits() {
         let t0 = Instant::now();
-        let cfg = config(MAX_FSYNC_LINGER_US, 1 << 20);
         // 1,000 entries/s (a sync sender with a 1 ms round trip): < 2 expected in 500 µs…
-        let cfg_500 = config(500, 1 << 20);
-        let mut l = linger_at_rate(&cfg_500, t0, 1_000);
-        let mut group = vec![job(1, 1, 100)];
-        let disconnected = l.gather(&mut group, t0, 64, |_| panic!("must not wait"));
-        assert!(!disconnected);
-        assert_eq!(group.len(), 1);
+        let mut l = linger_at_rate(&config(500, 1 << 20), t0, 1_000);
+        assert_eq!(gather_scripted(&mut l, t0, job(1, 1, 100), 64, vec![]).0, 1);
         // …and without any rate history nobody waits either, however long the linger.
-        let mut fresh = Linger::new(&cfg, t0);
-        fresh.gather(&mut group, t0, 64, |_| panic!("must not wait"));
-        assert_eq!(group.len(), 1);
+        let mut fresh = Linger::new(&config(MAX_FSYNC_LINGER_US, 1 << 20), t0);
+        assert_eq!(
+            gather_scripted(&mut fresh, t0, job(1, 1, 100), 64, vec![]).0,
+            1
+        );
     }
 
     #[test]
-    fn a_large_group_does_not_wait() {
+    fn a_large_group_or_a_linger_of_zero_does_not_wait() {
         let t0 = Instant::now();
-        let cfg = config(500, 1 << 20);
-        let mut l = linger_at_rate(&cfg, t0, 100_000);
-        let mut group = vec![job(1, LINGER_ENOUGH_ENTRIES as usize, 100)];
-        l.gather(&mut group, t0, 64, |_| panic!("must not wait"));
-        assert_eq!(group.len(), 1);
+        let mut l = linger_at_rate(&config(500, 1 << 20), t0, 100_000);
+        let large = job(1, LINGER_ENOUGH_ENTRIES as usize, 100);
+        assert_eq!(gather_scripted(&mut l, t0, large, 64, vec![]).0, 1);
+        let mut off = linger_at_rate(&config(0, 1 << 20), t0, 1_000_000);
+        assert_eq!(
+            gather_scripted(&mut off, t0, job(1, 1, 10), 64, vec![]).0,
+            1
+        );
     }
 
     #[test]
     fn under_load_a_group_gathers_until_enough_entries_with_one_deadline() {
         let t0 = Instant::now();
-        let cfg = config(500, 1 << 20);
-        let mut l = linger_at_rate(&cfg, t0, 20_000);
-        let mut group = vec![job(1, 2, 100)];
-        let (mut replies, mut deadlines) = script(vec![
-            Ok(job(2, 3, 100)),
-            Ok(job(3, 3, 100)),
-            Ok(job(4, 1, 100)),
-        ]);
-        let disconnected = l.gather(&mut group, t0, 64, |d| {
-            deadlines.push(d);
-            replies.pop_front().expect("scripted")
-        });
-        assert!(!disconnected);
+        let mut l = linger_at_rate(&config(500, 1 << 20), t0, 20_000);
+        let replies = vec![Ok(job(2, 3, 100)), Ok(job(3, 3, 100)), Ok(job(4, 1, 100))];
+        let (jobs, disconnected, left, deadlines) =
+            gather_scripted(&mut l, t0, job(1, 2, 100), 64, replies);
         // 2 + 3 + 3 = 8 entries: enough, the fourth job is left for the next group.
-        assert_eq!(group.len(), 3);
-        assert_eq!(replies.len(), 1);
+        assert_eq!((jobs, disconnected, left), (3, false, 1));
         assert!(deadlines
             .iter()
             .all(|d| *d == t0 + Duration::from_micros(500)));
@@ -575,53 +578,47 @@ mod tests {
     fn waiting_ends_at_the_deadline_the_byte_limit_the_job_limit_or_a_disconnect() {
         let t0 = Instant::now();
         let cfg = config(500, 1_000);
-        // Deadline.
-        let mut l = linger_at_rate(&cfg, t0, 20_000);
-        let mut group = vec![job(1, 1, 10)];
-        let (mut replies, _) = script(vec![
-            Ok(job(2, 1, 10)),
-            Err(std_mpsc::RecvTimeoutError::Timeout),
-        ]);
-        assert!(!l.gather(&mut group, t0, 64, |_| replies
-            .pop_front()
-            .expect("scripted")));
-        assert_eq!(group.len(), 2);
-        // Byte limit: 600 + 600 bytes reach 1,000.
-        let mut l = linger_at_rate(&cfg, t0, 20_000);
-        let mut group = vec![job(1, 1, 600)];
-        let (mut replies, _) = script(vec![Ok(job(2, 1, 600)), Ok(job(3, 1, 600))]);
-        l.gather(&mut group, t0, 64, |_| {
-            replies.pop_front().expect("scripted")
-        });
-        assert_eq!(group.len(), 2);
-        // Job limit.
-        let mut l = linger_at_rate(&cfg, t0, 20_000);
-        let mut group = vec![job(1, 1, 10)];
-        let (mut replies, _) = script(vec![Ok(job(2, 1, 10)), Ok(job(3, 1, 10))]);
-        l.gather(&mut group, t0, 2, |_| {
-            replies.pop_front().expect("scripted")
-        });
-        assert_eq!(group.len(), 2);
-        // Disconnect: reported, and what was gathered stays in the group.
-        let mut l = linger_at_rate(&cfg, t0, 20_000);
-        let mut group = vec![job(1, 1, 10)];
-        let (mut replies, _) = script(vec![
-            Ok(job(2, 1, 10)),
-            Err(std_mpsc::RecvTimeoutError::Disconnected),
-        ]);
-        assert!(l.gather(&mut group, t0, 64, |_| replies
-            .pop_front()
-            .expect("scripted")));
-        assert_eq!(group.len(), 2);
-    }
-
-    #[test]
-    fn linger_off_never_waits() {
-        let t0 = Instant::now();
-        let cfg = config(0, 1 << 20);
-        let mut l = linger_at_rate(&cfg, t0, 1_000_000);
-        let mut group = vec![job(1, 1, 10)];
-        l.gather(&mut group, t0, 64, |_| panic!("must not wait"));
-        assert_eq!(group.len(), 1);
+        let timeout = Err(std_mpsc::RecvTimeoutError::Timeout);
+        let gone = Err(std_mpsc::RecvTimeoutError::Disconnected);
+        // (case, first job, job limit, receives, (jobs gathered, disconnected, receives left))
+        type Case = (&'static str, Job, usize, Vec<Reply>, (usize, bool, usize));
+        let cases: [Case; 4] = [
+            (
+                "deadline",
+                job(1, 1, 10),
+                64,
+                vec![Ok(job(2, 1, 10)), timeout],
+                (2, false, 0),
+            ),
+            // 600 + 600 bytes reach the 1,000-byte limit.
+            (
+                "bytes",
+                job(1, 1, 600),
+                64,
+                vec![Ok(job(2, 1, 600)), Ok(job(3, 1, 600))],
+                (2, false, 1),
+            ),
+            (
+                "jobs",
+                job(1, 1, 10),
+                2,
+                vec![Ok(job(2, 1, 10)), Ok(job(3, 1, 10))],
+                (2, false, 1),
+            ),
+            // Reported, and what was gathered stays in the group.
+            (
+                "disconnect",
+                job(1, 1, 10),
+                64,
+                vec![Ok(job(2, 1, 10)), gone],
+                (2, true, 0),
+            ),
+        ];
+        for (name, first, max_jobs, replies, want) in cases {
+            let mut l = linger_at_rate(&cfg, t0, 20_000);
+            let (jobs, disconnected, left, _) =
+                gather_scripted(&mut l, t0, first, max_jobs, replies);
+            assert_eq!((jobs, disconnected, left), want, "{name}");
+        }
     }
 }
