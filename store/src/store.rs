@@ -621,18 +621,9 @@ impl StoreCore {
         let mut last_release = 0i64;
         loop {
             let Some(s) = weak.upgrade() else { break };
-            {
-                let g = s.stop.lock().unwrap_or_else(|p| p.into_inner());
-                if *g {
-                    break;
-                }
-                let (g, _) = s
-                    .stop_cv
-                    .wait_timeout(g, tick)
-                    .unwrap_or_else(|p| p.into_inner());
-                if *g {
-                    break;
-                }
+            s.pause_unless_stopped(tick);
+            if s.stop_requested() {
+                break;
             }
             let now = started.elapsed().as_millis() as i64;
             if now - last_flush >= s.config.flush_interval_consume_queue_ms as i64 {

@@ -168,12 +168,11 @@ impl Linger {
         max_jobs: usize,
         mut recv_until: impl FnMut(Instant) -> Result<Job, std_mpsc::RecvTimeoutError>,
     ) -> bool {
-        let (mut entries, mut bytes) = group
-            .iter()
-            .map(entry_count_and_bytes)
-            .fold((0, 0), |(n, b), (jn, jb)| (n + jn, b + jb));
+        let mut entries: u64 = group.iter().map(job_entries).sum();
         let mut disconnected = false;
         if self.worth_waiting(entries) {
+            // Bytes matter only while waiting: counted here, not for every group.
+            let mut bytes: u64 = group.iter().map(job_bytes).sum();
             let deadline = first_at + Duration::from_micros(self.wait_us);
             while group.len() < max_jobs
                 && entries < LINGER_ENOUGH_ENTRIES
@@ -181,9 +180,8 @@ impl Linger {
             {
                 match recv_until(deadline) {
                     Ok(j) => {
-                        let (jn, jb) = entry_count_and_bytes(&j);
-                        entries += jn;
-                        bytes += jb;
+                        entries += job_entries(&j);
+                        bytes += job_bytes(&j);
                         group.push(j);
                     }
                     Err(std_mpsc::RecvTimeoutError::Timeout) => break,
@@ -199,13 +197,17 @@ impl Linger {
     }
 }
 
-fn entry_count_and_bytes(job: &Job) -> (u64, u64) {
+fn job_entries(job: &Job) -> u64 {
     match job {
-        Job::Persist(p) => (
-            p.entries.len() as u64,
-            p.entries.iter().map(|e| e.data.len() as u64).sum(),
-        ),
-        Job::RemoveCompacted => (0, 0),
+        Job::Persist(p) => p.entries.len() as u64,
+        Job::RemoveCompacted => 0,
+    }
+}
+
+fn job_bytes(job: &Job) -> u64 {
+    match job {
+        Job::Persist(p) => p.entries.iter().map(|e| e.data.len() as u64).sum(),
+        Job::RemoveCompacted => 0,
     }
 }
 
@@ -290,7 +292,9 @@ fn run(
     loop {
         let mut group: Vec<Job> = Vec::new();
         let mut disconnected = false;
-        if stalled.is_empty() {
+        // Retrying jobs stalled on a full disk: no reason to wait for more.
+        let retrying = !stalled.is_empty();
+        if !retrying {
             match rx.recv() {
                 Ok(j) => group.push(j),
                 Err(_) => return,
@@ -314,7 +318,7 @@ fn run(
                 }
             }
         }
-        if stalled.is_empty() && !disconnected {
+        if !retrying && !disconnected {
             // Group commit: one fsync for what arrives within the linger, not one per job.
             disconnected = linger.gather(&mut group, first_at, max_batch, |deadline| {
                 rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
