@@ -13,6 +13,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use broker::config::{BrokerConfig, CommandLine, USAGE};
 use broker::controller::Broker;
 
+/// Turns transparent huge pages off for this process, as Redis does (`disable-thp`). The
+/// allocator advises huge pages for its arenas, so while the heap grows (a start, a burst)
+/// a request thread faults in and zeroes 2 MiB at a time. Measured on the 2-core VM: in a
+/// fresh group's first second at 20,000 sends/s, 60–80 such faults stalled sends by
+/// 56–71 ms, against 19–29 ms with 4 KiB pages. Only a latency hint: a refusal is ignored.
+fn disable_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "PR_SET_THP_DISABLE refused");
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -20,6 +33,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    disable_transparent_huge_pages();
     let cl = match CommandLine::parse(std::env::args().skip(1)) {
         Ok(cl) => cl,
         Err(e) => {

@@ -33,6 +33,20 @@ fn cluster_starts_and_routes_a_created_topic() {
 }
 
 #[test]
+fn broker_turns_transparent_huge_pages_off_for_itself() {
+    let mut c = Cluster::start(BrokerOptions::default()).expect("start namesrv + broker");
+    let pid = c
+        .broker_process()
+        .and_then(|p| p.pid())
+        .expect("broker is running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    // Linux ≥ 5.0 reports the PR_SET_THP_DISABLE flag; older kernels have no such line.
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
+}
+
+#[test]
 fn broker_restarts_on_the_same_store_dir_and_keeps_an_acknowledged_topic() {
     let mut c = Cluster::start(BrokerOptions::default()).expect("start namesrv + broker");
     c.create_topic("RestartTopic", 2).expect("create topic");
