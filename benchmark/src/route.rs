@@ -34,22 +34,31 @@ pub struct QueueTarget {
 #[derive(Debug, Default)]
 pub struct Connections {
     map: Mutex<HashMap<String, RemotingClient>>,
+    /// Held while connecting, so tasks that all miss at once (every sender at start-up) share
+    /// one new connection instead of each opening its own and dropping all but the last,
+    /// as Java's `NettyRemotingClient` does under its channel-table lock.
+    connecting: tokio::sync::Mutex<()>,
 }
 
 impl Connections {
     pub async fn get(&self, addr: &str) -> Result<RemotingClient, BenchError> {
-        {
-            let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = map.get(addr).filter(|c| !c.is_closed()) {
-                return Ok(c.clone());
-            }
+        if let Some(c) = self.open(addr) {
+            return Ok(c);
         }
-        // Connect outside the lock; if two tasks race, the later one wins and the other
-        // connection is dropped (closed) when its last user finishes.
+        let _connecting = self.connecting.lock().await;
+        // Someone else may have connected while this task waited.
+        if let Some(c) = self.open(addr) {
+            return Ok(c);
+        }
         let client = RemotingClient::connect(addr, ClientConfig::default()).await?;
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.insert(addr.to_string(), client.clone());
         Ok(client)
+    }
+
+    fn open(&self, addr: &str) -> Option<RemotingClient> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(addr).filter(|c| !c.is_closed()).cloned()
     }
 
     pub fn close_all(&self) {
