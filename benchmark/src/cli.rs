@@ -7,6 +7,8 @@ pub const MAX_THREADS: usize = 4096;
 pub const MAX_SIZE_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_BATCH: usize = 1024;
 pub const MAX_INFLIGHT_PER_SENDER: usize = 1024;
+/// Longest --warmup (one hour).
+pub const MAX_WARMUP_S: u64 = 3600;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,6 +79,10 @@ pub struct ProducerArgs {
     /// Fixed rate: total send requests per second over all senders (a batch is one request).
     #[arg(long = "rate")]
     pub rate_per_s: Option<u64>,
+    /// Seconds of the same load run before the measured --duration. Sends started (or, with
+    /// --rate, intended) in it are shown in the live lines but left out of the summary.
+    #[arg(long = "warmup", default_value_t = 0)]
+    pub warmup_s: u64,
     /// Messages per SEND_BATCH_MESSAGE request (1 = SEND_MESSAGE_V2).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -123,6 +129,12 @@ impl ProducerArgs {
         }
         if self.duration_s == Some(0) {
             return Err("--duration must be positive".into());
+        }
+        if self.warmup_s > MAX_WARMUP_S {
+            return Err(format!("--warmup must be at most {MAX_WARMUP_S}"));
+        }
+        if self.warmup_s > 0 && self.duration_s.is_none() {
+            return Err("--warmup needs --duration".into());
         }
         if self.timeout_ms == 0 {
             return Err("--timeout-ms must be positive".into());

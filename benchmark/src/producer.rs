@@ -54,8 +54,13 @@ struct Shared {
     args: ProducerArgs,
     conns: Arc<Connections>,
     routes: Arc<RouteCache>,
+    /// Every send, warm-up included (live lines).
     counters: Counters,
+    /// Sends started at or after `measure_from` (the summary).
+    measured: Counters,
     latencies: Latencies,
+    /// End of the warm-up: sends starting earlier are not part of the summary.
+    measure_from: Instant,
     /// Messages claimed so far (count mode without a rate).
     claimed: AtomicU64,
     round_robin: AtomicU64,
@@ -167,11 +172,12 @@ impl Shared {
     /// Send one request with retries; record latency from `start` on success.
     async fn send(&self, work: Work) {
         let start = work.intended.unwrap_or_else(Instant::now);
+        let measured = start >= self.measure_from;
         let mut index = self.round_robin.fetch_add(1, Ordering::Relaxed);
         let mut last_broker: Option<Arc<str>> = None;
         for attempt in 0..=self.args.retries {
             if attempt > 0 {
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                self.count(measured, |c| &c.retries, 1);
             }
             let queues = self.routes.get();
             if queues.is_empty() {
@@ -188,10 +194,12 @@ impl Shared {
             };
             match result {
                 Ok(resp) if is_stored_code(resp.code) => {
-                    self.latencies.record(start.elapsed());
-                    self.counters
-                        .messages
-                        .fetch_add(work.messages as u64, Ordering::Relaxed);
+                    if measured {
+                        self.latencies.record(start.elapsed());
+                    } else {
+                        self.latencies.record_interval_only(start.elapsed());
+                    }
+                    self.count(measured, |c| &c.messages, work.messages as u64);
                     return;
                 }
                 Ok(resp) if is_retryable_code(resp.code) => {}
@@ -201,7 +209,15 @@ impl Shared {
             }
             last_broker = Some(q.broker_name.clone());
         }
-        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        self.count(measured, |c| &c.failures, 1);
+    }
+
+    /// Adds `n` to one counter of the live totals and, for a measured send, of the summary.
+    fn count(&self, measured: bool, which: impl Fn(&Counters) -> &AtomicU64, n: u64) {
+        which(&self.counters).fetch_add(n, Ordering::Relaxed);
+        if measured {
+            which(&self.measured).fetch_add(n, Ordering::Relaxed);
+        }
     }
 }
 
@@ -243,6 +259,14 @@ pub async fn run(args: ProducerArgs) -> Result<ProducerSummary, BenchError> {
             reason: "no writable queue on a master".into(),
         });
     }
+    // Connect before the clock starts, as the route was looked up: the run measures sends,
+    // not the set-up. A failure here is left to the senders' retries.
+    let mut addrs: Vec<&str> = queues.iter().map(|q| &*q.addr).collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    for addr in addrs {
+        let _ = conns.get(addr).await;
+    }
     let routes = RouteCache::new(queues);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let refresher = tokio::spawn(route::refresh_loop(
@@ -256,7 +280,10 @@ pub async fn run(args: ProducerArgs) -> Result<ProducerSummary, BenchError> {
 
     let payload = vec![b'a'; args.size_bytes];
     let start = Instant::now();
-    let deadline = args.duration_s.map(|s| start + Duration::from_secs(s));
+    let measure_from = start + Duration::from_secs(args.warmup_s);
+    let deadline = args
+        .duration_s
+        .map(|s| measure_from + Duration::from_secs(s));
     let schedule = args
         .rate_per_s
         .map(|r| Arc::new(RateSchedule::new(start, r)));
@@ -279,7 +306,9 @@ pub async fn run(args: ProducerArgs) -> Result<ProducerSummary, BenchError> {
         conns: conns.clone(),
         routes,
         counters: Counters::default(),
+        measured: Counters::default(),
         latencies: Latencies::default(),
+        measure_from,
         claimed: AtomicU64::new(0),
         round_robin: AtomicU64::new(0),
         stop: AtomicBool::new(false),
@@ -307,7 +336,7 @@ pub async fn run(args: ProducerArgs) -> Result<ProducerSummary, BenchError> {
         }
     }
     while senders.join_next().await.is_some() {}
-    let elapsed = start.elapsed();
+    let elapsed = measure_from.elapsed();
     reporter.abort();
     let _ = reporter.await;
     ctrl_c.abort();
@@ -315,7 +344,7 @@ pub async fn run(args: ProducerArgs) -> Result<ProducerSummary, BenchError> {
     let _ = refresher.await;
     conns.close_all();
 
-    let (sent, failures, retries) = shared.counters.load();
+    let (sent, failures, retries) = shared.measured.load();
     let a = &shared.args;
     Ok(ProducerSummary {
         topic: a.topic.clone(),
@@ -324,6 +353,7 @@ pub async fn run(args: ProducerArgs) -> Result<ProducerSummary, BenchError> {
         batch: a.batch,
         async_mode: a.async_mode,
         rate_per_s: a.rate_per_s,
+        warmup_s: a.warmup_s,
         sent,
         failures,
         retries,
@@ -347,10 +377,16 @@ async fn report_loop(shared: Arc<Shared>, start: Instant) {
         let tps = (sent - last_sent) as f64 / secs;
         let lat = shared.latencies.take_interval();
         let progress = shared.args.count.map(|c| (sent, c));
+        // An interval that began in the warm-up reports it.
+        let label = if last_at < shared.measure_from {
+            "warmup"
+        } else {
+            "send"
+        };
         println!(
             "{}",
             live_line(
-                "send",
+                label,
                 now.duration_since(start).as_secs(),
                 tps,
                 &lat,

@@ -97,6 +97,15 @@ impl Latencies {
         g.1.saturating_record(us);
     }
 
+    /// Records into the interval histogram only (a warm-up send: live lines, not the run).
+    pub fn record_interval_only(&self, latency: Duration) {
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(MAX_LATENCY_US)
+            .max(1);
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.0.saturating_record(us);
+    }
+
     /// Snapshot and reset the interval histogram.
     pub fn take_interval(&self) -> LatencySnapshot {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -169,6 +178,8 @@ pub struct ProducerSummary {
     pub batch: usize,
     pub async_mode: bool,
     pub rate_per_s: Option<u64>,
+    /// Seconds of load before the measured part (not in `sent`, `duration_s`, `latency`).
+    pub warmup_s: u64,
     pub sent: u64,
     pub failures: u64,
     pub retries: u64,
@@ -199,6 +210,7 @@ impl ProducerSummary {
             "batch": self.batch,
             "async": self.async_mode,
             "rate": self.rate_per_s,
+            "warmup_s": self.warmup_s,
             "sent": self.sent,
             "failures": self.failures,
             "retries": self.retries,
@@ -224,6 +236,7 @@ impl ProducerSummary {
                 self.rate_per_s
                     .map_or("none".to_string(), |r| format!("{r} sends/s")),
             ),
+            ("warm-up", format!("{} s (not measured)", self.warmup_s)),
             ("sent", self.sent.to_string()),
             ("failures", self.failures.to_string()),
             ("retries", self.retries.to_string()),
@@ -318,6 +331,7 @@ mod tests {
             batch: 1,
             async_mode: false,
             rate_per_s: None,
+            warmup_s: 0,
             sent: 1000,
             failures: 2,
             retries: 3,
@@ -387,6 +401,17 @@ mod tests {
         }
         assert_eq!(v["recv_tps"], 200.0);
         assert!(s.table().contains("| received"));
+    }
+
+    #[test]
+    fn warmup_latency_stays_out_of_the_total() {
+        let lat = Latencies::default();
+        lat.record_interval_only(Duration::from_millis(50));
+        lat.record(Duration::from_millis(5));
+        assert_eq!(lat.take_interval().count, 2);
+        let total = lat.total();
+        assert_eq!(total.count, 1);
+        assert!(total.max_ms < 6.0, "{}", total.max_ms);
     }
 
     #[test]

@@ -50,6 +50,8 @@ struct Fake {
     /// the tool's 2 retries always succeed and the outcome is deterministic.
     fail_first: AtomicU64,
     failed_sends: AtomicU64,
+    /// The first send request is answered only after this many milliseconds (a slow start).
+    stall_first_send_ms: AtomicU64,
     offsets: Mutex<HashMap<i32, i64>>,
     pulls_with_commit_bit: AtomicU64,
 }
@@ -332,8 +334,13 @@ async fn start_fake() -> Harness {
     d.register_many(
         &[request::SEND_MESSAGE_V2, request::SEND_BATCH_MESSAGE],
         processor_fn(move |_c, r| {
+            let stall_ms = f.stall_first_send_ms.swap(0, Ordering::Relaxed);
             let out = f.send(&r);
-            async move { out }
+            async move {
+                // Simulated broker latency, not synchronisation: nothing waits on it.
+                tokio::time::sleep(Duration::from_millis(stall_ms)).await;
+                out
+            }
         }),
     );
     let f = fake.clone();
@@ -540,6 +547,34 @@ async fn fixed_rate_sends_exactly_the_scheduled_slots() {
     assert_eq!(v["rate"], 50, "{v}");
     assert!(
         lines.iter().any(|l| l.contains("send_tps=")),
+        "live lines: {lines:#?}"
+    );
+    h.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warmup_sends_are_left_out_of_the_summary() {
+    let h = start_fake().await;
+    const STALL_MS: u64 = 700;
+    h.fake
+        .stall_first_send_ms
+        .store(STALL_MS, Ordering::Relaxed);
+    let (lines, ok) = run_tool(args(
+        "producer -n ADDR --topic BenchT --threads 2 --size 16 --warmup 1 --duration 1 --rate 50 --json",
+        h.addr,
+    ))
+    .await;
+    assert!(ok, "{lines:#?}");
+    let v = last_json(&lines);
+    // 100 slots in the two seconds; the summary holds the 50 intended in the second one.
+    assert_eq!(h.fake.stored().iter().sum::<usize>(), 100);
+    assert_eq!(v["sent"], 50, "{v}");
+    assert_eq!(v["warmup_s"], 1, "{v}");
+    assert!(v["duration_s"].as_f64().unwrap() < 1.5, "{v}");
+    // The stalled first send belongs to the warm-up: its latency is not in the summary.
+    assert!(v["max_ms"].as_f64().unwrap() < STALL_MS as f64, "{v}");
+    assert!(
+        lines.iter().any(|l| l.contains("warmup_tps=")),
         "live lines: {lines:#?}"
     );
     h.shutdown.trigger();
