@@ -16,8 +16,8 @@ use broker::controller::Broker;
 /// Turns transparent huge pages off for this process, as Redis does (`disable-thp`). The
 /// allocator advises huge pages for its arenas, so while the heap grows (a start, a burst)
 /// a request thread faults in and zeroes 2 MiB at a time. Measured on the 2-core VM: in a
-/// fresh group's first second at 20,000 sends/s, 60–80 such faults stalled sends by
-/// 56–71 ms, against 19–29 ms with 4 KiB pages. Only a latency hint: a refusal is ignored.
+/// fresh group's first second at 20,000 sends/s, 60–80 such faults gave a p99 of
+/// 56–71 ms, against 19–27 ms with 4 KiB pages. Only a latency hint: a refusal is ignored.
 fn disable_transparent_huge_pages() {
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
     let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
