@@ -73,6 +73,13 @@ impl LatencySnapshot {
     }
 }
 
+/// A latency as a histogram value: whole microseconds, at least 1.
+fn histogram_us(latency: Duration) -> u64 {
+    u64::try_from(latency.as_micros())
+        .unwrap_or(MAX_LATENCY_US)
+        .max(1)
+}
+
 /// A histogram for the current one-second interval plus one for the whole run.
 #[derive(Debug)]
 pub struct Latencies {
@@ -89,9 +96,7 @@ impl Default for Latencies {
 
 impl Latencies {
     pub fn record(&self, latency: Duration) {
-        let us = u64::try_from(latency.as_micros())
-            .unwrap_or(MAX_LATENCY_US)
-            .max(1);
+        let us = histogram_us(latency);
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.0.saturating_record(us);
         g.1.saturating_record(us);
@@ -99,9 +104,7 @@ impl Latencies {
 
     /// Records into the interval histogram only (a warm-up send: live lines, not the run).
     pub fn record_interval_only(&self, latency: Duration) {
-        let us = u64::try_from(latency.as_micros())
-            .unwrap_or(MAX_LATENCY_US)
-            .max(1);
+        let us = histogram_us(latency);
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.0.saturating_record(us);
     }
