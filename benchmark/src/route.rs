@@ -34,10 +34,11 @@ pub struct QueueTarget {
 #[derive(Debug, Default)]
 pub struct Connections {
     map: Mutex<HashMap<String, RemotingClient>>,
-    /// Held while connecting, so tasks that all miss at once (every sender at start-up) share
-    /// one new connection instead of each opening its own and dropping all but the last,
-    /// as Java's `NettyRemotingClient` does under its channel-table lock.
-    connecting: tokio::sync::Mutex<()>,
+    /// One lock per address, held while connecting to it, so tasks that all miss at once
+    /// (every sender at start-up) share one new connection instead of each opening its own
+    /// and dropping all but the last. Per address: a dead master that is slow to refuse must
+    /// not hold up connecting to the new one.
+    connecting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Connections {
@@ -45,7 +46,11 @@ impl Connections {
         if let Some(c) = self.open(addr) {
             return Ok(c);
         }
-        let _connecting = self.connecting.lock().await;
+        let lock = {
+            let mut m = self.connecting.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(m.entry(addr.to_string()).or_default())
+        };
+        let _connecting = lock.lock().await;
         // Someone else may have connected while this task waited.
         if let Some(c) = self.open(addr) {
             return Ok(c);
