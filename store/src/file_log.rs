@@ -53,7 +53,7 @@ struct Shared {
     queue_offsets: Arc<QueueOffsetTable>,
     fsyncs: AtomicU64,
     /// How far page mappings were dropped (`release_mapped_below`).
-    released: ReleaseMark,
+    released: Arc<ReleaseMark>,
     flush_lock: Mutex<()>,
     failed: Mutex<Option<String>>,
     stop: Mutex<bool>,
@@ -104,7 +104,7 @@ impl FileCommitLog {
             committed: Watermark::new(end),
             queue_offsets,
             fsyncs: AtomicU64::new(0),
-            released: ReleaseMark::default(),
+            released: Arc::new(ReleaseMark::default()),
             flush_lock: Mutex::new(()),
             failed: Mutex::new(None),
             stop: Mutex::new(false),
@@ -691,8 +691,8 @@ impl CommitLog for FileCommitLog {
         if pos + size > s.seg_size {
             return None;
         }
-        s.released.note_read(phys as u64);
-        Some(seg.slice(pos, size))
+        s.released.note_read(phys as u64, size as u64);
+        Some(seg.slice_noted(pos, size, &s.released, phys as u64))
     }
 
     fn min_offset(&self) -> i64 {
@@ -715,6 +715,10 @@ impl CommitLog for FileCommitLog {
         self.shared.flushed.load(Ordering::Acquire)
     }
 
+    fn cold_read_bytes(&self) -> u64 {
+        self.shared.released.cold_read_bytes()
+    }
+
     fn release_mapped_below(&self, below: i64) {
         let s = &self.shared;
         // Not limited to flushed bytes: records are written with `pwrite`, so the mapping
@@ -722,31 +726,29 @@ impl CommitLog for FileCommitLog {
         // drops data (dirty page-cache pages stay dirty until written back). At 100 MB/s with
         // ASYNC_FLUSH the flush runs ~0.5 s behind, and waiting for it kept up to 136 MiB of
         // log mapped.
-        let below = below.max(0) as u64;
-        let Some((from, to)) = s.released.pending(below) else {
-            return;
-        };
-        // Page-aligned (segment starts are too), so consecutive passes leave no page behind.
-        let (lo_off, hi_off) = (from as i64, to as i64);
-        let segs: Vec<Arc<MappedFile>> = s
-            .segments
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|m| {
+        s.released.pass(below.max(0) as u64, |from, to| {
+            // Page-aligned (segment starts are too), so consecutive passes leave no page
+            // behind.
+            let (lo_off, hi_off) = (from as i64, to as i64);
+            let segs: Vec<Arc<MappedFile>> = s
+                .segments
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|m| {
+                    let start = m.start_offset();
+                    start < hi_off && start + m.size() as i64 > lo_off
+                })
+                .cloned()
+                .collect();
+            for m in segs {
                 let start = m.start_offset();
-                start < hi_off && start + m.size() as i64 > lo_off
-            })
-            .cloned()
-            .collect();
-        for m in segs {
-            let start = m.start_offset();
-            m.release_range(
-                (lo_off.max(start) - start) as usize,
-                (hi_off - start) as usize,
-            );
-        }
-        s.released.released(from, to);
+                m.release_range(
+                    (lo_off.max(start) - start) as usize,
+                    (hi_off - start) as usize,
+                );
+            }
+        });
     }
 
     fn flush(&self) -> Result<(), StoreError> {

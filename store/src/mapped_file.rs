@@ -15,6 +15,7 @@ use memmap2::MmapRaw;
 
 use crate::env::FileAllocator;
 use crate::error::StoreError;
+use crate::page_release::{Noted, ReleaseMark};
 
 pub(crate) struct MappedFile {
     path: PathBuf,
@@ -250,12 +251,31 @@ impl MappedFile {
     /// Zero-copy `Bytes` over a published range; keeps the mapping alive (even after the
     /// file is deleted by retention).
     pub(crate) fn slice(self: &Arc<Self>, pos: usize, len: usize) -> Bytes {
+        Bytes::from_owner(self.map_slice(pos, len))
+    }
+
+    /// `slice` that tells `mark` when the bytes are dropped (a log read at `log_pos`).
+    pub(crate) fn slice_noted(
+        self: &Arc<Self>,
+        pos: usize,
+        len: usize,
+        mark: &Arc<ReleaseMark>,
+        log_pos: u64,
+    ) -> Bytes {
+        Bytes::from_owner(Noted {
+            bytes: self.map_slice(pos, len),
+            mark: Arc::clone(mark),
+            pos: log_pos,
+        })
+    }
+
+    fn map_slice(self: &Arc<Self>, pos: usize, len: usize) -> MapSlice {
         assert!(pos.checked_add(len).is_some_and(|e| e <= self.size));
-        Bytes::from_owner(MapSlice {
+        MapSlice {
             file: Arc::clone(self),
             pos,
             len,
-        })
+        }
     }
 
     /// msync of `[pos, pos+len)`; durable on return.

@@ -38,6 +38,10 @@ const MAPPED_LOG_TAIL_KEEP_BYTES: i64 = 16 * 1024 * 1024;
 /// between passes (single-replica broker RSS up to 189 MB); a pass is one `madvise` per
 /// segment touched.
 const MAPPED_LOG_RELEASE_INTERVAL_MS: i64 = 200;
+/// Cold log bytes (below the last release point) that pulls may map before a release pass
+/// starts early: a consumer catching up reads ~700 MB/s, and waiting for the timed pass let
+/// RSS grow by 200–300 MiB per broker.
+const COLD_READ_RELEASE_BYTES: u64 = 16 * 1024 * 1024;
 /// Units scanned per pull at most (Java: max(16000 bytes, maxMsgNums * 20) of units).
 const MAX_FILTER_SCAN_BYTES: usize = 16_000;
 /// Commitlog segments deleted per retention pass (Java `deleteCommitLogFilesInterval` batch).
@@ -160,7 +164,12 @@ pub struct StoreCore {
     tps_samples: Mutex<VecDeque<(i64, u64)>>,
     stopped: AtomicBool,
     stop: Mutex<bool>,
+    /// Wakes the store's threads: on stop, and the housekeeping thread for an early release.
     stop_cv: Condvar,
+    /// Set (under `stop`) when pulls mapped `COLD_READ_RELEASE_BYTES` of cold log bytes.
+    release_requested: AtomicBool,
+    /// `CommitLog::cold_read_bytes` when the last early release was requested.
+    cold_read_mark: AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
     lock_file: Mutex<Option<File>>,
     /// Set in DLedger mode (`open_dledger`).
@@ -320,6 +329,8 @@ impl MessageStore {
             stopped: AtomicBool::new(false),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
+            release_requested: AtomicBool::new(false),
+            cold_read_mark: AtomicU64::new(0),
             threads: Mutex::new(Vec::new()),
             lock_file: Mutex::new(lock_file),
             dledger: std::sync::OnceLock::new(),
@@ -584,12 +595,18 @@ impl StoreCore {
 
     /// Waits `pause` (nothing if zero) or until the store is asked to stop.
     fn pause_unless_stopped(&self, pause: Duration) {
+        self.pause_until(pause, || false);
+    }
+
+    /// Waits `pause` (nothing if zero), until the store is asked to stop, or until `wake`
+    /// (checked under the `stop` lock, so a setter holding it cannot be missed) says so.
+    fn pause_until(&self, pause: Duration, wake: impl Fn() -> bool) {
         if pause.is_zero() {
             return;
         }
         let deadline = Instant::now() + pause;
         let mut g = self.stop.lock().unwrap_or_else(|p| p.into_inner());
-        while !*g {
+        while !*g && !wake() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -621,7 +638,7 @@ impl StoreCore {
         let mut last_release = 0i64;
         loop {
             let Some(s) = weak.upgrade() else { break };
-            s.pause_unless_stopped(tick);
+            s.pause_until(tick, || s.release_requested.load(Ordering::Acquire));
             if s.stop_requested() {
                 break;
             }
@@ -637,7 +654,8 @@ impl StoreCore {
                 s.refresh_disk_state();
                 s.sample_tps(now);
             }
-            if now - last_release >= MAPPED_LOG_RELEASE_INTERVAL_MS {
+            let early = s.release_requested.swap(false, Ordering::AcqRel);
+            if early || now - last_release >= MAPPED_LOG_RELEASE_INTERVAL_MS {
                 last_release = now;
                 // Keep the hot tail (consumers reading near it) mapped; drop the rest from RSS.
                 s.release_mapped_log_pages(MAPPED_LOG_TAIL_KEEP_BYTES);
@@ -662,6 +680,25 @@ impl StoreCore {
             .flush()?;
         let cp = dispatched.min(self.log.flushed_offset());
         write_checkpoint(&self.config.store_path_root_dir, cp)
+    }
+
+    /// Asks the housekeeping thread for a release pass now once pulls have mapped
+    /// `COLD_READ_RELEASE_BYTES` of cold log bytes since the last request: one atomic load
+    /// per pull otherwise.
+    fn note_cold_reads(&self) {
+        let read = self.log.cold_read_bytes();
+        let mark = self.cold_read_mark.load(Ordering::Relaxed);
+        if read.saturating_sub(mark) < COLD_READ_RELEASE_BYTES
+            || self
+                .cold_read_mark
+                .compare_exchange(mark, read, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let _g = self.stop.lock().unwrap_or_else(|p| p.into_inner());
+        self.release_requested.store(true, Ordering::Release);
+        self.stop_cv.notify_all();
     }
 
     /// Drops the page mappings of log bytes more than `keep_bytes` behind the dispatcher from
@@ -1020,6 +1057,7 @@ impl StoreCore {
         r.next_begin_offset = offset + scanned;
         if status == GetMessageStatus::Found {
             self.counters.get_found.fetch_add(1, Ordering::Relaxed);
+            self.note_cold_reads();
         }
         r
     }

@@ -403,6 +403,10 @@ async fn metadata_applied_in_log_order_on_every_replica_and_replayed_on_restart(
     assert!(expect.windows(2).all(|w| w[0].2 < w[1].2), "log order");
     for i in 0..N {
         assert_eq!(*c.meta[i].lock().unwrap(), expect, "replica {i}");
+        // Each dispatcher walked the whole log itself: delivering a metadata entry must not
+        // walk again the messages since the previous one (that scan mapped seconds of
+        // traffic into RSS and stalled dispatch).
+        assert_eq!(c.store(i).metadata_replay_steps(), 0, "replica {i}");
     }
     // A restarted follower replays the same history (its dispatch checkpoint is past it).
     let f = (l + 1) % N;
@@ -414,6 +418,10 @@ async fn metadata_applied_in_log_order_on_every_replica_and_replayed_on_restart(
     c.restart(f).await;
     wait_meta(&c, f, 10).await;
     assert_eq!(*c.meta[f].lock().unwrap(), expect);
+    assert!(
+        c.store(f).metadata_replay_steps() > 0,
+        "the restart replayed"
+    );
     // A listener registered late gets the history too.
     let late = Arc::new(Mutex::new(Vec::new()));
     let (tx, _rx) = watch::channel(0);

@@ -483,6 +483,93 @@ fn dispatched_log_pages_leave_rss_and_stay_readable() {
     assert!(again < 100, "resident after the second release: {again} kB");
 }
 
+/// A pull takes its records (noting the read) before its response is written, which is
+/// when the pages are touched: a release pass in between must not leave those pages mapped
+/// for good.
+#[test]
+fn pages_touched_after_a_pass_are_dropped_by_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let te = TestEnv::new();
+    let s = open(dir.path(), FlushDiskType::SyncFlush, &te);
+    let body = vec![5u8; 3000];
+    put_and_dispatch(&s, "RssLate", &body, 1000);
+    let log_dir = dir.path().join("commitlog");
+    s.release_mapped_log_pages(0);
+    assert!(mapped_rss_kb(&log_dir) < 100);
+    let mut taken: Vec<bytes::Bytes> = Vec::new();
+    while taken.len() < 1000 {
+        let r = s.get_message(
+            "RssLate",
+            0,
+            taken.len() as i64,
+            32,
+            64 << 20,
+            &AcceptAllFilter,
+        );
+        assert!(!r.messages.is_empty());
+        taken.extend(r.messages);
+    }
+    s.release_mapped_log_pages(0);
+    // The response is written now, and its bytes dropped.
+    let touched: usize = taken.iter().map(|b| decode(b).body.len()).sum();
+    assert_eq!(touched, 1000 * body.len());
+    drop(taken);
+    assert!(
+        mapped_rss_kb(&log_dir) >= 2_500,
+        "the write mapped the pages"
+    );
+    s.release_mapped_log_pages(0);
+    let after = mapped_rss_kb(&log_dir);
+    assert!(after < 100, "resident after the next pass: {after} kB");
+}
+
+/// A consumer catching up on a topic of many queues reads each queue's records far apart in
+/// the log, with release passes between its pulls; a fault maps the cached pages around a
+/// record too (below it as well), and none of them may stay mapped.
+#[test]
+fn interleaved_catch_up_reads_leave_nothing_mapped() {
+    const QUEUES: i32 = 8;
+    const PER_QUEUE: i64 = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let te = TestEnv::new();
+    let s = open(dir.path(), FlushDiskType::SyncFlush, &te);
+    let body = vec![3u8; 1000];
+    let rt = rt();
+    for i in 0..PER_QUEUE {
+        for q in 0..QUEUES {
+            rt.block_on(s.put_message(msg("RssWide", q, &body, &format!("i={i}"))))
+                .unwrap();
+        }
+    }
+    wait_dispatch(&s);
+    let log_dir = dir.path().join("commitlog");
+    s.release_mapped_log_pages(0);
+    assert!(mapped_rss_kb(&log_dir) < 100);
+    let mut next = [0i64; QUEUES as usize];
+    let mut pulls = 0;
+    while next.iter().any(|n| *n < PER_QUEUE) {
+        for q in 0..QUEUES {
+            let at = next[q as usize];
+            if at >= PER_QUEUE {
+                continue;
+            }
+            let r = s.get_message("RssWide", q, at, 32, 64 << 20, &AcceptAllFilter);
+            assert!(!r.messages.is_empty(), "queue {q} at {at}");
+            for b in &r.messages {
+                assert_eq!(decode(b).body.len(), body.len());
+            }
+            next[q as usize] += r.messages.len() as i64;
+            pulls += 1;
+            if pulls % 5 == 0 {
+                s.release_mapped_log_pages(0);
+            }
+        }
+    }
+    s.release_mapped_log_pages(0);
+    let after = mapped_rss_kb(&log_dir);
+    assert!(after < 100, "resident after catching up: {after} kB");
+}
+
 #[test]
 fn unflushed_log_pages_can_leave_rss_without_losing_data() {
     // ASYNC_FLUSH with a flush interval far beyond the test: the dispatched records are in

@@ -275,6 +275,10 @@ struct MetaState {
     applied_end: i64,
 }
 
+/// Log bytes the metadata replay walks between two drops of their page mappings (a restart
+/// replays the whole log once; it must not map all of it at once).
+const META_REPLAY_RELEASE_BYTES: i64 = 64 * 1024 * 1024;
+
 /// The DLedger commitlog. Owns the node and its tokio runtime.
 pub struct DLedgerCommitLog {
     me: Weak<DLedgerCommitLog>,
@@ -304,6 +308,12 @@ pub struct DLedgerCommitLog {
     resync: Notify,
     role_tx: watch::Sender<StoreRole>,
     meta: Mutex<MetaState>,
+    /// The lowest position the dispatcher read from in this process (`read_next`): it has
+    /// walked every entry from there on and handed each metadata entry to `deliver_meta`,
+    /// so only entries below it ever need a replay.
+    walked_from: AtomicI64,
+    /// Entries walked by metadata replays (observability; see `replay_meta_locked`).
+    meta_replay_steps: AtomicU64,
     /// Monotonic: metadata entries below this position were applied on this replica.
     meta_applied: watch::Sender<i64>,
     /// See `DLedgerStoreConfig::retention_floor`.
@@ -454,6 +464,8 @@ impl DLedgerCommitLog {
                 listener: None,
                 applied_end: 0,
             }),
+            walked_from: AtomicI64::new(i64::MAX),
+            meta_replay_steps: AtomicU64::new(0),
             meta_applied: watch::channel(0).0,
             retention_floor: Arc::clone(&dl.retention_floor),
             log_start: AtomicI64::new(node.first_entry_pos().map_or(0, |p| p as i64)),
@@ -936,8 +948,15 @@ impl DLedgerCommitLog {
     /// Delivers metadata entries in `[m.applied_end, upto)` by walking entry headers.
     fn replay_meta_locked(&self, m: &mut MetaState, upto: i64) {
         let mut p = m.applied_end.max(self.min_offset());
+        let mut release_at = p + META_REPLAY_RELEASE_BYTES;
         // Bounded: every step advances by at least 8 bytes.
         while p < upto {
+            self.meta_replay_steps.fetch_add(1, Ordering::Relaxed);
+            if p >= release_at {
+                // The walk is behind the dispatcher: nobody needs these pages mapped.
+                self.maps.release_before(p as u64);
+                release_at = p + META_REPLAY_RELEASE_BYTES;
+            }
             let next = match self.item_at(p) {
                 Item::Record { size } => p + size,
                 Item::Blank => self.next_segment(p),
@@ -963,6 +982,11 @@ impl DLedgerCommitLog {
         }
         m.applied_end = m.applied_end.max(upto);
         self.publish_meta_applied(m.applied_end);
+    }
+
+    /// Entries walked by metadata replays so far.
+    pub fn metadata_replay_steps(&self) -> u64 {
+        self.meta_replay_steps.load(Ordering::Relaxed)
     }
 
     fn publish_meta_applied(&self, end: i64) {
@@ -1060,9 +1084,12 @@ impl DLedgerCommitLog {
         if pos < m.applied_end {
             return; // delivered before (re-dispatch after restart or a late listener replay)
         }
-        if pos > m.applied_end {
-            // Entries before the dispatch start of this process.
-            self.replay_meta_locked(&mut m, pos);
+        let walked_from = self.walked_from.load(Ordering::Acquire);
+        if pos > m.applied_end && m.applied_end < walked_from {
+            // Entries before the dispatch start of this process. Those after it were walked
+            // by the dispatcher already: walking them again here cost a scan of every entry
+            // since the previous metadata entry (seconds of traffic, all mapped into RSS).
+            self.replay_meta_locked(&mut m, walked_from.min(pos));
         }
         Self::call_listener(&m, index, body);
         m.applied_end = end;
@@ -1210,6 +1237,9 @@ impl CommitLog for DLedgerCommitLog {
         if from >= committed {
             return LogRead::NotYet;
         }
+        if from < self.walked_from.load(Ordering::Relaxed) {
+            self.walked_from.fetch_min(from, Ordering::AcqRel);
+        }
         let min = self.min_offset();
         if from < min {
             return LogRead::Skip { next: min };
@@ -1262,6 +1292,10 @@ impl CommitLog for DLedgerCommitLog {
                 }
             }
         }
+    }
+
+    fn cold_read_bytes(&self) -> u64 {
+        self.maps.cold_read_bytes()
     }
 
     fn release_mapped_below(&self, below: i64) {

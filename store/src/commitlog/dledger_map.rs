@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use memmap2::Mmap;
 
-use crate::page_release::ReleaseMark;
+use crate::page_release::{Noted, ReleaseMark};
 
 /// Segments mapped at most (a bound on virtual memory and fds opened while mapping); the
 /// oldest mapping is dropped first (live slices keep theirs).
@@ -39,7 +39,7 @@ pub(crate) struct SegmentMaps {
     seg_size: u64,
     maps: RwLock<BTreeMap<u64, Arc<Mmap>>>,
     /// How far page mappings were dropped (`release_before`).
-    released: ReleaseMark,
+    released: Arc<ReleaseMark>,
 }
 
 impl SegmentMaps {
@@ -48,7 +48,7 @@ impl SegmentMaps {
             dir: data_dir,
             seg_size,
             maps: RwLock::new(BTreeMap::new()),
-            released: ReleaseMark::default(),
+            released: Arc::new(ReleaseMark::default()),
         }
     }
 
@@ -75,51 +75,59 @@ impl SegmentMaps {
 
     /// `len` bytes at `pos` (inside one segment), zero-copy.
     pub(crate) fn read(&self, pos: u64, len: usize) -> Option<Bytes> {
-        self.released.note_read(pos);
+        self.released.note_read(pos, len as u64);
         let base = pos / self.seg_size * self.seg_size;
         let off = (pos - base) as usize;
         let map = self.map_of(base)?;
         if len == 0 || off.checked_add(len)? > map.len() {
             return None;
         }
-        Some(Bytes::from_owner(Slice { map, off, len }))
+        Some(Bytes::from_owner(Noted {
+            bytes: Slice { map, off, len },
+            mark: Arc::clone(&self.released),
+            pos,
+        }))
     }
 
-    /// Drops the page mappings of `[released so far, pos)` (page-aligned) with
-    /// `MADV_DONTNEED`. Reads after that fault the bytes back in from the page cache.
+    /// Bytes read below the release horizon so far (`ReleaseMark`).
+    pub(crate) fn cold_read_bytes(&self) -> u64 {
+        self.released.cold_read_bytes()
+    }
+
+    /// Drops the page mappings that reads may have made below `below` with
+    /// `MADV_DONTNEED` (`ReleaseMark::pass`). Reads after that fault the bytes back in from
+    /// the page cache.
     pub(crate) fn release_before(&self, below: u64) {
-        let Some((from, pos)) = self.released.pending(below) else {
-            return;
-        };
-        let maps: Vec<(u64, Arc<Mmap>)> = self
-            .maps
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .range(from / self.seg_size * self.seg_size..pos)
-            .map(|(b, m)| (*b, Arc::clone(m)))
-            .collect();
-        for (base, map) in maps {
-            let lo = from.max(base) - base;
-            let hi = (pos.min(base + self.seg_size) - base).min(map.len() as u64);
-            if hi <= lo {
-                continue;
+        self.released.pass(below, |from, to| {
+            let maps: Vec<(u64, Arc<Mmap>)> = self
+                .maps
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .range(from / self.seg_size * self.seg_size..to)
+                .map(|(b, m)| (*b, Arc::clone(m)))
+                .collect();
+            for (base, map) in maps {
+                let lo = from.max(base) - base;
+                let hi = (to.min(base + self.seg_size) - base).min(map.len() as u64);
+                if hi <= lo {
+                    continue;
+                }
+                // SAFETY: a read-only SHARED file mapping: MADV_DONTNEED only drops this
+                // process's page table entries; the next access maps the same file page
+                // again (the bytes are immutable committed data, module docs), so live
+                // slices keep reading the same contents.
+                let r = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        lo as usize,
+                        (hi - lo) as usize,
+                    )
+                };
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, base, "madvise(DONTNEED) failed");
+                }
             }
-            // SAFETY: a read-only SHARED file mapping: MADV_DONTNEED only drops this
-            // process's page table entries; the next access maps the same file page again
-            // (the bytes are immutable committed data, module docs), so live slices keep
-            // reading the same contents.
-            let r = unsafe {
-                map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    lo as usize,
-                    (hi - lo) as usize,
-                )
-            };
-            if let Err(e) = r {
-                tracing::debug!(error = %e, base, "madvise(DONTNEED) failed");
-            }
-        }
-        self.released.released(from, pos);
+        });
     }
 
     /// The file of the segment starting at `base`.

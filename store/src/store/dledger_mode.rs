@@ -273,6 +273,14 @@ impl StoreCore {
         }
     }
 
+    /// Log entries walked so far to replay metadata (a late listener, or the entries below
+    /// where this process's dispatcher started); 0 in file-commitlog mode.
+    pub fn metadata_replay_steps(&self) -> u64 {
+        self.dledger
+            .get()
+            .map_or(0, |dl| dl.metadata_replay_steps())
+    }
+
     /// Asks the leader to hand leadership to the peer `to` (or the most caught-up peer).
     pub fn transfer_leadership(
         &self,
