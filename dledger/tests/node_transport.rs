@@ -86,6 +86,59 @@ async fn delivers_and_reconnects() {
     );
 }
 
+/// Handshake frame of node `from` for group "g".
+fn handshake(from: u64) -> Vec<u8> {
+    let mut hs = vec![];
+    hs.extend_from_slice(&0x444c_4752u32.to_be_bytes());
+    hs.push(1);
+    hs.extend_from_slice(&from.to_be_bytes());
+    hs.extend_from_slice(&1u16.to_be_bytes());
+    hs.push(b'g');
+    let mut frame = (hs.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&hs);
+    frame
+}
+
+/// Frames arrive however TCP cuts them: several in one segment, one split over many.
+#[tokio::test]
+async fn frames_cut_anywhere_by_the_stream_arrive_whole_and_in_order() {
+    let a = free_addr();
+    let (txa, mut rxa) = mpsc::channel(64);
+    let ta = Transport::start(tcfg(1, a, (2, free_addr())), txa)
+        .await
+        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(ta.local_addr())
+        .await
+        .unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut bytes = handshake(2);
+    for ctx in 0..20u64 {
+        let mut frame = bytes::BytesMut::new();
+        dledger::transport::codec::encode(&hb(2, 1, ctx).msg, 0, &mut frame);
+        bytes.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&frame);
+    }
+    // Cut sizes 1..=7 bytes for the first half, then everything left in one write.
+    let half = bytes.len() / 2;
+    let (mut at, mut cut) = (0, 1);
+    while at < half {
+        let end = (at + cut).min(half);
+        s.write_all(&bytes[at..end]).await.unwrap();
+        s.flush().await.unwrap();
+        tokio::task::yield_now().await;
+        at = end;
+        cut = cut % 7 + 1;
+    }
+    s.write_all(&bytes[half..]).await.unwrap();
+    for ctx in 0..20u64 {
+        let got = tokio::time::timeout(Duration::from_secs(5), rxa.recv())
+            .await
+            .expect("frame delivered")
+            .unwrap();
+        assert_eq!(got, hb(2, 1, ctx));
+    }
+}
+
 #[tokio::test]
 async fn oversized_and_garbage_frames_close_the_connection() {
     let (a, b) = (free_addr(), free_addr());

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -26,6 +26,8 @@ const MAX_GROUP_NAME_BYTES: usize = 256;
 const MAX_INBOUND_CONNS: usize = 64;
 /// Bytes gathered into one socket write before flushing.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// Room asked for before each socket read of an inbound connection.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A message plus the runtime's side value (see [`codec`]: the next position for
 /// `InstallSnapshot`, 0 otherwise).
@@ -285,19 +287,52 @@ async fn accept_task(
     }
 }
 
-async fn read_frame(
-    r: &mut BufReader<TcpStream>,
-    max_frame_bytes: u32,
-) -> Result<Bytes, &'static str> {
-    let len = r.read_u32().await.map_err(|_| "connection closed")?;
-    if len > max_frame_bytes {
-        return Err("frame over max size");
+/// Reads length-prefixed frames from the socket straight into one buffer and splits each
+/// frame off it: no zeroed buffer per frame and no copy out of a reader's buffer (a
+/// follower receives every entry this way). Frames share the chunk they were read into,
+/// which lives as long as the last of them.
+struct FrameReader {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    fn new(stream: TcpStream) -> FrameReader {
+        FrameReader {
+            stream,
+            buf: BytesMut::new(),
+        }
     }
-    let mut b = BytesMut::zeroed(len as usize);
-    r.read_exact(&mut b)
-        .await
-        .map_err(|_| "connection closed")?;
-    Ok(b.freeze())
+
+    async fn next(&mut self, max_frame_bytes: u32) -> Result<Bytes, &'static str> {
+        loop {
+            let want = match self.buf.get(..4) {
+                Some(head) => {
+                    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+                    if len > max_frame_bytes {
+                        return Err("frame over max size");
+                    }
+                    let total = 4 + len as usize;
+                    if self.buf.len() >= total {
+                        self.buf.advance(4);
+                        return Ok(self.buf.split_to(len as usize).freeze());
+                    }
+                    total - self.buf.len()
+                }
+                None => 4 - self.buf.len(),
+            };
+            // Bounded: `want` is at most one frame of `max_frame_bytes`.
+            self.buf.reserve(want.max(READ_CHUNK_BYTES));
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|_| "connection closed")?;
+            if n == 0 {
+                return Err("connection closed");
+            }
+        }
+    }
 }
 
 async fn conn_task(
@@ -306,8 +341,8 @@ async fn conn_task(
     inbound: mpsc::Sender<Envelope>,
     stats: Arc<TransportStats>,
 ) {
-    let mut r = BufReader::with_capacity(64 * 1024, stream);
-    let Ok(hs) = read_frame(&mut r, 1024).await else {
+    let mut r = FrameReader::new(stream);
+    let Ok(hs) = r.next(1024).await else {
         return;
     };
     let Some(peer) = parse_handshake(&hs, &cfg.group) else {
@@ -319,7 +354,7 @@ async fn conn_task(
         return;
     }
     loop {
-        let frame = match read_frame(&mut r, cfg.max_frame_bytes).await {
+        let frame = match r.next(cfg.max_frame_bytes).await {
             Ok(f) => f,
             Err(why) => {
                 tracing::debug!(peer, why, "peer connection ended");
