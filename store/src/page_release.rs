@@ -97,6 +97,11 @@ impl ReleaseMark {
         if from < to {
             drop_range(from, to);
         }
+        if read >= to {
+            // Not covered by this pass (a replay's pass ends below the mark): keep it for
+            // the next one.
+            self.lowest_read.fetch_min(read, Ordering::AcqRel);
+        }
         *mark = (*mark).max(to);
     }
 }
@@ -185,6 +190,16 @@ mod tests {
         drop(held);
         assert_eq!(run(&m, 20 * MIB), Some((2 * MIB, 20 * MIB)));
         assert_eq!(run(&m, 20 * MIB), None);
+    }
+
+    #[test]
+    fn a_pass_ending_below_a_read_keeps_it_for_the_next_pass() {
+        let m = Arc::new(ReleaseMark::default());
+        assert_eq!(run(&m, 20 * MIB), Some((0, 20 * MIB)));
+        read(&m, 12 * MIB, 10);
+        // A metadata replay's pass behind everything.
+        assert_eq!(run(&m, 4 * MIB), None);
+        assert_eq!(run(&m, 20 * MIB), Some((10 * MIB, 20 * MIB)));
     }
 
     #[test]
