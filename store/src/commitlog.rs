@@ -105,8 +105,8 @@ pub trait CommitLog: Send + Sync {
     /// on disk): they stay in the page cache and fault back in if read, but no longer count
     /// in the broker's RSS, which otherwise grows with everything the dispatcher ever read.
     fn release_mapped_below(&self, _below: i64) {}
-    /// Bytes read below the last `release_mapped_below` point so far (monotonic): pages
-    /// mapped again that stay in RSS until the next pass.
+    /// Bytes mapped by reads below the last `release_mapped_below` point so far
+    /// (monotonic, an estimate): pages that stay in RSS until the next pass.
     fn cold_read_bytes(&self) -> u64 {
         0
     }

@@ -97,9 +97,9 @@ impl ReleaseMark {
         if from < to {
             drop_range(from, to);
         }
-        if read >= to {
-            // Not covered by this pass (a replay's pass ends below the mark): keep it for
-            // the next one.
+        if read >= to || to < *mark {
+            // This pass did not cover all the read touched (a replay's pass ends below the
+            // mark, and a read's pages reach above its end): keep it for the next one.
             self.lowest_read.fetch_min(read, Ordering::AcqRel);
         }
         *mark = (*mark).max(to);
@@ -200,6 +200,11 @@ mod tests {
         // A metadata replay's pass behind everything.
         assert_eq!(run(&m, 4 * MIB), None);
         assert_eq!(run(&m, 20 * MIB), Some((10 * MIB, 20 * MIB)));
+        // A read just below a replay's end: its pages above that end stay below the mark.
+        read(&m, 7 * MIB, 10);
+        assert_eq!(run(&m, 6 * MIB), Some((5 * MIB, 6 * MIB)));
+        assert_eq!(run(&m, 20 * MIB), Some((5 * MIB, 20 * MIB)));
+        assert_eq!(run(&m, 20 * MIB), None);
     }
 
     #[test]
