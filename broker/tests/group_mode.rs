@@ -5,7 +5,6 @@
 mod lock_support;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use broker::config::BrokerConfig;
@@ -15,32 +14,12 @@ use lock_support::locked_queues;
 use remoting::codes::{request, response};
 use remoting::shutdown::Shutdown;
 use remoting::{ClientConfig, RemotingClient, RemotingCommand};
+use testkit::free_port;
 
 const TIMEOUT_MS: u64 = 10_000;
 /// Bound on waiting for elections / registrations on a loaded 2-core machine.
 const EVENTUALLY_MS: u64 = 30_000;
 const POLL_MS: u64 = 20;
-
-/// Ports handed out below Linux's ephemeral range (32768–60999 by default). A port from
-/// `bind(0)` is an ephemeral one, and another test's outbound connection could take it
-/// between the pick and the broker's bind (seen in CI as `AddrInUse`).
-const TEST_PORTS_FROM: u16 = 20_000;
-const TEST_PORTS: u16 = 10_000;
-
-/// A 127.0.0.1 port that was free just now; distinct for every call in this process (the
-/// process id spreads concurrent test processes apart).
-fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let start = (std::process::id() % u32::from(TEST_PORTS)) as u16;
-    for _ in 0..TEST_PORTS {
-        let k = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = TEST_PORTS_FROM + (start.wrapping_add(k) % TEST_PORTS);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {TEST_PORTS_FROM}..+{TEST_PORTS}");
-}
 
 /// Poll an external state (the NameServer has no change feed) until `f` returns Some.
 async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T

@@ -238,11 +238,7 @@ async fn lock_and_unlock_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_admin_and_namesrv_registration() {
     let dir = tempfile::tempdir().unwrap();
-    let ns_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let ns_port = testkit::free_port();
     let ns_addr = format!("127.0.0.1:{ns_port}");
     let config = BrokerConfig {
         with_namesrv: Some(ns_addr.clone()),

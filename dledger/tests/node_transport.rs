@@ -10,8 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], testkit::free_port()))
 }
 
 fn tcfg(id: u64, me: SocketAddr, peer: (u64, SocketAddr)) -> TransportConfig {

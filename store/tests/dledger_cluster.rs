@@ -36,14 +36,6 @@ struct Cluster {
     floors: Vec<Arc<AtomicU64>>,
 }
 
-fn free_ports(n: usize) -> Vec<u16> {
-    // Hold all listeners at once so the ports are distinct.
-    let ls: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
 fn listener(log: MetaLog, count: watch::Sender<usize>) -> MetadataListener {
     Arc::new(move |k, p, i| {
         let mut g = log.lock().unwrap();
@@ -65,7 +57,7 @@ impl Cluster {
         tune: fn(&mut DLedgerStoreConfig),
         tune_store: fn(&mut store::StoreConfig),
     ) -> Cluster {
-        let ports = free_ports(N);
+        let ports = testkit::free_ports(N);
         let peers = ports
             .iter()
             .enumerate()

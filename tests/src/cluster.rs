@@ -27,7 +27,6 @@ pub const ROUTE_TIMEOUT_MS: u64 = 45_000;
 pub const TERM_GRACE_MS: u64 = 15_000;
 const POLL_INTERVAL_MS: u64 = 50;
 const START_ATTEMPTS: u32 = 3;
-const PORT_ATTEMPTS: u32 = 64;
 
 /// Broker settings written to its broker.conf.
 #[derive(Debug, Clone)]
@@ -66,20 +65,12 @@ pub struct Cluster {
 
 /// A port `p` such that `p-2` (Java's VIP channel), `p` and `p+1` (HA) were all free.
 pub fn free_port() -> Result<u16> {
-    for _ in 0..PORT_ATTEMPTS {
-        let l = TcpListener::bind("127.0.0.1:0")?;
-        let p = l.local_addr()?.port();
-        if !(1026..=65_000).contains(&p) {
-            continue;
-        }
-        let others_free = [p - 2, p + 1]
+    // testkit's range (20000-29999) keeps p-2 and p+1 inside u16 and above 1024.
+    Ok(testkit::free_port_where(|p| {
+        [p - 2, p + 1]
             .iter()
-            .all(|q| TcpListener::bind(("127.0.0.1", *q)).is_ok());
-        if others_free {
-            return Ok(p);
-        }
-    }
-    Err(HarnessError::Unexpected("no free port block found".into()))
+            .all(|q| TcpListener::bind(("127.0.0.1", *q)).is_ok())
+    }))
 }
 
 fn wait_until<F: FnMut() -> Result<bool>>(
@@ -354,6 +345,28 @@ impl Cluster {
         )
     }
 
+    /// On a failed test: the tail of the C++ client's own log (rocketmq-client-cpp writes it
+    /// under `$HOME/logs/rocketmq-cpp/`, and scripts run with `HOME` = `home_dir()`). Its
+    /// send errors say why a send failed; the client itself reports every exhausted retry
+    /// loop as "No route info of this topic".
+    fn print_client_logs(&self) {
+        let dir = self.home_dir().join("logs").join("rocketmq-cpp");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_file() {
+                eprintln!(
+                    "==== {}, last {} bytes ====\n{}",
+                    path.display(),
+                    crate::process::LOG_TAIL_BYTES,
+                    crate::process::read_tail(&path, crate::process::LOG_TAIL_BYTES)
+                );
+            }
+        }
+    }
+
     /// The broker process, if running.
     pub fn broker_process(&mut self) -> Option<&mut ChildProc> {
         self.broker.as_mut()
@@ -374,6 +387,7 @@ impl Drop for Cluster {
                     )
                 );
             }
+            self.print_client_logs();
             if std::env::var_os("KEEP_TEST_DIRS").is_some() {
                 let kept = std::mem::replace(
                     &mut self.dir,

@@ -103,11 +103,10 @@ pub struct Group {
     dir: TempDir,
 }
 
-/// A free 127.0.0.1 port (bind port 0; the race with other binders is handled by retrying
-/// a start on fresh ports).
+/// A free 127.0.0.1 port below the ephemeral range (`testkit`); a start that still loses a
+/// race with another binder is retried on fresh ports.
 pub fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+    Ok(testkit::free_port())
 }
 
 /// Poll `ready` every few ms until it is true or `timeout_ms` passes.

@@ -3,14 +3,7 @@
 
 use dledger::config::DLedgerConfig;
 
-/// A free TCP port on loopback (bound once, then released for the node to take).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use testkit::free_port;
 
 /// Three node configs of one group under `dir` (small segments and entries), with election
 /// seeds `seed_base + i` so each test's timing is its own but reproducible.
