@@ -36,7 +36,7 @@ async fn held_pull_wakes_on_arrival() {
         .expect("held pull answered before its suspend time")
         .expect("task");
     assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
-    let msgs = decode(&resp.body);
+    let msgs = decode(&resp.body_contiguous());
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0].body.as_ref(), b"wake");
     assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");

@@ -32,7 +32,7 @@ async fn pull_all(b: &TestBroker, topic: &str) -> Vec<store::message::MessageExt
     b.wait_dispatched().await;
     let resp = b.pull(&pull_request("g", topic, 0, 0, "*", None)).await;
     assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
-    decode(&resp.body)
+    decode(&resp.body_contiguous())
 }
 
 #[tokio::test]

@@ -45,14 +45,14 @@ async fn send_then_pull_round_trip_with_tag_filter() {
         .pull(&pull_request("g1", "RoundTrip", 1, 0, "*", Some(HOLD_MS)))
         .await;
     assert_eq!(resp.code, response::SUCCESS, "{resp:?}");
-    let mut msgs = decode(&resp.body);
+    let mut msgs = decode(&resp.body_contiguous());
     if msgs.len() < 3 {
         // Dispatch may have woken us after the first record; read the rest.
         b.wait_dispatched().await;
         let resp = b
             .pull(&pull_request("g1", "RoundTrip", 1, 0, "*", None))
             .await;
-        msgs = decode(&resp.body);
+        msgs = decode(&resp.body_contiguous());
     }
     assert_eq!(msgs.len(), 3);
     for (i, m) in msgs.iter().enumerate() {
@@ -70,7 +70,7 @@ async fn send_then_pull_round_trip_with_tag_filter() {
         .pull(&pull_request("g1", "RoundTrip", 1, 0, "A", None))
         .await;
     assert_eq!(resp.code, response::SUCCESS);
-    let msgs = decode(&resp.body);
+    let msgs = decode(&resp.body_contiguous());
     assert_eq!(
         msgs.iter().map(|m| m.queue_offset).collect::<Vec<_>>(),
         vec![0, 2]

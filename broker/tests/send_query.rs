@@ -46,7 +46,7 @@ async fn view_query_offsets_and_stats() {
     .await
     .expect("handled");
     assert_eq!(r.code, response::SUCCESS);
-    let m = decode(&r.body);
+    let m = decode(&r.body_contiguous());
     assert_eq!(m.len(), 1);
     assert_eq!(m[0].body.as_ref(), b"m1");
     assert_eq!(m[0].msg_id(), ids[1]);
@@ -88,18 +88,20 @@ async fn view_query_offsets_and_stats() {
         .await
         .expect("handled");
     assert_eq!(r.code, response::SUCCESS, "{r:?}");
-    assert_eq!(decode(&r.body).len(), 3);
+    assert_eq!(decode(&r.body_contiguous()).len(), 3);
     assert!(r.ext("indexLastUpdateTimestamp").is_some());
     assert!(r.ext("indexLastUpdatePhyoffset").is_some());
     let r = query::handle(&b.ctx, &q("order-2", false))
         .await
         .expect("handled");
-    let found = decode(&r.body);
+    let found = decode(&r.body_contiguous());
     assert!(found.iter().any(|m| m.body.as_ref() == b"m2"));
     let r = query::handle(&b.ctx, &q("UNIQ-0", true))
         .await
         .expect("handled");
-    assert!(decode(&r.body).iter().any(|m| m.body.as_ref() == b"m0"));
+    assert!(decode(&r.body_contiguous())
+        .iter()
+        .any(|m| m.body.as_ref() == b"m0"));
     let r = query::handle(&b.ctx, &q("absent", false))
         .await
         .expect("handled");

@@ -126,6 +126,10 @@ pub struct RemotingCommand {
     /// The custom header as string→string (Java `extFields`).
     pub ext_fields: ExtFieldMap,
     pub body: Bytes,
+    /// More body bytes, written on the wire right after `body` (outbound only: decoding never
+    /// fills it). A pull response carries its records here as they sit in the mapped log, so
+    /// they reach the socket without being copied into one buffer first.
+    pub body_tail: Vec<Bytes>,
     pub serialize_type: SerializeType,
 }
 
@@ -170,6 +174,36 @@ impl RemotingCommand {
     pub fn with_body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
         self
+    }
+
+    /// A body made of several parts, sent back to back without concatenating them.
+    pub fn with_body_parts(mut self, parts: Vec<Bytes>) -> Self {
+        self.body = Bytes::new();
+        self.body_tail = parts;
+        self
+    }
+
+    /// The body's length on the wire (`body` plus `body_tail`).
+    pub fn body_len(&self) -> usize {
+        self.body.len() + self.body_tail.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Every body part in wire order (`body` first; empty parts included).
+    pub fn body_parts(&self) -> impl Iterator<Item = &Bytes> {
+        std::iter::once(&self.body).chain(self.body_tail.iter())
+    }
+
+    /// The whole body as one buffer: `body` itself when there is no tail, else a copy of all
+    /// parts (for in-process readers; the wire path never calls this).
+    pub fn body_contiguous(&self) -> Bytes {
+        if self.body_tail.is_empty() {
+            return self.body.clone();
+        }
+        let mut buf = bytes::BytesMut::with_capacity(self.body_len());
+        for part in self.body_parts() {
+            buf.extend_from_slice(part);
+        }
+        buf.freeze()
     }
 
     pub fn with_remark(mut self, remark: impl Into<String>) -> Self {

@@ -5,7 +5,8 @@
 //!   opaque; requests are dispatched to a processor, each in its own task, at most
 //!   `max_in_flight` at a time (beyond that: SYSTEM_BUSY);
 //! - a **writer** fed by a bounded channel ([`WRITE_QUEUE_CAPACITY`]): it encodes the
-//!   header into a reusable buffer and writes large bodies straight from their `Bytes`.
+//!   header into a reusable buffer and writes large bodies straight from their `Bytes`
+//!   (a body in several parts, such as a pull response's records, in one vectored write).
 //!
 //! Processors keep a [`ConnectionContext`] (e.g. a consumer's channel) to send requests
 //! *to the peer* on this connection (NOTIFY_CONSUMER_IDS_CHANGED, CHECK_TRANSACTION_STATE):
@@ -46,6 +47,8 @@ pub const WRITE_TIMEOUT_MS: u64 = 60_000;
 /// Bodies up to this size are copied next to their header (one syscall beats two);
 /// larger bodies are written from their own `Bytes` without copying.
 const INLINE_BODY_BYTES: usize = 4 * 1024;
+/// Slices per vectored write (Linux's IOV_MAX is 1024; a pull answers with tens of records).
+const MAX_WRITE_SLICES: usize = 64;
 /// Flush the coalescing buffer once it holds this much.
 const WRITE_COALESCE_BYTES: usize = 64 * 1024;
 /// Initial read and write buffers per connection (they grow with traffic); small so that
@@ -255,9 +258,9 @@ impl ConnectionContext {
             return Err(RemotingError::ConnectionClosed);
         }
         // The header adds more; the writer re-checks the exact size.
-        if cmd.body.len() + 8 > self.shared.max_frame_size_bytes {
+        if cmd.body_len() + 8 > self.shared.max_frame_size_bytes {
             return Err(RemotingError::FrameTooLarge {
-                size_bytes: cmd.body.len() + 8,
+                size_bytes: cmd.body_len() + 8,
                 limit_bytes: self.shared.max_frame_size_bytes,
             });
         }
@@ -516,13 +519,19 @@ async fn write_loop(
                             }
                         }
                     }
-                    Ok(()) if cmd.body.len() <= INLINE_BODY_BYTES => {
-                        buf.extend_from_slice(&cmd.body)
+                    Ok(()) if cmd.body_len() <= INLINE_BODY_BYTES => {
+                        for part in cmd.body_parts() {
+                            buf.extend_from_slice(part);
+                        }
                     }
                     Ok(()) => {
-                        write_timed(&mut out, &buf).await?;
+                        // The buffered frames, this head and the body parts in one syscall.
+                        let slices: Vec<&[u8]> = std::iter::once(&buf[..])
+                            .chain(cmd.body_parts().map(|b| &b[..]))
+                            .filter(|s| !s.is_empty())
+                            .collect();
+                        write_slices_timed(&mut out, &slices).await?;
                         buf.clear();
-                        write_timed(&mut out, &cmd.body).await?;
                     }
                 }
                 if buf.len() >= WRITE_COALESCE_BYTES {
@@ -551,6 +560,46 @@ async fn write_loop(
     }
     closed.cancel();
     let _ = out.shutdown().await;
+}
+
+/// Write every slice, in order, with vectored writes of up to [`MAX_WRITE_SLICES`] slices.
+async fn write_slices_timed(
+    out: &mut OwnedWriteHalf,
+    slices: &[&[u8]],
+) -> Result<(), RemotingError> {
+    let write_all = async {
+        // (slice index, bytes of it already written)
+        let (mut at, mut done) = (0usize, 0usize);
+        while at < slices.len() {
+            let mut iov = [std::io::IoSlice::new(&[]); MAX_WRITE_SLICES];
+            let window = &slices[at..slices.len().min(at + MAX_WRITE_SLICES)];
+            for (k, s) in window.iter().enumerate() {
+                iov[k] = std::io::IoSlice::new(if k == 0 { &s[done..] } else { s });
+            }
+            let mut n = out.write_vectored(&iov[..window.len()]).await?;
+            if n == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
+            }
+            while n > 0 {
+                let left = slices[at].len() - done;
+                if n >= left {
+                    n -= left;
+                    at += 1;
+                    done = 0;
+                } else {
+                    done += n;
+                    n = 0;
+                }
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(Duration::from_millis(WRITE_TIMEOUT_MS), write_all).await {
+        Ok(r) => r.map_err(RemotingError::Io),
+        Err(_) => Err(RemotingError::Timeout {
+            timeout_ms: WRITE_TIMEOUT_MS,
+        }),
+    }
 }
 
 async fn write_timed(out: &mut OwnedWriteHalf, data: &[u8]) -> Result<(), RemotingError> {

@@ -118,7 +118,7 @@ pub fn decode_frame_payload(mut frame: Bytes) -> Result<RemotingCommand, Remotin
 }
 
 /// Append the frame prefix and header of `cmd` to `dst` (everything but the body).
-/// The caller writes `cmd.body` right after; this keeps bodies uncopied on the write path.
+/// The caller writes the body parts right after; this keeps bodies uncopied on the write path.
 pub fn encode_head(
     cmd: &RemotingCommand,
     dst: &mut BytesMut,
@@ -138,7 +138,7 @@ pub fn encode_head(
         }
     }
     let header_len = dst.len() - header_start;
-    let total = 8 + header_len + cmd.body.len();
+    let total = 8 + header_len + cmd.body_len();
     if header_len > MAX_HEADER_SIZE_BYTES || total > max_frame_size_bytes {
         dst.truncate(start);
         return Err(RemotingError::FrameTooLarge {
@@ -160,7 +160,9 @@ impl Encoder<RemotingCommand> for RemotingCodec {
 
     fn encode(&mut self, cmd: RemotingCommand, dst: &mut BytesMut) -> Result<(), RemotingError> {
         encode_head(&cmd, dst, self.max_frame_size_bytes)?;
-        dst.extend_from_slice(&cmd.body);
+        for part in cmd.body_parts() {
+            dst.extend_from_slice(part);
+        }
         Ok(())
     }
 }
@@ -170,14 +172,16 @@ impl Encoder<&RemotingCommand> for RemotingCodec {
 
     fn encode(&mut self, cmd: &RemotingCommand, dst: &mut BytesMut) -> Result<(), RemotingError> {
         encode_head(cmd, dst, self.max_frame_size_bytes)?;
-        dst.extend_from_slice(&cmd.body);
+        for part in cmd.body_parts() {
+            dst.extend_from_slice(part);
+        }
         Ok(())
     }
 }
 
 /// Encode a whole frame into fresh bytes (tests, tools).
 pub fn encode_frame(cmd: &RemotingCommand) -> Result<Bytes, RemotingError> {
-    let mut buf = BytesMut::with_capacity(256 + cmd.body.len());
+    let mut buf = BytesMut::with_capacity(256 + cmd.body_len());
     RemotingCodec::new(usize::MAX).encode(cmd, &mut buf)?;
     Ok(buf.freeze())
 }

@@ -427,6 +427,7 @@ pub fn decode_binary(mut buf: &[u8]) -> Result<RemotingCommand, RemotingError> {
         remark,
         ext_fields,
         body: bytes::Bytes::new(),
+        body_tail: Vec::new(),
         serialize_type: SerializeType::RocketMq,
     })
 }

@@ -45,6 +45,7 @@ fn command(binary: bool) -> impl Strategy<Value = RemotingCommand> {
                 remark,
                 ext_fields: ext.into_iter().collect(),
                 body: Bytes::from(body),
+                body_tail: Vec::new(),
                 serialize_type: if binary {
                     SerializeType::RocketMq
                 } else {
@@ -116,6 +117,26 @@ proptest! {
         let mut fb = BytesMut::from(&frame[..]);
         let decoded = RemotingCodec::default().decode(&mut fb).unwrap().unwrap();
         prop_assert_eq!(decoded, cmd);
+    }
+
+    #[test]
+    fn a_body_in_parts_encodes_like_one_body(cmd in command(false),
+                                             cuts in proptest::collection::vec(any::<usize>(), 0..6)) {
+        // Cut the body at arbitrary points (empty parts included) into body + body_tail.
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (cmd.body.len() + 1)).collect();
+        at.sort_unstable();
+        let mut parts = Vec::new();
+        let mut from = 0;
+        for &to in at.iter().chain(std::iter::once(&cmd.body.len())) {
+            parts.push(cmd.body.slice(from..to));
+            from = to;
+        }
+        let mut split = cmd.clone();
+        split.body = parts.remove(0);
+        split.body_tail = parts;
+        prop_assert_eq!(split.body_len(), cmd.body.len());
+        prop_assert_eq!(split.body_contiguous(), cmd.body.clone());
+        prop_assert_eq!(encode_frame(&split).unwrap(), encode_frame(&cmd).unwrap());
     }
 
     #[test]

@@ -26,6 +26,7 @@ const SILENT: i32 = 1004;
 const RECORD: i32 = 1005;
 const ASK_CLIENT: i32 = 1006;
 const BIG: i32 = 1007;
+const PARTS: i32 = 1008;
 
 /// Generous bound for any single wait on a loaded 2-core machine.
 const WAIT_MS: u64 = 10_000;
@@ -95,6 +96,35 @@ async fn start(config: ServerConfig) -> Harness {
         processor_fn(|_ctx, req: RemotingCommand| async move {
             Ok(Some(
                 RemotingCommand::response_to(&req, response::SUCCESS).with_body(vec![0u8; 4096]),
+            ))
+        }),
+    );
+    d.register(
+        PARTS,
+        processor_fn(|_ctx, req: RemotingCommand| async move {
+            // The request body (`times` times) cut into parts of `partBytes`, an empty part
+            // after each, answered as a multi-part body.
+            let size = req
+                .ext("partBytes")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(1)
+                .max(1);
+            let times = req
+                .ext("times")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(1);
+            let mut parts = Vec::new();
+            for _ in 0..times {
+                let mut at = 0;
+                while at < req.body.len() {
+                    let end = (at + size).min(req.body.len());
+                    parts.push(req.body.slice(at..end));
+                    parts.push(bytes::Bytes::new());
+                    at = end;
+                }
+            }
+            Ok(Some(
+                RemotingCommand::response_to(&req, response::SUCCESS).with_body_parts(parts),
             ))
         }),
     );
@@ -613,4 +643,112 @@ async fn deferred_responses_oneway_to_client_and_close_hook() {
     // The server notices the close and runs the processor's hook.
     assert!(within(closed_rx.recv()).await.is_some());
     shutdown.trigger();
+}
+
+/// A multi-part body arrives as one body, in order, whether it is copied next to its header
+/// (small) or written with vectored writes (large, many windows of slices, partial writes
+/// under a slow reader), also when other responses are queued around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_part_bodies_arrive_whole_and_in_order() {
+    let h = start(ServerConfig::default()).await;
+    let c = client(h.addr).await;
+    let pattern = |n: usize| -> Vec<u8> { (0..n).map(|i| (i * 7 + i / 251) as u8).collect() };
+    // (body bytes, part bytes): inline, just above inline, many slices, megabytes.
+    let cases = [
+        (100, 7),
+        (5_000, 1_000),
+        (300 * 1024, 1024),
+        (3 * 1024 * 1024 + 5, 4093),
+    ];
+    for (len, part) in cases {
+        let body = pattern(len);
+        let mut req = RemotingCommand::request(PARTS).with_body(body.clone());
+        req.ext_fields.insert("partBytes", part.to_string());
+        // Echoes queued on the same connection around the multi-part response.
+        let echoes: Vec<_> = (0..4)
+            .map(|i| {
+                c.invoke(
+                    RemotingCommand::request(ECHO).with_body(format!("echo-{i}")),
+                    WAIT_MS,
+                )
+            })
+            .collect();
+        let (resp, echoed) = within(async {
+            tokio::join!(c.invoke(req, WAIT_MS), futures::future::join_all(echoes))
+        })
+        .await;
+        let resp = resp.unwrap();
+        assert_eq!(resp.code, response::SUCCESS);
+        assert_eq!(
+            resp.body.len(),
+            len,
+            "body of {len} bytes in {part}-byte parts"
+        );
+        assert!(resp.body[..] == body[..], "body of {len} bytes differs");
+        for (i, e) in echoed.into_iter().enumerate() {
+            assert_eq!(e.unwrap().body, format!("echo-{i}").as_bytes());
+        }
+    }
+
+    // More than the server's send buffer can grow to (4 MiB by default) towards a reader
+    // with a 4 KiB receive buffer: vectored writes stop part-way through a slice and must
+    // resume at the right byte.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(h.addr).await.unwrap();
+    let body = pattern(6 * 1024 * 1024 + 3);
+    let mut req = RemotingCommand::request(PARTS).with_body(body.clone());
+    req.opaque = 42;
+    req.ext_fields.insert("partBytes", "4093");
+    slow.write_all(&encode_frame(&req).unwrap()).await.unwrap();
+    let resp = read_frame(&mut slow).await.expect("a response");
+    assert_eq!(resp.opaque, 42);
+    assert_eq!(resp.body.len(), body.len());
+    assert!(resp.body[..] == body[..], "a slowly read body differs");
+    h.shutdown.trigger();
+}
+
+/// The frame limit counts every part of a body: a response too large in parts becomes a
+/// SYSTEM_ERROR like any other, and the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_part_bodies_count_against_the_frame_limit() {
+    let h = start(ServerConfig {
+        max_frame_size_bytes: 64 * 1024,
+        ..ServerConfig::default()
+    })
+    .await;
+    let c = client(h.addr).await;
+    let parts_of = |times: usize| {
+        let mut req = RemotingCommand::request(PARTS).with_body(vec![3u8; 40 * 1024]);
+        req.ext_fields.insert("partBytes", "1024");
+        req.ext_fields.insert("times", times.to_string());
+        req
+    };
+    let once = c.invoke(parts_of(1), WAIT_MS).await.unwrap();
+    assert_eq!(once.code, response::SUCCESS);
+    assert_eq!(once.body.len(), 40 * 1024);
+    let twice = c.invoke(parts_of(2), WAIT_MS).await.unwrap();
+    assert_eq!(
+        twice.code,
+        response::SYSTEM_ERROR,
+        "80 KiB in parts > 64 KiB"
+    );
+    assert!(twice.body.is_empty());
+    let again = c.invoke(parts_of(1), WAIT_MS).await.unwrap();
+    assert_eq!(again.code, response::SUCCESS);
+    h.shutdown.trigger();
+
+    // The whole-frame encoder agrees.
+    let mut frame = RemotingCommand::request(ECHO);
+    frame.body_tail = vec![bytes::Bytes::from(vec![1u8; 40 * 1024]); 2];
+    assert_eq!(frame.body_len(), 80 * 1024);
+    let mut dst = BytesMut::new();
+    let mut limited = RemotingCodec::new(64 * 1024);
+    assert!(tokio_util::codec::Encoder::encode(&mut limited, &frame, &mut dst).is_err());
+    let encoded = encode_frame(&frame).unwrap();
+    let decoded = RemotingCodec::default()
+        .decode(&mut BytesMut::from(&encoded[..]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(decoded.body, frame.body_contiguous());
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use remoting::codes::{request, response};
 use remoting::connection::ConnectionContext;
 use remoting::headers::pull::{sys_flag, PullMessageRequestHeader, PullMessageResponseHeader};
@@ -287,27 +287,11 @@ fn build_response(
             ..Default::default()
         });
     if code == response::SUCCESS {
-        resp.body = concat_records(&result.messages);
+        // The records go out as they sit in the mapped log, one slice each, in one
+        // vectored write (no concatenation).
+        resp = resp.with_body_parts(result.messages);
     }
     resp
-}
-
-/// One body from the records. A single record is passed through without a copy; several
-/// are concatenated once (remoting writes `body: Bytes` as one chunk).
-// TODO(remoting): a multi-chunk body would make this copy disappear.
-pub fn concat_records(records: &[Bytes]) -> Bytes {
-    match records {
-        [] => Bytes::new(),
-        [one] => one.clone(),
-        many => {
-            let total: usize = many.iter().map(Bytes::len).sum();
-            let mut buf = BytesMut::with_capacity(total);
-            for r in many {
-                buf.extend_from_slice(r);
-            }
-            buf.freeze()
-        }
-    }
 }
 
 /// Pre-checks (codes.md §3.6) and the subscription to filter with.
@@ -475,17 +459,6 @@ mod tests {
         assert_eq!(
             status_code(GetMessageStatus::NoMatchedMessage, 5),
             response::PULL_RETRY_IMMEDIATELY
-        );
-    }
-
-    #[test]
-    fn concat_keeps_single_record_zero_copy() {
-        let a = Bytes::from_static(b"abc");
-        let body = concat_records(std::slice::from_ref(&a));
-        assert_eq!(body.as_ptr(), a.as_ptr());
-        assert_eq!(
-            &concat_records(&[a.clone(), Bytes::from_static(b"de")])[..],
-            b"abcde"
         );
     }
 }

@@ -22,7 +22,6 @@ use remoting::server::{ProcessFuture, RequestProcessor};
 use remoting::RemotingCommand;
 
 use crate::context::BrokerContext;
-use crate::processor::pull::concat_records;
 
 pub const CODES: &[i32] = &[
     request::GET_MAX_OFFSET,
@@ -124,9 +123,7 @@ pub async fn handle(
                         .with_header(&header),
                 );
             }
-            Ok(ok()
-                .with_header(&header)
-                .with_body(concat_records(&result.messages)))
+            Ok(ok().with_header(&header).with_body_parts(result.messages))
         }
         other => Ok(RemotingCommand::error_response(
             request,

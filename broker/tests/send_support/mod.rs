@@ -227,5 +227,8 @@ pub async fn pull_one(
         remoting::codes::response::SUCCESS,
         "pull {topic}:{queue_id}@{offset}: {resp:?}"
     );
-    decode(&resp.body).into_iter().next().expect("one message")
+    decode(&resp.body_contiguous())
+        .into_iter()
+        .next()
+        .expect("one message")
 }
