@@ -34,7 +34,7 @@ pub fn free_port_where(mut ok: impl FnMut(u16) -> bool) -> u16 {
     let start = std::process::id() % u32::from(PORTS_COUNT);
     for _ in 0..PORTS_COUNT {
         let k = CURSOR.fetch_add(1, Ordering::Relaxed);
-        let port = PORTS_FROM + ((start + k) % u32::from(PORTS_COUNT)) as u16;
+        let port = PORTS_FROM + (start.wrapping_add(k) % u32::from(PORTS_COUNT)) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() && ok(port) {
             return port;
         }
