@@ -567,7 +567,7 @@ async fn write_slices_timed(
     out: &mut OwnedWriteHalf,
     slices: &[&[u8]],
 ) -> Result<(), RemotingError> {
-    let write_all = async {
+    with_write_timeout(async {
         // (slice index, bytes of it already written)
         let (mut at, mut done) = (0usize, 0usize);
         while at < slices.len() {
@@ -593,17 +593,20 @@ async fn write_slices_timed(
             }
         }
         Ok(())
-    };
-    match tokio::time::timeout(Duration::from_millis(WRITE_TIMEOUT_MS), write_all).await {
-        Ok(r) => r.map_err(RemotingError::Io),
-        Err(_) => Err(RemotingError::Timeout {
-            timeout_ms: WRITE_TIMEOUT_MS,
-        }),
-    }
+    })
+    .await
 }
 
 async fn write_timed(out: &mut OwnedWriteHalf, data: &[u8]) -> Result<(), RemotingError> {
-    match tokio::time::timeout(Duration::from_millis(WRITE_TIMEOUT_MS), out.write_all(data)).await {
+    with_write_timeout(out.write_all(data)).await
+}
+
+/// A write whose bytes are not all taken within [`WRITE_TIMEOUT_MS`] fails (the connection
+/// closes: the peer stopped reading).
+async fn with_write_timeout(
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<(), RemotingError> {
+    match tokio::time::timeout(Duration::from_millis(WRITE_TIMEOUT_MS), write).await {
         Ok(r) => r.map_err(RemotingError::Io),
         Err(_) => Err(RemotingError::Timeout {
             timeout_ms: WRITE_TIMEOUT_MS,
