@@ -526,11 +526,12 @@ async fn write_loop(
                     }
                     Ok(()) => {
                         // The buffered frames, this head and the body parts in one syscall.
-                        let slices: Vec<&[u8]> = std::iter::once(&buf[..])
+                        let mut slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&buf[..])
                             .chain(cmd.body_parts().map(|b| &b[..]))
                             .filter(|s| !s.is_empty())
+                            .map(std::io::IoSlice::new)
                             .collect();
-                        write_slices_timed(&mut out, &slices).await?;
+                        write_slices_timed(&mut out, &mut slices).await?;
                         buf.clear();
                     }
                 }
@@ -562,35 +563,20 @@ async fn write_loop(
     let _ = out.shutdown().await;
 }
 
-/// Write every slice, in order, with vectored writes of up to [`MAX_WRITE_SLICES`] slices.
+/// Write every slice, in order, with vectored writes of up to [`MAX_WRITE_SLICES`] slices
+/// (a short write resumes at the first byte not taken, also inside a slice).
 async fn write_slices_timed(
     out: &mut OwnedWriteHalf,
-    slices: &[&[u8]],
+    mut slices: &mut [std::io::IoSlice<'_>],
 ) -> Result<(), RemotingError> {
     with_write_timeout(async {
-        // (slice index, bytes of it already written)
-        let (mut at, mut done) = (0usize, 0usize);
-        while at < slices.len() {
-            let mut iov = [std::io::IoSlice::new(&[]); MAX_WRITE_SLICES];
-            let window = &slices[at..slices.len().min(at + MAX_WRITE_SLICES)];
-            for (k, s) in window.iter().enumerate() {
-                iov[k] = std::io::IoSlice::new(if k == 0 { &s[done..] } else { s });
-            }
-            let mut n = out.write_vectored(&iov[..window.len()]).await?;
+        while !slices.is_empty() {
+            let window = slices.len().min(MAX_WRITE_SLICES);
+            let n = out.write_vectored(&slices[..window]).await?;
             if n == 0 {
                 return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
             }
-            while n > 0 {
-                let left = slices[at].len() - done;
-                if n >= left {
-                    n -= left;
-                    at += 1;
-                    done = 0;
-                } else {
-                    done += n;
-                    n = 0;
-                }
-            }
+            std::io::IoSlice::advance_slices(&mut slices, n);
         }
         Ok(())
     })
