@@ -67,7 +67,7 @@ impl ConsumeQueue {
                 });
             }
             match MappedFile::open(&path, off, file_size) {
-                Ok(m) => files.push(Arc::new(m)),
+                Ok(m) => files.push(Arc::new(m.with_random_access())),
                 Err(StoreError::Corrupt { .. }) => {
                     tracing::warn!(file = %path.display(), "removing consume queue file of wrong size");
                     let _ = std::fs::remove_file(&path);
@@ -191,7 +191,9 @@ impl ConsumeQueue {
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
         let path = self.dir.join(offset_to_file_name(from));
-        let f = Arc::new(MappedFile::create(&path, from, self.file_size, allocator)?);
+        let f = Arc::new(
+            MappedFile::create(&path, from, self.file_size, allocator)?.with_random_access(),
+        );
         self.files
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -168,7 +168,11 @@ impl IndexService {
         for n in names {
             let path = dir.join(&n);
             match MappedFile::open(&path, 0, size) {
-                Ok(mf) => files.push(IndexFile::load(Arc::new(mf), slots, max_index)),
+                Ok(mf) => files.push(IndexFile::load(
+                    Arc::new(mf.with_random_access()),
+                    slots,
+                    max_index,
+                )),
                 Err(StoreError::Corrupt { .. }) => {
                     tracing::warn!(file = %path.display(), "removing index file of wrong size");
                     let _ = std::fs::remove_file(&path);
@@ -225,7 +229,7 @@ impl IndexService {
             }
             let path = self.dir.join(&name);
             let size = IndexFile::file_size(self.slots, self.max_index);
-            let mf = Arc::new(MappedFile::create(&path, 0, size, allocator)?);
+            let mf = Arc::new(MappedFile::create(&path, 0, size, allocator)?.with_random_access());
             let f = IndexFile::load(mf, self.slots, self.max_index);
             f.write_header();
             self.files.push(f);

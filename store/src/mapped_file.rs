@@ -107,6 +107,20 @@ impl MappedFile {
         })
     }
 
+    /// Marks the mapping as randomly accessed (`MADV_RANDOM`): a page fault brings in only
+    /// its own page. Consume-queue and index files are written through the mapping into
+    /// preallocated (unwritten) blocks, and the default read-around on such a fault
+    /// zero-fills up to `read_ahead_kb` of page cache at once (8 MiB on this machine's
+    /// virtio disk): the first unit of every new consume-queue file cost the dispatcher
+    /// 2–6 ms of zeroing, stalling a fresh topic's first sends. Only a hint: on failure the
+    /// file works the same, just with read-around.
+    pub(crate) fn with_random_access(self) -> Self {
+        if let Err(e) = self.map.advise(memmap2::Advice::Random) {
+            tracing::debug!(error = %e, path = %self.path.display(), "madvise(RANDOM) failed");
+        }
+        self
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -352,5 +366,44 @@ mod tests {
         // Untouched bytes around it stay zero.
         assert!(m.bytes_at(0, 100).iter().all(|b| *b == 0));
         assert_eq!(m.bytes_at(100 + total, 1), &[0]);
+    }
+
+    /// Pages of `m` in the page cache (`mincore`).
+    fn resident_pages(m: &MappedFile) -> usize {
+        let page = 4096;
+        let pages = m.size().div_ceil(page);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: the range is the whole (page-aligned) mapping; `vec` has one byte per page.
+        let rc = unsafe {
+            libc::mincore(
+                m.map.as_mut_ptr().cast::<libc::c_void>(),
+                m.size(),
+                vec.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        vec.iter().filter(|v| **v & 1 == 1).count()
+    }
+
+    /// A write fault in a random-access mapping of preallocated blocks brings in its own
+    /// page only. With the default read-around the kernel zero-fills `read_ahead_kb` around
+    /// it (32 pages by default, 2048 on this machine's virtio disk).
+    #[test]
+    fn a_write_into_a_random_access_file_faults_in_one_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(offset_to_file_name(0));
+        let size = 6_000_000;
+        let m = MappedFile::create(&path, 0, size, &FallocateAllocator)
+            .unwrap()
+            .with_random_access();
+        assert_eq!(resident_pages(&m), 0, "a fresh file has nothing cached");
+        m.write_at(3 * 4096 + 100, &[7u8; 20]);
+        // One page, or one small folio where the kernel allocates those on faults.
+        let n = resident_pages(&m);
+        assert!(
+            (1..=16).contains(&n),
+            "{n} pages cached after a 20-byte write"
+        );
+        assert_eq!(m.bytes_at(3 * 4096 + 100, 20), &[7u8; 20]);
     }
 }
