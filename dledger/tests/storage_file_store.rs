@@ -32,9 +32,11 @@ fn entry(index: u64, term: u64, len: usize) -> StoredEntry {
     }
 }
 
+/// Writes and syncs like the storage thread: the mark is raised after the sync, when due.
 fn append(store: &FileStore, entries: &[StoredEntry]) {
     store.write_entries(entries).unwrap();
     store.sync_and_publish().unwrap();
+    store.persist_synced_mark_if_due().unwrap();
 }
 
 fn segment_path(dir: &std::path::Path, base: u64) -> std::path::PathBuf {
@@ -639,4 +641,18 @@ fn zeros_stay_ahead_of_the_writer_inside_the_segment() {
     assert_eq!(store.entries(1, 301, u64::MAX).unwrap(), entries);
     append(&store, &[entry(301, 1, 1024)]);
     assert_eq!(store.last_index(), 301);
+}
+
+/// `sync_and_publish` never writes the mark file itself (acks wait on the sync, not on the
+/// mark); the writer raises it afterwards.
+#[test]
+fn the_synced_mark_is_raised_after_the_sync_not_inside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(cfg(dir.path())).unwrap();
+    let before = store.persisted_synced_mark();
+    store.write_entries(&[entry(1, 1, 100)]).unwrap();
+    store.sync_and_publish().unwrap();
+    assert_eq!(store.persisted_synced_mark(), before);
+    store.persist_synced_mark_if_due().unwrap();
+    assert_eq!(store.persisted_synced_mark(), store.end_pos());
 }

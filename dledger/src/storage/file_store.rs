@@ -750,15 +750,26 @@ impl FileStore {
         };
         drop(s);
         w.synced_pos = w.write_pos;
-        let interval = std::time::Duration::from_millis(SYNCED_MARK_PERSIST_INTERVAL_MS);
-        let due = w.mark_persisted_at.is_none_or(|t| t.elapsed() >= interval);
-        if due {
-            self.persist_mark_locked(&mut w)?;
-        }
         Ok(Durable {
             last_index,
             last_term,
         })
+    }
+
+    /// Raises the durable synced mark to what `sync_and_publish` synced, at most once per
+    /// `SYNCED_MARK_PERSIST_INTERVAL_MS`. Separate from `sync_and_publish` so the writer
+    /// calls it after it has reported the sync: the mark is an atomic file write (two
+    /// fsyncs and a rename, ~1 ms here) and used to delay every tenth of a second's acks.
+    pub fn persist_synced_mark_if_due(&self) -> Result<(), StorageError> {
+        let mut w = self.writer();
+        if w.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        let interval = std::time::Duration::from_millis(SYNCED_MARK_PERSIST_INTERVAL_MS);
+        if w.mark_persisted_at.is_none_or(|t| t.elapsed() >= interval) {
+            self.persist_mark_locked(&mut w)?;
+        }
+        Ok(())
     }
 
     /// Write the synced mark now (tests, clean shutdown); normally it is raised lazily.

@@ -403,6 +403,7 @@ impl Worker {
             }
             done.push((p.seq, job_last, p.hard_state.is_some()));
         }
+        let wrote_any = group_entries > 0;
         if wrote {
             fsync_us += self.sync()?;
         }
@@ -450,6 +451,10 @@ impl Worker {
             let _ = self.events.send(Event::Compacted {
                 deleted_segments: compactions,
             });
+        }
+        // After the events: the acks these syncs allow must not wait for the mark's file.
+        if wrote_any {
+            self.store.persist_synced_mark_if_due()?;
         }
         Ok(())
     }
