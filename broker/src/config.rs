@@ -287,6 +287,10 @@ broker_config! {
     /// Our extension: shortest time in µs between two consume-queue dispatch passes while
     /// messages keep arriving (Java's reput service pauses 1 ms); 0 = on every commit.
     dispatch_interval_us: u64 = 1_000 => "dispatchIntervalUs",
+    /// Our extension: drop commitlog pages more than `logPageCacheKeepBytes` behind the
+    /// dispatcher from the page cache (`store::StoreConfig::log_page_cache_keep_bytes`).
+    log_drop_behind_enable: bool = true => "logDropBehindEnable",
+    log_page_cache_keep_bytes: u64 = store::DEFAULT_LOG_PAGE_CACHE_KEEP_BYTES => "logPageCacheKeepBytes",
     /// Our extension: time-out of a request forwarded from a follower to the leader.
     dleger_forward_timeout_ms: u64 = 3000 => "dLegerForwardTimeoutMs",
     /// Our extension: start an embedded NameServer listening on this address in-process.

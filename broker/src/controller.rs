@@ -95,6 +95,9 @@ pub fn store_config(config: &BrokerConfig, store_host: SocketAddr) -> store::Sto
         max_transfer_bytes_on_message_in_memory: config.max_transfer_bytes_on_message_in_memory,
         max_msgs_num_batch: config.max_msgs_num_batch,
         dispatch_interval_us: config.dispatch_interval_us,
+        log_page_cache_keep_bytes: config
+            .log_drop_behind_enable
+            .then_some(config.log_page_cache_keep_bytes),
         ..store::StoreConfig::default()
     }
 }

@@ -105,6 +105,10 @@ pub trait CommitLog: Send + Sync {
     /// on disk): they stay in the page cache and fault back in if read, but no longer count
     /// in the broker's RSS, which otherwise grows with everything the dispatcher ever read.
     fn release_mapped_below(&self, _below: i64) {}
+    /// Drops the page cache of the log bytes in `[from, to)` (page-aligned, dispatched and
+    /// on disk) with `POSIX_FADV_DONTNEED`: pages nobody maps are freed at once, reads fault
+    /// them back in from disk (`StoreConfig::log_page_cache_keep_bytes`).
+    fn drop_page_cache(&self, _from: i64, _to: i64) {}
     /// Bytes mapped by reads below the last `release_mapped_below` point so far
     /// (monotonic, an estimate): pages that stay in RSS until the next pass.
     fn cold_read_bytes(&self) -> u64 {

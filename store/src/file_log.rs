@@ -751,6 +751,24 @@ impl CommitLog for FileCommitLog {
         });
     }
 
+    fn drop_page_cache(&self, from: i64, to: i64) {
+        let segs: Vec<Arc<MappedFile>> = self
+            .shared
+            .segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|m| m.start_offset() < to && m.start_offset() + m.size() as i64 > from)
+            .cloned()
+            .collect();
+        for m in segs {
+            let start = m.start_offset();
+            let lo = from.max(start) - start;
+            let hi = to.min(start + m.size() as i64) - start;
+            m.drop_cache_range(lo as usize, hi as usize);
+        }
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         // Everything written and published (see `flush_loop`).
         let end = self.shared.committed.get();

@@ -24,7 +24,10 @@ pub use commitlog::dledger::{
     DLedgerCommitLog, DLedgerStoreConfig, MetadataKind, MetadataListener, StoreRole,
 };
 pub use commitlog::{AppendRequest, AppendResult, CommitLog, LogRead, QueueOffsetTable, Watermark};
-pub use config::{parse_delay_levels, FlushDiskType, StoreConfig, MAX_DISPATCH_INTERVAL_US};
+pub use config::{
+    parse_delay_levels, FlushDiskType, StoreConfig, DEFAULT_LOG_PAGE_CACHE_KEEP_BYTES,
+    MAX_DISPATCH_INTERVAL_US,
+};
 pub use consume_queue::{CqUnit, CQ_UNIT_SIZE};
 /// Status of the DLedger node of a store (`MessageStore::dledger_status`).
 pub use dledger::node::NodeStatus as DLedgerNodeStatus;

@@ -34,6 +34,19 @@ impl std::fmt::Debug for MappedFile {
     }
 }
 
+/// `POSIX_FADV_DONTNEED` over `len` bytes at `offset` of `file`: its clean, unmapped pages
+/// leave the page cache now. Only a hint: a failure is logged and otherwise ignored.
+pub(crate) fn drop_file_cache(file: &File, offset: u64, len: u64) {
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return;
+    };
+    // SAFETY: plain syscall on a valid, owned descriptor; it only changes caching.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), off, len, libc::POSIX_FADV_DONTNEED) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::from_raw_os_error(rc), "posix_fadvise(DONTNEED) failed");
+    }
+}
+
 /// 20-digit zero-padded file name (Java `UtilAll.offset2FileName`).
 pub(crate) fn offset_to_file_name(offset: i64) -> String {
     format!("{offset:020}")
@@ -119,6 +132,14 @@ impl MappedFile {
             tracing::debug!(error = %e, path = %self.path.display(), "madvise(RANDOM) failed");
         }
         self
+    }
+
+    /// Drops the page cache of `[lo, hi)` (file positions) once nothing maps it
+    /// (`drop_file_cache`).
+    pub(crate) fn drop_cache_range(&self, lo: usize, hi: usize) {
+        if hi > lo {
+            drop_file_cache(&self.file, lo as u64, (hi - lo) as u64);
+        }
     }
 
     pub(crate) fn path(&self) -> &Path {

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -170,6 +170,8 @@ pub struct StoreCore {
     release_requested: AtomicBool,
     /// `CommitLog::cold_read_bytes` when the last early release was requested.
     cold_read_mark: AtomicU64,
+    /// Log bytes below this were dropped from the page cache (`drop_log_page_cache`).
+    page_cache_dropped_to: AtomicI64,
     threads: Mutex<Vec<JoinHandle<()>>>,
     lock_file: Mutex<Option<File>>,
     /// Set in DLedger mode (`open_dledger`).
@@ -331,6 +333,7 @@ impl MessageStore {
             stop_cv: Condvar::new(),
             release_requested: AtomicBool::new(false),
             cold_read_mark: AtomicU64::new(0),
+            page_cache_dropped_to: AtomicI64::new(0),
             threads: Mutex::new(Vec::new()),
             lock_file: Mutex::new(lock_file),
             dledger: std::sync::OnceLock::new(),
@@ -659,6 +662,9 @@ impl StoreCore {
                 last_release = now;
                 // Keep the hot tail (consumers reading near it) mapped; drop the rest from RSS.
                 s.release_mapped_log_pages(MAPPED_LOG_TAIL_KEEP_BYTES);
+                if let Some(keep) = s.config.log_page_cache_keep_bytes {
+                    s.drop_log_page_cache(keep);
+                }
             }
             if now - last_clean >= s.config.clean_resource_interval_ms as i64 {
                 last_clean = now;
@@ -707,6 +713,25 @@ impl StoreCore {
     pub fn release_mapped_log_pages(&self, keep_bytes: i64) {
         self.log
             .release_mapped_below(self.dispatched.get() - keep_bytes.max(0));
+    }
+
+    /// Drops log bytes more than `keep_bytes` behind the dispatcher, and already on disk,
+    /// from the page cache (`StoreConfig::log_page_cache_keep_bytes`). Called by the
+    /// housekeeping thread after each release pass, so those pages are no longer mapped by
+    /// this process and the kernel can free them.
+    pub fn drop_log_page_cache(&self, keep_bytes: u64) {
+        const PAGE: i64 = crate::page_release::PAGE_BYTES as i64;
+        let keep = i64::try_from(keep_bytes).unwrap_or(i64::MAX);
+        let durable = self.dispatched.get().min(self.log.flushed_offset());
+        let to = durable.saturating_sub(keep) / PAGE * PAGE;
+        let from = self
+            .page_cache_dropped_to
+            .load(Ordering::Relaxed)
+            .max(self.log.min_offset() / PAGE * PAGE);
+        if to > from {
+            self.log.drop_page_cache(from, to);
+            self.page_cache_dropped_to.fetch_max(to, Ordering::Relaxed);
+        }
     }
 
     /// Re-reads disk usage now (the housekeeping thread does this every second).

@@ -739,6 +739,36 @@ async fn entries_across_segment_ends_and_a_full_queue_rebuild_from_the_log() {
     for i in 0..N {
         assert_eq!(queue_view(c.store(i), "TopicA", 1), view, "replica {i}");
     }
+    // Drop-behind with nothing kept: the dispatched log leaves the page cache, and the queue
+    // reads the same records back from disk. Checked on the segments written in full (the
+    // folio holding the log's end stays until a later pass covers it whole) of the replicas
+    // this process did not restart (the restarted one's previous instance may still map them).
+    for i in 0..N {
+        let s = c.store(i);
+        s.release_mapped_log_pages(0);
+        s.drop_log_page_cache(0);
+        let dir = c.dirs[i].path().join(format!("dledger-n{i}")).join("data");
+        let full: Vec<u64> = segment_files(&c, i)
+            .into_iter()
+            .filter(|b| b + common::SEG <= end as u64)
+            .collect();
+        assert!(full.len() >= 2, "replica {i}: segments {full:?}");
+        if i != f {
+            for base in full {
+                let path = dir.join(format!("{base:020}"));
+                let cached = common::cached_pages(&path, 0, common::SEG);
+                assert_eq!(
+                    cached, 0,
+                    "replica {i}: segment {base} still has {cached} pages cached"
+                );
+            }
+        }
+        assert_eq!(
+            queue_view(s, "TopicA", 1),
+            view,
+            "replica {i} after the drop"
+        );
+    }
     c.shutdown().await;
 }
 

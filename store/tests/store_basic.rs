@@ -483,6 +483,36 @@ fn dispatched_log_pages_leave_rss_and_stay_readable() {
     assert!(again < 100, "resident after the second release: {again} kB");
 }
 
+/// Drop-behind on the single-replica log: dispatched, flushed bytes more than `keep` behind
+/// the dispatcher leave the page cache, the kept tail stays, and everything stays readable.
+#[test]
+fn log_pages_behind_the_kept_tail_leave_the_page_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let te = TestEnv::new();
+    let s = open(dir.path(), FlushDiskType::SyncFlush, &te);
+    let body = vec![7u8; 3000];
+    put_and_dispatch(&s, "DropTopic", &body, 1000);
+    let log_dir = dir.path().join("commitlog");
+    let end = s.commit_log_max_offset() as u64;
+    let keep: u64 = 1 << 20;
+    assert!(end > 2 * keep, "log of {end} bytes");
+    s.release_mapped_log_pages(0);
+    let cold = end - keep;
+    assert!(
+        cached_log_pages(&log_dir, SEG, 0, cold) > 0,
+        "written pages start cached"
+    );
+    s.drop_log_page_cache(keep);
+    // A folio may straddle the boundary: check up to a segment below it.
+    assert_eq!(cached_log_pages(&log_dir, SEG, 0, cold - SEG), 0);
+    let tail_pages = (keep / 4096) as usize;
+    assert!(
+        cached_log_pages(&log_dir, SEG, cold, end) >= tail_pages * 9 / 10,
+        "the kept tail stays cached"
+    );
+    assert_queue_holds(&s, "DropTopic", &body, 1000);
+}
+
 /// A pull takes its records (noting the read) before its response is written, which is
 /// when the pages are touched: a release pass in between must not leave those pages mapped
 /// for good.

@@ -335,6 +335,12 @@ impl FileStore {
             mark_persisted_pos = end_pos;
         }
         store_state.end_pos = end_pos;
+        // The recovery scan read every segment through its mapping; left mapped, those pages
+        // would count in the process's RSS (the whole log after a restart) and could not be
+        // dropped from the page cache. Reads map what they need again.
+        for sg in &store_state.segments {
+            unmap_pages(&sg.mmap);
+        }
         let next_index = store_state.next_index();
         store_state.cache_first = next_index;
         let inner = Inner {
@@ -1132,6 +1138,16 @@ fn preallocate(file: &File, path: &Path, len: u64) -> Result<(), StorageError> {
             path,
             std::io::Error::from_raw_os_error(other),
         )),
+    }
+}
+
+/// Drops this process's page table entries of a segment mapping (`MADV_DONTNEED`); the
+/// page cache keeps the pages. Only a hint: a failure is logged and otherwise ignored.
+fn unmap_pages(map: &Mmap) {
+    // SAFETY: a read-only SHARED file mapping: MADV_DONTNEED only drops page table entries;
+    // the next access maps the same file page again, so readers see the same bytes.
+    if let Err(e) = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) } {
+        tracing::debug!(error = %e, "madvise(DONTNEED) on a segment mapping failed");
     }
 }
 

@@ -1304,6 +1304,12 @@ impl CommitLog for DLedgerCommitLog {
         }
     }
 
+    fn drop_page_cache(&self, from: i64, to: i64) {
+        if from >= 0 && to > from {
+            self.maps.drop_page_cache(from as u64, to as u64);
+        }
+    }
+
     fn read(&self, phys: i64, size: usize) -> Option<Bytes> {
         if phys < 0 || size == 0 || phys.checked_add(size as i64)? > self.committed.get() {
             return None;

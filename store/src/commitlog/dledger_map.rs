@@ -130,6 +130,21 @@ impl SegmentMaps {
         });
     }
 
+    /// `POSIX_FADV_DONTNEED` over `[from, to)`, one call per segment it touches. Pages
+    /// still mapped somewhere (a read in flight) stay cached; a missing segment (deleted by
+    /// retention) has nothing cached.
+    pub(crate) fn drop_page_cache(&self, from: u64, to: u64) {
+        let mut base = from / self.seg_size * self.seg_size;
+        while base < to {
+            let lo = from.max(base) - base;
+            let hi = to.min(base + self.seg_size) - base;
+            if let Ok(f) = File::open(self.segment_path(base)) {
+                crate::mapped_file::drop_file_cache(&f, lo, hi - lo);
+            }
+            base += self.seg_size;
+        }
+    }
+
     /// The file of the segment starting at `base`.
     pub(crate) fn segment_path(&self, base: u64) -> PathBuf {
         self.dir.join(format!("{base:020}"))

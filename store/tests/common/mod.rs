@@ -130,3 +130,40 @@ pub fn rt() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// Pages of `[from, to)` of the file at `path` that are in the page cache: `mincore` over a
+/// fresh read-only mapping (mapping a file faults nothing in by itself).
+pub fn cached_pages(path: &Path, from: u64, to: u64) -> usize {
+    const PAGE: u64 = 4096;
+    let file = File::open(path).unwrap();
+    // SAFETY: a read-only mapping only inspected with mincore, never read.
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    let (lo, hi) = (from / PAGE * PAGE, to.div_ceil(PAGE) * PAGE);
+    assert!(hi as usize <= map.len().div_ceil(PAGE as usize) * PAGE as usize);
+    let mut vec = vec![0u8; ((hi - lo) / PAGE) as usize];
+    // SAFETY: `[lo, hi)` lies inside the mapping and is page-aligned; one byte per page.
+    let rc = unsafe {
+        libc::mincore(
+            map.as_ptr().add(lo as usize) as *mut libc::c_void,
+            (hi - lo) as usize,
+            vec.as_mut_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+    vec.iter().filter(|v| **v & 1 == 1).count()
+}
+
+/// Cached pages of the log bytes `[from, to)` in `dir`, whose files are named by their
+/// 20-digit start offset and hold `seg` bytes each.
+pub fn cached_log_pages(dir: &Path, seg: u64, from: u64, to: u64) -> usize {
+    let mut n = 0;
+    let mut base = from / seg * seg;
+    while base < to {
+        let path = dir.join(format!("{base:020}"));
+        if path.exists() {
+            n += cached_pages(&path, from.max(base) - base, to.min(base + seg) - base);
+        }
+        base += seg;
+    }
+    n
+}
