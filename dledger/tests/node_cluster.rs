@@ -403,8 +403,20 @@ async fn callback_appends_are_answered_exactly_once() {
         assert_eq!(r.len(), 1);
         assert!(r[0].index > last_index);
         last_index = r[0].index;
-        assert_eq!(leader.read(last_index).unwrap().data[0], id as u8);
     }
+    // An append may be answered once a quorum holds it, before the leader's own fsync
+    // publishes the commit index that reads go by: wait for that, then read them all back.
+    let mut committed = leader.committed();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        committed.wait_for(|c| *c >= last_index),
+    )
+    .await
+    .expect("commit index published in time")
+    .unwrap();
+    let bodies = leader.read_range(last_index - 19, last_index + 1).unwrap();
+    let firsts: Vec<u8> = bodies.iter().map(|e| e.data[0]).collect();
+    assert_eq!(firsts, (0..20u8).collect::<Vec<_>>());
 
     // Refused before it reaches the loop: answered at once, on this thread.
     append(leader, 100, 64 * 1024 * 1024);

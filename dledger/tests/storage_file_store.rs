@@ -657,26 +657,6 @@ fn the_synced_mark_is_raised_after_the_sync_not_inside_it() {
     assert_eq!(store.persisted_synced_mark(), store.end_pos());
 }
 
-/// Resident kB of this process's mappings of files under `dir` (`/proc/self/smaps`).
-fn mapped_rss_kb(dir: &std::path::Path) -> u64 {
-    let want = dir.to_string_lossy().to_string();
-    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let (mut inside, mut total) = (false, 0);
-    for line in smaps.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            inside = line.contains(&want);
-        } else if inside && line.starts_with("Rss:") {
-            total += line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    total
-}
-
 /// The CRC scan at open reads the whole log through the segment mappings; none of it may
 /// stay mapped (it would be the broker's RSS after every restart, and pinned in the page
 /// cache against drop-behind), and reads still work.
@@ -690,7 +670,7 @@ fn the_recovery_scan_leaves_nothing_mapped() {
     }
     let store = FileStore::open(cfg(dir.path())).unwrap();
     assert_eq!(store.last_index(), 200);
-    let rss = mapped_rss_kb(dir.path());
+    let rss = testkit::mapped_rss_kb(dir.path());
     assert!(rss <= 8, "{rss} kB of the log mapped after open");
     assert_eq!(store.entries(1, 201, u64::MAX).unwrap(), entries);
 }

@@ -265,6 +265,17 @@ fn wipe_from(seg: &MappedFile, pos: usize) -> Result<(), StoreError> {
 }
 
 impl Shared {
+    /// The segments holding some of the log bytes `[lo, hi)` (a snapshot of the list).
+    fn segments_overlapping(&self, lo: i64, hi: i64) -> Vec<Arc<MappedFile>> {
+        self.segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|m| m.start_offset() < hi && m.start_offset() + m.size() as i64 > lo)
+            .cloned()
+            .collect()
+    }
+
     fn fail_reason(&self) -> Option<String> {
         self.failed
             .lock()
@@ -730,18 +741,7 @@ impl CommitLog for FileCommitLog {
             // Page-aligned (segment starts are too), so consecutive passes leave no page
             // behind.
             let (lo_off, hi_off) = (from as i64, to as i64);
-            let segs: Vec<Arc<MappedFile>> = s
-                .segments
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .filter(|m| {
-                    let start = m.start_offset();
-                    start < hi_off && start + m.size() as i64 > lo_off
-                })
-                .cloned()
-                .collect();
-            for m in segs {
+            for m in s.segments_overlapping(lo_off, hi_off) {
                 let start = m.start_offset();
                 m.release_range(
                     (lo_off.max(start) - start) as usize,
@@ -752,16 +752,7 @@ impl CommitLog for FileCommitLog {
     }
 
     fn drop_page_cache(&self, from: i64, to: i64) {
-        let segs: Vec<Arc<MappedFile>> = self
-            .shared
-            .segments
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|m| m.start_offset() < to && m.start_offset() + m.size() as i64 > from)
-            .cloned()
-            .collect();
-        for m in segs {
+        for m in self.shared.segments_overlapping(from, to) {
             let start = m.start_offset();
             let lo = from.max(start) - start;
             let hi = to.min(start + m.size() as i64) - start;

@@ -431,28 +431,6 @@ fn concurrent_pulls_see_complete_records() {
     s.shutdown();
 }
 
-/// Resident pages of this process's mappings of files under `dir` (kB), from
-/// /proc/self/smaps.
-fn mapped_rss_kb(dir: &std::path::Path) -> u64 {
-    let want = format!("{}/", dir.to_string_lossy());
-    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let mut inside = false;
-    let mut total = 0;
-    for line in smaps.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            inside = line.contains(&want);
-        } else if inside && line.starts_with("Rss:") {
-            total += line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    total
-}
-
 #[test]
 fn dispatched_log_pages_leave_rss_and_stay_readable() {
     let dir = tempfile::tempdir().unwrap();
@@ -462,10 +440,10 @@ fn dispatched_log_pages_leave_rss_and_stay_readable() {
     put_and_dispatch(&s, "RssTopic", &body, 1000);
     let log_dir = dir.path().join("commitlog");
     // Read through the mappings by the dispatcher: ~3 MB resident (SYNC_FLUSH: all on disk).
-    let before = mapped_rss_kb(&log_dir);
+    let before = testkit::mapped_rss_kb(&log_dir);
     assert!(before >= 2_500, "resident before: {before} kB");
     s.release_mapped_log_pages(0);
-    let after = mapped_rss_kb(&log_dir);
+    let after = testkit::mapped_rss_kb(&log_dir);
     assert!(
         after < 100,
         "resident after release: {after} kB (before {before} kB)"
@@ -475,11 +453,11 @@ fn dispatched_log_pages_leave_rss_and_stay_readable() {
     // That lagging read mapped the pages again; the next pass drops them again (the read
     // lowered the released mark).
     assert!(
-        mapped_rss_kb(&log_dir) >= 2_500,
+        testkit::mapped_rss_kb(&log_dir) >= 2_500,
         "the re-read mapped the log again"
     );
     s.release_mapped_log_pages(0);
-    let again = mapped_rss_kb(&log_dir);
+    let again = testkit::mapped_rss_kb(&log_dir);
     assert!(again < 100, "resident after the second release: {again} kB");
 }
 
@@ -525,7 +503,7 @@ fn pages_touched_after_a_pass_are_dropped_by_the_next_one() {
     put_and_dispatch(&s, "RssLate", &body, 1000);
     let log_dir = dir.path().join("commitlog");
     s.release_mapped_log_pages(0);
-    assert!(mapped_rss_kb(&log_dir) < 100);
+    assert!(testkit::mapped_rss_kb(&log_dir) < 100);
     let mut taken: Vec<bytes::Bytes> = Vec::new();
     while taken.len() < 1000 {
         let r = s.get_message(
@@ -545,11 +523,11 @@ fn pages_touched_after_a_pass_are_dropped_by_the_next_one() {
     assert_eq!(touched, 1000 * body.len());
     drop(taken);
     assert!(
-        mapped_rss_kb(&log_dir) >= 2_500,
+        testkit::mapped_rss_kb(&log_dir) >= 2_500,
         "the write mapped the pages"
     );
     s.release_mapped_log_pages(0);
-    let after = mapped_rss_kb(&log_dir);
+    let after = testkit::mapped_rss_kb(&log_dir);
     assert!(after < 100, "resident after the next pass: {after} kB");
 }
 
@@ -574,7 +552,7 @@ fn interleaved_catch_up_reads_leave_nothing_mapped() {
     wait_dispatch(&s);
     let log_dir = dir.path().join("commitlog");
     s.release_mapped_log_pages(0);
-    assert!(mapped_rss_kb(&log_dir) < 100);
+    assert!(testkit::mapped_rss_kb(&log_dir) < 100);
     let mut next = [0i64; QUEUES as usize];
     let mut pulls = 0;
     while next.iter().any(|n| *n < PER_QUEUE) {
@@ -596,7 +574,7 @@ fn interleaved_catch_up_reads_leave_nothing_mapped() {
         }
     }
     s.release_mapped_log_pages(0);
-    let after = mapped_rss_kb(&log_dir);
+    let after = testkit::mapped_rss_kb(&log_dir);
     assert!(after < 100, "resident after catching up: {after} kB");
 }
 
@@ -615,11 +593,11 @@ fn unflushed_log_pages_can_leave_rss_without_losing_data() {
     put_and_dispatch(&s, "RssAsync", &body, 1000);
     let log_dir = dir.path().join("commitlog");
     assert!(
-        mapped_rss_kb(&log_dir) >= 2_500,
+        testkit::mapped_rss_kb(&log_dir) >= 2_500,
         "the dispatcher mapped the log"
     );
     s.release_mapped_log_pages(0);
-    let after = mapped_rss_kb(&log_dir);
+    let after = testkit::mapped_rss_kb(&log_dir);
     assert!(after < 100, "resident after release: {after} kB");
     // Clean shutdown flushes; every record is intact after a reopen.
     s.shutdown();

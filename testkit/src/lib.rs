@@ -1,4 +1,5 @@
-//! Loopback ports for tests, chosen below the kernel's ephemeral range.
+//! Loopback ports for tests, chosen below the kernel's ephemeral range (and, in `mapped_rss_kb`,
+//! how much of a store's files the test process has mapped).
 //!
 //! `bind("127.0.0.1:0")` hands out an ephemeral port. Released again for a server to take, it
 //! can be given to any outbound connection in the meantime (another test's client or peer
@@ -43,6 +44,26 @@ pub fn free_port_where(mut ok: impl FnMut(u16) -> bool) -> u16 {
         "no free port in 127.0.0.1:{PORTS_FROM}..{}",
         PORTS_FROM + PORTS_COUNT
     );
+}
+
+/// Resident kB of this process's mappings of files under `dir`, from `/proc/self/smaps`.
+pub fn mapped_rss_kb(dir: &std::path::Path) -> u64 {
+    let want = format!("{}/", dir.to_string_lossy());
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let (mut inside, mut total) = (false, 0);
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            inside = line.contains(&want);
+        } else if inside && line.starts_with("Rss:") {
+            total += line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
 }
 
 #[cfg(test)]

@@ -403,7 +403,6 @@ impl Worker {
             }
             done.push((p.seq, job_last, p.hard_state.is_some()));
         }
-        let wrote_any = group_entries > 0;
         if wrote {
             fsync_us += self.sync()?;
         }
@@ -453,7 +452,7 @@ impl Worker {
             });
         }
         // After the events: the acks these syncs allow must not wait for the mark's file.
-        if wrote_any {
+        if group_entries > 0 {
             self.store.persist_synced_mark_if_due()?;
         }
         Ok(())
