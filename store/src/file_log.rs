@@ -265,14 +265,20 @@ fn wipe_from(seg: &MappedFile, pos: usize) -> Result<(), StoreError> {
 }
 
 impl Shared {
-    /// The segments holding some of the log bytes `[lo, hi)` (a snapshot of the list).
-    fn segments_overlapping(&self, lo: i64, hi: i64) -> Vec<Arc<MappedFile>> {
+    /// The segments holding some of the log bytes `[lo, hi)` (a snapshot of the list), each
+    /// with the part of the range it holds, in file positions.
+    fn segment_ranges(&self, lo: i64, hi: i64) -> Vec<(Arc<MappedFile>, usize, usize)> {
         self.segments
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .filter(|m| m.start_offset() < hi && m.start_offset() + m.size() as i64 > lo)
-            .cloned()
+            .map(|m| {
+                let start = m.start_offset();
+                let end = start + m.size() as i64;
+                let (from, to) = (lo.max(start) - start, hi.min(end) - start);
+                (Arc::clone(m), from as usize, to as usize)
+            })
             .collect()
     }
 
@@ -740,23 +746,15 @@ impl CommitLog for FileCommitLog {
         s.released.pass(below.max(0) as u64, |from, to| {
             // Page-aligned (segment starts are too), so consecutive passes leave no page
             // behind.
-            let (lo_off, hi_off) = (from as i64, to as i64);
-            for m in s.segments_overlapping(lo_off, hi_off) {
-                let start = m.start_offset();
-                m.release_range(
-                    (lo_off.max(start) - start) as usize,
-                    (hi_off - start) as usize,
-                );
+            for (m, lo, hi) in s.segment_ranges(from as i64, to as i64) {
+                m.release_range(lo, hi);
             }
         });
     }
 
     fn drop_page_cache(&self, from: i64, to: i64) {
-        for m in self.shared.segments_overlapping(from, to) {
-            let start = m.start_offset();
-            let lo = from.max(start) - start;
-            let hi = to.min(start + m.size() as i64) - start;
-            m.drop_cache_range(lo as usize, hi as usize);
+        for (m, lo, hi) in self.shared.segment_ranges(from, to) {
+            m.drop_cache_range(lo, hi);
         }
     }
 
