@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Benchmark suite for BENCHMARKS.md: single-replica broker (conf/broker.conf), for each flush type
-# (ASYNC_FLUSH, SYNC_FLUSH) x message size (128 B, 1 KiB) x senders (1, 16, 64) a timed producer run,
-# then one consumer run per topic that drains everything produced. While each run is going, the
-# broker's RSS (VmRSS, /proc/<pid>/status) is sampled and its CPU time (utime+stime, /proc/<pid>/stat)
-# is read before/after, giving CPU microseconds per message. Finally a live end-to-end run: a consumer
+# Benchmark suite for BENCHMARKS.md. For each deployment: a single-replica broker (conf/broker.conf)
+# with ASYNC_FLUSH, the same with SYNC_FLUSH, and the three-replica DLedger group (GROUP:
+# conf/dledger/broker-n{0,1,2}.conf, quorum fsync before every ack) x message size (128 B, 1 KiB) x
+# senders (1, 16, 64) a timed producer run, then one consumer run per topic that drains everything
+# produced. While each run is going, every broker's RSS (VmRSS, /proc/<pid>/status) is sampled and
+# the brokers' CPU time (utime+stime, /proc/<pid>/stat, summed over the group's three processes) is
+# read before/after, giving CPU microseconds per message. Finally a live end-to-end run: a consumer
 # starting at the queue end while a fixed-rate producer sends. First of all, a disk probe
 # (`benchmark disk`: 8 KiB write + fdatasync in a loop, no broker) records what the disk itself
 # gives in this sitting: no durable send can be faster than its fdatasync, and its stalls show up
@@ -11,8 +13,9 @@
 #
 #   scripts/bench-suite.sh                        # full suite, 10 s per producer run
 #   DURATION_S=5 SENDERS="1 16" SIZES=128 FLUSH_TYPES=ASYNC_FLUSH scripts/bench-suite.sh
+#   FLUSH_TYPES=GROUP SENDERS=64 SIZES=1024 scripts/bench-suite.sh    # the group's 40k/s target run
 #
-# Env: DURATION_S (10), SENDERS ("1 16 64"), SIZES ("128 1024"), FLUSH_TYPES ("ASYNC_FLUSH SYNC_FLUSH"),
+# Env: DURATION_S (10), SENDERS ("1 16 64"), SIZES ("128 1024"), FLUSH_TYPES ("ASYNC_FLUSH SYNC_FLUSH GROUP"),
 #      EXTRA_PRODUCER_ARGS (e.g. "--async" or "--batch 16"), E2E_RATE (2000; 0 = skip the live e2e run), NAMESRV_PORT (39876), BROKER_PORT (39911),
 #      DISK_PROBE_S (5; 0 = skip the disk probe),
 #      OUT_DIR (./run/bench-<utc time>), BUILD (1 = cargo build --release first), BIN_DIR (override).
@@ -26,7 +29,7 @@ cd "$ROOT"
 DURATION_S="${DURATION_S:-10}"
 SENDERS="${SENDERS:-1 16 64}"
 SIZES="${SIZES:-128 1024}"
-FLUSH_TYPES="${FLUSH_TYPES:-ASYNC_FLUSH SYNC_FLUSH}"
+FLUSH_TYPES="${FLUSH_TYPES:-ASYNC_FLUSH SYNC_FLUSH GROUP}"
 EXTRA_PRODUCER_ARGS="${EXTRA_PRODUCER_ARGS:-}"
 E2E_RATE="${E2E_RATE:-2000}"
 DISK_PROBE_S="${DISK_PROBE_S:-5}"
@@ -68,19 +71,32 @@ wait_port() { # bounded: 20 s
   return 1
 }
 
-# utime + stime in clock ticks (fields 14 and 15; strip "pid (comm) " first, comm may contain spaces).
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# utime + stime in clock ticks, summed over the given pids (fields 14 and 15; strip "pid (comm) "
+# first, comm may contain spaces).
+cpu_ticks() {
+  local pid total=0 t
+  for pid in "$@"; do
+    t="$(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')"
+    total=$((total + t))
+  done
+  echo "$total"
+}
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
-# Sample every 200 ms until the file $3 appears; $2 gets "maxVmRSS maxRssAnon" (kB). VmRSS includes
-# the mapped commitlog/consume-queue pages (RssFile); RssAnon is the broker's own heap.
+# Sample every 200 ms until the file $2 appears; $1 gets "maxVmRSS maxRssAnon" (kB, the largest
+# of any of the pids that follow). VmRSS includes the mapped commitlog/consume-queue pages
+# (RssFile); RssAnon is the broker's own heap.
 sample_rss() {
-  local pid=$1 out=$2 stop=$3 max=0 max_anon=0 cur anon
-  while [ ! -e "$stop" ] && kill -0 "$pid" 2>/dev/null; do
-    cur="$(status_kb "$pid" VmRSS || echo 0)"
-    anon="$(status_kb "$pid" RssAnon || echo 0)"
-    if [ "${cur:-0}" -gt "$max" ]; then max=$cur; fi
-    if [ "${anon:-0}" -gt "$max_anon" ]; then max_anon=$anon; fi
+  local out=$1 stop=$2 max=0 max_anon=0 cur anon pid
+  shift 2
+  while [ ! -e "$stop" ]; do
+    for pid in "$@"; do
+      kill -0 "$pid" 2>/dev/null || continue
+      cur="$(status_kb "$pid" VmRSS || echo 0)"
+      anon="$(status_kb "$pid" RssAnon || echo 0)"
+      if [ "${cur:-0}" -gt "$max" ]; then max=$cur; fi
+      if [ "${anon:-0}" -gt "$max_anon" ]; then max_anon=$anon; fi
+    done
     echo "$max $max_anon" >"$out"
     sleep 0.2
   done
@@ -90,12 +106,12 @@ json_field() { python3 -c 'import json,sys; v=json.loads(sys.argv[1]); print(v.g
 
 cat >"$RESULTS_MD" <<HDR
 <!-- $(date -u +%FT%TZ), $(nproc) cores, loadavg at start $(cut -d" " -f1-3 /proc/loadavg), DURATION_S=$DURATION_S, extra producer args: "${EXTRA_PRODUCER_ARGS}" -->
-| flush | size | senders | send TPS | p50 ms | p99 ms | p99.9 ms | max ms | failures | broker CPU µs/msg | broker max RSS / RssAnon MiB |
+| flush | size | senders | send TPS | p50 ms | p99 ms | p99.9 ms | max ms | failures | broker CPU µs/msg (all brokers) | largest broker RSS / RssAnon MiB |
 |---|---|---|---|---|---|---|---|---|---|---|
 HDR
 CONSUMER_MD="$OUT_DIR/consumer.md"
 cat >"$CONSUMER_MD" <<HDR
-| flush | size | received | recv TPS | e2e p50 ms | e2e p99 ms | broker CPU µs/msg |
+| flush | size | received | recv TPS | e2e p50 ms | e2e p99 ms | broker CPU µs/msg (all brokers) |
 |---|---|---|---|---|---|---|
 HDR
 
@@ -128,8 +144,14 @@ cat >"$E2E_MD" <<HDR
 HDR
 
 for flush in $FLUSH_TYPES; do
-  # Never benchmark somebody else's server: both ports must be free before we start ours.
-  for port in "$NAMESRV_PORT" "$BROKER_PORT" "$((BROKER_PORT - 2))" "$((BROKER_PORT + 1))"; do
+  if [ "$flush" = GROUP ]; then
+    # conf/dledger/broker-n{0,1,2}.conf: client ports 30911/30921/30931, Raft ports 40911-40913.
+    ports="$NAMESRV_PORT 30911 30921 30931 40911 40912 40913"
+  else
+    ports="$NAMESRV_PORT $BROKER_PORT $((BROKER_PORT - 2)) $((BROKER_PORT + 1))"
+  fi
+  # Never benchmark somebody else's server: every port must be free before we start ours.
+  for port in $ports; do
     if ! port_free "$port"; then
       echo "port $port is already in use; set NAMESRV_PORT / BROKER_PORT" >&2
       exit 1
@@ -139,14 +161,40 @@ for flush in $FLUSH_TYPES; do
   "$BIN_DIR/namesrv" --listen "$NAMESRV_ADDR" >"$OUT_DIR/namesrv-$flush.log" 2>&1 &
   pids+=($!)
   wait_port "$NAMESRV_PORT"
-  "$BIN_DIR/broker" -c "$ROOT/conf/broker.conf" -n "$NAMESRV_ADDR" "--namesrvAddr=$NAMESRV_ADDR" \
-    "--listenPort=$BROKER_PORT" "--storePathRootDir=$data" "--flushDiskType=$flush" \
-    "--mappedFileSizeCommitLog=268435456" >"$OUT_DIR/broker-$flush.log" 2>&1 &
-  broker_pid=$!
-  pids+=($broker_pid)
-  wait_port "$BROKER_PORT"
-  # Give the broker its first registration with the NameServer (bounded).
-  sleep 2
+  broker_pids=()
+  if [ "$flush" = GROUP ]; then
+    for n in 0 1 2; do
+      "$BIN_DIR/broker" -c "$ROOT/conf/dledger/broker-n$n.conf" -n "$NAMESRV_ADDR" \
+        "--namesrvAddr=$NAMESRV_ADDR" "--storePathRootDir=$data/n$n" \
+        >"$OUT_DIR/broker-$flush-n$n.log" 2>&1 &
+      broker_pids+=($!)
+      pids+=($!)
+    done
+    # Bounded wait until a leader is elected and registered as master: a first send succeeds.
+    master_up=0
+    for _ in $(seq 1 60); do
+      line="$(timeout 20 "$BIN_DIR/benchmark" producer -n "$NAMESRV_ADDR" --topic Bench_GROUP_ready \
+        --count 1 --json 2>/dev/null | tail -n 1)" || true
+      if [ "$(json_field "$line" sent 2>/dev/null)" = 1 ] && [ "$(json_field "$line" failures)" = 0 ]; then
+        master_up=1
+        break
+      fi
+      sleep 0.5
+    done
+    if [ "$master_up" != 1 ]; then
+      echo "the group elected no master within the time limit; logs in $OUT_DIR" >&2
+      exit 1
+    fi
+  else
+    "$BIN_DIR/broker" -c "$ROOT/conf/broker.conf" -n "$NAMESRV_ADDR" "--namesrvAddr=$NAMESRV_ADDR" \
+      "--listenPort=$BROKER_PORT" "--storePathRootDir=$data" "--flushDiskType=$flush" \
+      "--mappedFileSizeCommitLog=268435456" >"$OUT_DIR/broker-$flush.log" 2>&1 &
+    broker_pids+=($!)
+    pids+=($!)
+    wait_port "$BROKER_PORT"
+    # Give the broker its first registration with the NameServer (bounded).
+    sleep 2
+  fi
 
   for size in $SIZES; do
     topic="Bench_${flush}_${size}"
@@ -155,14 +203,14 @@ for flush in $FLUSH_TYPES; do
       stop_flag="$OUT_DIR/.stop-$tag"
       rss_file="$OUT_DIR/.rss-$tag"
       echo "0 0" >"$rss_file"
-      sample_rss "$broker_pid" "$rss_file" "$stop_flag" &
+      sample_rss "$rss_file" "$stop_flag" "${broker_pids[@]}" &
       sampler=$!
-      t0="$(cpu_ticks "$broker_pid")"
+      t0="$(cpu_ticks "${broker_pids[@]}")"
       # shellcheck disable=SC2086 # EXTRA_PRODUCER_ARGS is a word list on purpose
       timeout "$RUN_TIMEOUT_S" "$BIN_DIR/benchmark" producer -n "$NAMESRV_ADDR" --topic "$topic" \
         --threads "$senders" --size "$size" --duration "$DURATION_S" $EXTRA_PRODUCER_ARGS --json \
         >"$OUT_DIR/producer-$tag.log" 2>&1 || echo "producer $tag exited with $?" >&2
-      t1="$(cpu_ticks "$broker_pid")"
+      t1="$(cpu_ticks "${broker_pids[@]}")"
       touch "$stop_flag"
       wait "$sampler" || true
       line="$(tail -n 1 "$OUT_DIR/producer-$tag.log")"
@@ -191,11 +239,11 @@ for l in open(sys.argv[1]):
     if v["flush"]==sys.argv[2] and v["size"]==int(sys.argv[3]): t+=v["producer"]["sent"]
 print(t)' "$RESULTS_JSONL" "$flush" "$size")"
     if [ "$total" -gt 0 ]; then
-      t0="$(cpu_ticks "$broker_pid")"
+      t0="$(cpu_ticks "${broker_pids[@]}")"
       timeout "$RUN_TIMEOUT_S" "$BIN_DIR/benchmark" consumer -n "$NAMESRV_ADDR" --topic "$topic" \
         --group "bench_${flush}_${size}" --from-start --count "$total" --json \
         >"$OUT_DIR/consumer-$flush-$size.log" 2>&1 || echo "consumer $flush-$size exited with $?" >&2
-      t1="$(cpu_ticks "$broker_pid")"
+      t1="$(cpu_ticks "${broker_pids[@]}")"
       line="$(tail -n 1 "$OUT_DIR/consumer-$flush-$size.log")"
       if json_field "$line" received >/dev/null 2>&1; then
         python3 - "$line" "$flush" "$size" "$((t1 - t0))" "$CLK_TCK" >>"$CONSUMER_MD" <<'PY'
@@ -236,7 +284,9 @@ PY
       echo "| $flush | $E2E_RATE | run failed (see e2e-*-$flush.log) | | | | | | | |" >>"$E2E_MD"
     fi
   fi
-  echo "broker $flush: VmHWM $(status_kb "$broker_pid" VmHWM) kB" | tee -a "$OUT_DIR/summary.txt"
+  for pid in "${broker_pids[@]}"; do
+    echo "broker $flush (pid $pid): VmHWM $(status_kb "$pid" VmHWM) kB" | tee -a "$OUT_DIR/summary.txt"
+  done
   cleanup
   rm -rf "$data"
 done
