@@ -41,8 +41,9 @@ pub struct AppendRequest {
 
 #[derive(Debug, Clone)]
 pub struct AppendResult {
-    /// Physical offset of each record, in request order.
-    pub phys_offsets: Vec<i64>,
+    /// Physical offset of the first record; the request's records follow it back to back
+    /// (a caller that needs each one's offset adds up the sizes of the records it encoded).
+    pub phys_offset: i64,
     /// Queue offset of the first record.
     pub queue_offset: i64,
     pub wrote_bytes: i32,

@@ -502,7 +502,6 @@ fn write_batch(s: &Shared, batch: &mut Vec<WriteReq>, results: &mut Vec<Completi
             0
         };
         let phys_base = seg.start_offset() + pos as i64;
-        let mut phys_offsets = Vec::with_capacity(req.record_count as usize);
         let mut off = 0usize;
         let mut i = 0i64;
         let mut bad = false;
@@ -515,7 +514,6 @@ fn write_batch(s: &Shared, batch: &mut Vec<WriteReq>, results: &mut Vec<Completi
             let phys = phys_base + off as i64;
             match patch_record_fields(&mut req.records[off..], qo, phys, now_ms) {
                 Ok(total) => {
-                    phys_offsets.push(phys);
                     off += total;
                     i += 1;
                 }
@@ -550,7 +548,7 @@ fn write_batch(s: &Shared, batch: &mut Vec<WriteReq>, results: &mut Vec<Completi
             }
         }
         let res = Ok(AppendResult {
-            phys_offsets,
+            phys_offset: phys_base,
             queue_offset: base_qo,
             wrote_bytes: len as i32,
             store_timestamp_ms: now_ms,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::env::FileAllocator;
 use crate::error::StoreError;
 use crate::mapped_file::MappedFile;
-use crate::message::java_string_hash;
+use crate::message::{java_string_hash, java_string_hash_continue};
 
 const HEADER_SIZE: usize = 40;
 const SLOT_SIZE: usize = 4;
@@ -18,7 +18,16 @@ const MAX_CHAIN_STEPS: usize = 100_000;
 
 /// `abs(key.hashCode())`, 0 when abs overflows (Java `indexKeyHashMethod`).
 pub fn index_key_hash(key: &str) -> i32 {
-    let h = java_string_hash(key);
+    abs_hash(java_string_hash(key))
+}
+
+/// [`index_key_hash`] of the stored key `topic#key`, without joining the string.
+pub fn topic_key_hash(topic: &str, key: &str) -> i32 {
+    let h = java_string_hash_continue(java_string_hash(topic), "#");
+    abs_hash(java_string_hash_continue(h, key))
+}
+
+fn abs_hash(h: i32) -> i32 {
     if h == i32::MIN {
         0
     } else {
@@ -81,9 +90,10 @@ impl IndexFile {
         HEADER_SIZE + self.slots as usize * SLOT_SIZE + n as usize * ENTRY_SIZE
     }
 
-    fn put(&mut self, key: &str, phys: i64, store_ts: i64) {
+    /// Adds an entry for a key whose [`index_key_hash`] is `hash`.
+    fn put(&mut self, hash: i32, phys: i64, store_ts: i64) {
         debug_assert!(!self.is_full());
-        let hash = index_key_hash(key);
+        debug_assert!(hash >= 0);
         let slot_pos = HEADER_SIZE + (hash as u32 % self.slots) as usize * SLOT_SIZE;
         let mut prev = self.mf.read_i32(slot_pos);
         if prev <= 0 || prev >= self.index_count {
@@ -203,9 +213,11 @@ impl IndexService {
             .unwrap_or((0, 0))
     }
 
+    /// Indexes `phys` under a key whose [`index_key_hash`] is `key_hash` (only the hash is
+    /// stored, as in Java's index file).
     pub(crate) fn put(
         &mut self,
-        key: &str,
+        key_hash: i32,
         phys: i64,
         store_ts: i64,
         now_ms: i64,
@@ -235,7 +247,7 @@ impl IndexService {
             self.files.push(f);
         }
         if let Some(f) = self.files.last_mut() {
-            f.put(key, phys, store_ts);
+            f.put(key_hash, phys, store_ts);
         }
         Ok(())
     }
@@ -311,4 +323,25 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The dispatcher hashes `topic` and `key` apart; queries hash the joined key.
+        #[test]
+        fn topic_key_hash_is_the_joined_keys_hash(topic in "\\PC{0,12}", key in "\\PC{0,40}") {
+            prop_assert_eq!(topic_key_hash(&topic, &key), index_key_hash(&format!("{topic}#{key}")));
+        }
+    }
+
+    #[test]
+    fn hash_of_a_known_key() {
+        // Java: Math.abs("TopicA#order-1".hashCode()) == 12101377
+        assert_eq!(index_key_hash("TopicA#order-1"), 12_101_377);
+        assert_eq!(topic_key_hash("TopicA", "order-1"), 12_101_377);
+    }
 }

@@ -146,7 +146,12 @@ pub fn tags_hash(tags: &str) -> i64 {
 
 /// Java `String.hashCode` (wrapping 32-bit).
 pub fn java_string_hash(s: &str) -> i32 {
-    let mut h: i32 = 0;
+    java_string_hash_continue(0, s)
+}
+
+/// Java `hashCode` of a concatenation, one part at a time: `java_string_hash(a + b)` is
+/// `java_string_hash_continue(java_string_hash(a), b)` (no joined string needed).
+pub fn java_string_hash_continue(mut h: i32, s: &str) -> i32 {
     for unit in s.encode_utf16() {
         h = h.wrapping_mul(31).wrapping_add(unit as i32);
     }
@@ -784,15 +789,23 @@ pub fn inflate_body(sys_flag: i32, body: &[u8], max_len: usize) -> Result<Bytes,
 /// Offset message id: store host address + port (i32) + physical offset (i64), upper-case hex
 /// (32 chars for IPv4, 56 for IPv6).
 pub fn create_offset_msg_id(store_host: SocketAddr, phys_offset: i64) -> String {
-    let mut raw = Vec::with_capacity(28);
-    match store_host.ip() {
-        IpAddr::V4(a) => raw.extend_from_slice(&a.octets()),
-        IpAddr::V6(a) => raw.extend_from_slice(&a.octets()),
-    }
-    raw.extend_from_slice(&(store_host.port() as i32).to_be_bytes());
-    raw.extend_from_slice(&phys_offset.to_be_bytes());
+    // Built on the stack, hex-encoded into one exactly sized string (one allocation per send).
+    let mut raw = [0u8; 16 + 4 + 8];
+    let ip_len = match store_host.ip() {
+        IpAddr::V4(a) => {
+            raw[..4].copy_from_slice(&a.octets());
+            4
+        }
+        IpAddr::V6(a) => {
+            raw[..16].copy_from_slice(&a.octets());
+            16
+        }
+    };
+    raw[ip_len..ip_len + 4].copy_from_slice(&(store_host.port() as i32).to_be_bytes());
+    raw[ip_len + 4..ip_len + 12].copy_from_slice(&phys_offset.to_be_bytes());
+    let raw = &raw[..ip_len + 12];
     let mut s = String::with_capacity(raw.len() * 2);
-    for b in raw {
+    for &b in raw {
         const HEX: &[u8; 16] = b"0123456789ABCDEF";
         s.push(HEX[(b >> 4) as usize] as char);
         s.push(HEX[(b & 0xF) as usize] as char);

@@ -73,7 +73,7 @@ impl ReleaseMark {
 
     /// The bytes of a read at `pos` were dropped: whatever it touched is mapped now, and
     /// so may be pages up to `FAULT_MAP_BELOW_BYTES` below it.
-    fn note_read_done(&self, pos: u64) {
+    pub(crate) fn note_read_done(&self, pos: u64) {
         let from = pos.saturating_sub(FAULT_MAP_BELOW_BYTES) / PAGE_BYTES * PAGE_BYTES;
         if from < self.lowest_read.load(Ordering::Relaxed) {
             self.lowest_read.fetch_min(from, Ordering::AcqRel);

@@ -25,7 +25,7 @@ use crate::consume_queue::{ConsumeQueue, CqUnit, CQ_UNIT_SIZE};
 use crate::env::StoreEnv;
 use crate::error::StoreError;
 use crate::file_log::FileCommitLog;
-use crate::index::IndexService;
+use crate::index::{topic_key_hash, IndexService};
 use crate::message::{
     create_offset_msg_id, encode_record, for_each_property, parse_record_meta, property,
     property_value, set_property, sys_flag, tags_hash, MessageToStore, RecordMeta, SCHEDULE_TOPIC,
@@ -519,15 +519,13 @@ impl StoreCore {
     }
 
     fn build_index(&self, meta: &RecordMeta<'_>, phys: i64) -> Result<(), StoreError> {
-        let mut keys: Vec<&str> = Vec::new();
-        for_each_property(meta.properties, |k, v| {
-            if k == property::UNIQ_KEY {
-                keys.push(v);
-            } else if k == property::KEYS {
-                keys.extend(v.split(' ').filter(|s| !s.is_empty()));
-            }
-        });
-        if keys.is_empty() {
+        // Two passes over the (short) properties instead of collecting the keys: this runs
+        // for every record and allocates nothing; the index stores `topic#key` hashes, so
+        // the joined key is never built either.
+        let is_key = |k: &str| k == property::UNIQ_KEY || k == property::KEYS;
+        let mut any = false;
+        for_each_property(meta.properties, |k, _| any |= is_key(k));
+        if !any {
             return Ok(());
         }
         let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
@@ -535,21 +533,22 @@ impl StoreCore {
             return Ok(()); // already indexed (re-dispatch after restart)
         }
         let now = self.env.clock.now_ms();
-        let mut key = String::with_capacity(meta.topic.len() + 1 + 64);
-        for k in keys {
-            key.clear();
-            key.push_str(meta.topic);
-            key.push('#');
-            key.push_str(k);
-            idx.put(
-                &key,
-                phys,
-                meta.store_timestamp_ms,
-                now,
-                self.env.allocator.as_ref(),
-            )?;
-        }
-        Ok(())
+        let allocator = self.env.allocator.as_ref();
+        let mut result = Ok(());
+        let mut put = |key: &str| {
+            if result.is_ok() {
+                let hash = topic_key_hash(meta.topic, key);
+                result = idx.put(hash, phys, meta.store_timestamp_ms, now, allocator);
+            }
+        };
+        for_each_property(meta.properties, |k, v| {
+            if k == property::UNIQ_KEY {
+                put(v);
+            } else if k == property::KEYS {
+                v.split(' ').filter(|s| !s.is_empty()).for_each(&mut put);
+            }
+        });
+        result
     }
 
     fn stop_requested(&self) -> bool {
@@ -893,7 +892,7 @@ impl StoreCore {
         let r = self.append(req).await;
         self.record_put(&r, 1);
         let a = r?;
-        let phys = a.phys_offsets.first().copied().unwrap_or(-1);
+        let phys = a.phys_offset;
         Ok(PutMessageResult {
             msg_id: create_offset_msg_id(msg.store_host, phys),
             queue_offset: a.queue_offset,
@@ -922,6 +921,8 @@ impl StoreCore {
         let queue_id = first.queue_id;
         let store_host = first.store_host;
         let mut buf = BytesMut::new();
+        // Where each record starts in `buf`: the log keeps them back to back.
+        let mut record_starts = Vec::with_capacity(batch.len());
         for m in &batch {
             if m.topic != topic || m.queue_id != queue_id {
                 return Err(StoreError::illegal("batch spans several queues"));
@@ -938,6 +939,7 @@ impl StoreCore {
                     "batch messages cannot be transactional",
                 ));
             }
+            record_starts.push(buf.len() as i64);
             encode_record(m, self.config.max_message_size_bytes, &mut buf)?;
         }
         if buf.len() + 8 > self.config.mapped_file_size_commit_log as usize {
@@ -956,16 +958,16 @@ impl StoreCore {
         self.record_put(&r, n as u64);
         let a = r?;
         let mut ids = String::with_capacity(n * 33);
-        for (i, p) in a.phys_offsets.iter().enumerate() {
+        for (i, rel) in record_starts.iter().enumerate() {
             if i > 0 {
                 ids.push(',');
             }
-            ids.push_str(&create_offset_msg_id(store_host, *p));
+            ids.push_str(&create_offset_msg_id(store_host, a.phys_offset + rel));
         }
         Ok(PutMessageResult {
             msg_id: ids,
             queue_offset: a.queue_offset,
-            phys_offset: a.phys_offsets.first().copied().unwrap_or(-1),
+            phys_offset: a.phys_offset,
             wrote_bytes: a.wrote_bytes,
             store_timestamp_ms: a.store_timestamp_ms,
         })

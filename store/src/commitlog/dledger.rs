@@ -726,14 +726,13 @@ impl DLedgerCommitLog {
             )));
         }
         // Frame the records now, so the hook (on the node loop) cannot fail.
-        let mut rel = Vec::with_capacity(req.record_count as usize);
-        let mut off = 0usize;
-        while off < len && rel.len() < req.record_count as usize {
-            let total = patch_record_fields(&mut req.records[off..], 0, 0, 0)?;
-            rel.push(off as i64);
-            off += total;
+        let record_count = req.record_count as usize;
+        let (mut off, mut n) = (0usize, 0usize);
+        while off < len && n < record_count {
+            off += patch_record_fields(&mut req.records[off..], 0, 0, 0)?;
+            n += 1;
         }
-        if off != len || rel.len() != req.record_count as usize {
+        if off != len || n != record_count {
             return Err(StoreError::illegal("malformed encoded records in append"));
         }
         let used = self.in_flight_bytes.fetch_add(len, Ordering::AcqRel);
@@ -756,7 +755,6 @@ impl DLedgerCommitLog {
             let topic = std::mem::take(&mut req.topic);
             let queue_id = req.queue_id;
             let assign = req.assign_queue_offsets;
-            let rel = rel.clone();
             move |body: &mut [u8], pos: u64| {
                 let now = clock.now_ms();
                 let base_phys = pos as i64 + ENTRY_HEADER_BYTES;
@@ -769,17 +767,23 @@ impl DLedgerCommitLog {
                 } else {
                     0
                 };
-                for (i, r) in rel.iter().enumerate() {
+                // Framing was validated in `submit`; the body is unchanged since.
+                let mut off = 0usize;
+                for i in 0..record_count {
                     let qo = if assign { base + i as i64 } else { 0 };
-                    // Framing was validated in `submit`; the body is unchanged since.
-                    if let Err(e) =
-                        patch_record_fields(&mut body[*r as usize..], qo, base_phys + r, now)
-                    {
-                        tracing::error!(error = %e, "record framing changed after validation");
+                    let Some(record) = body.get_mut(off..) else {
+                        break;
+                    };
+                    match patch_record_fields(record, qo, base_phys + off as i64, now) {
+                        Ok(total) => off += total,
+                        Err(e) => {
+                            tracing::error!(error = %e, "record framing changed after validation");
+                            break;
+                        }
                     }
                 }
                 if assign {
-                    let next = base + rel.len() as i64;
+                    let next = base + record_count as i64;
                     // No String allocation on the hot path once the topic is known.
                     match t.get_mut(topic.as_str()) {
                         Some(q) => {
@@ -831,9 +835,8 @@ impl DLedgerCommitLog {
                                 "entry position differs from the hook's"
                             );
                         }
-                        let base = hook_pos + ENTRY_HEADER_BYTES;
                         Ok(AppendResult {
-                            phys_offsets: rel.iter().map(|r| base + r).collect(),
+                            phys_offset: hook_pos + ENTRY_HEADER_BYTES,
                             queue_offset: if req.assign_queue_offsets {
                                 slot.queue_offset.load(Ordering::Acquire)
                             } else {
@@ -1013,16 +1016,14 @@ impl DLedgerCommitLog {
             return None;
         }
         let at = (pos + ENTRY_HEADER_BYTES) as u64;
-        let peek = self.maps.read(at, METADATA_HEADER_BYTES)?;
-        if peek[0..4] != METADATA_MAGIC {
+        let (magic, version) = self.maps.peek(at, METADATA_HEADER_BYTES, |h| {
+            (h[0..4] == METADATA_MAGIC, h[4])
+        })?;
+        if !magic {
             return None;
         }
-        if peek[4] != METADATA_VERSION {
-            tracing::error!(
-                pos,
-                version = peek[4],
-                "unknown metadata entry version; skipped"
-            );
+        if version != METADATA_VERSION {
+            tracing::error!(pos, version, "unknown metadata entry version; skipped");
             return None;
         }
         self.maps.read(at, body_len as usize)
@@ -1047,11 +1048,12 @@ impl DLedgerCommitLog {
         if p % self.seg_size + 8 > self.seg_size {
             return Item::Blank;
         }
-        let Some(head) = self.maps.read(p as u64, 8) else {
+        let Some((a, b)) = self
+            .maps
+            .peek(p as u64, 8, |h| (be_i32(h, 0), be_i32(h, 4)))
+        else {
             return Item::Bad(format!("position {p} not readable"));
         };
-        let a = be_i32(&head, 0);
-        let b = be_i32(&head, 4);
         if b == MAGIC_CODE_V1 || b == MAGIC_CODE_V2 {
             if a <= 0 {
                 return Item::Bad(format!("record size {a}"));
@@ -1064,17 +1066,20 @@ impl DLedgerCommitLog {
         if a != ENTRY_MAGIC || (b as i64) < ENTRY_HEADER_BYTES {
             return Item::Bad(format!("no entry at {p}: magic {a} size {b}"));
         }
-        let Some(h) = self.maps.read(p as u64, ENTRY_HEADER_BYTES as usize) else {
+        let Some((body_len, index, kind)) =
+            self.maps.peek(p as u64, ENTRY_HEADER_BYTES as usize, |h| {
+                (be_i32(h, 44) as i64, be_u64(h, 8), be_u32(h, 32))
+            })
+        else {
             return Item::Bad(format!("entry header at {p} not readable"));
         };
-        let body_len = be_i32(&h, 44) as i64;
         if body_len + ENTRY_HEADER_BYTES != b as i64 {
             return Item::Bad(format!("entry at {p}: size {b} body {body_len}"));
         }
         Item::Entry {
             size: b as i64,
-            index: be_u64(&h, 8),
-            kind: be_u32(&h, 32),
+            index,
+            kind,
             body_len,
         }
     }

@@ -89,6 +89,22 @@ impl SegmentMaps {
         }))
     }
 
+    /// `f` over `len` bytes at `pos`, borrowed: for headers the dispatcher only looks at
+    /// (a `Bytes` from [`Self::read`] costs an allocation; this runs several times for every
+    /// entry on every replica).
+    pub(crate) fn peek<R>(&self, pos: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.released.note_read(pos, len as u64);
+        let base = pos / self.seg_size * self.seg_size;
+        let off = (pos - base) as usize;
+        let map = self.map_of(base)?;
+        if len == 0 || off.checked_add(len)? > map.len() {
+            return None;
+        }
+        let r = f(&map[off..off + len]);
+        self.released.note_read_done(pos);
+        Some(r)
+    }
+
     /// Bytes read below the release horizon so far (`ReleaseMark`).
     pub(crate) fn cold_read_bytes(&self) -> u64 {
         self.released.cold_read_bytes()
