@@ -125,9 +125,9 @@ impl Shared {
     fn build_request(&self, q: &QueueTarget, messages: usize) -> RemotingCommand {
         let is_batch = self.args.batch > 1;
         let header = SendMessageRequestHeaderV2 {
-            a: self.args.group.clone(),
+            a: self.args.group.as_str().into(),
             b: self.args.topic.clone(),
-            c: AUTO_CREATE_TOPIC.to_string(),
+            c: AUTO_CREATE_TOPIC.into(),
             d: DEFAULT_TOPIC_QUEUE_NUMS,
             e: q.queue_id,
             f: 0,

@@ -250,8 +250,10 @@ impl<'a> Scanner<'a> {
                 return None; // the general path reports it
             }
             if !self.null() {
+                // An unescaped value is copied once (inline when short); an escaped one
+                // (message properties) hands its decoded buffer over as it is.
                 let v = self.string()?;
-                out.insert(k.as_ref(), v.as_ref());
+                out.insert(k.as_ref(), v);
             }
             if self.eat(b',') {
                 continue;

@@ -57,6 +57,17 @@ impl HeaderValue for String {
     }
 }
 
+/// For names read on every request and only borrowed afterwards (a send's producer group and
+/// default topic): up to 24 bytes they are read without an allocation.
+impl HeaderValue for CompactString {
+    fn parse_value(s: &str) -> Option<Self> {
+        Some(CompactString::from(s))
+    }
+    fn write_value(&self) -> CompactString {
+        self.clone()
+    }
+}
+
 impl HeaderValue for bool {
     fn parse_value(s: &str) -> Option<Self> {
         match s.trim() {
@@ -133,7 +144,20 @@ macro_rules! header_field {
         }
     )*};
 }
-header_field!(i8, i16, i32, i64, u8, u16, u32, u64, f64, bool, String);
+header_field!(
+    i8,
+    i16,
+    i32,
+    i64,
+    u8,
+    u16,
+    u32,
+    u64,
+    f64,
+    bool,
+    String,
+    CompactString
+);
 
 /// Declare a header struct. Fields are `name: Type => "javaName"`; `Option<Type>` fields
 /// are optional (absent → `None`), others required (absent → `MissingField`).

@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use compact_str::ToCompactString;
 use remoting::codes::{request, response};
+use remoting::command::ExtFieldMap;
 use remoting::connection::ConnectionContext;
 use remoting::headers::consumer::ConsumerSendMsgBackRequestHeader;
 use remoting::headers::send::{SendMessageRequestHeader, SendMessageRequestHeaderV2};
@@ -125,7 +127,7 @@ async fn send_message_inner(
     request: &RemotingCommand,
     born_host: SocketAddr,
 ) -> Result<RemotingCommand, Reject> {
-    let header = decode_send_header(request).map_err(|e| reject(response::SYSTEM_ERROR, e))?;
+    let mut header = decode_send_header(request).map_err(|e| reject(response::SYSTEM_ERROR, e))?;
     // Java dispatches on the header's `batch` flag, not the request code: the C++ client
     // sends batches as SEND_MESSAGE(_V2) with `batch=true` (often zlib-compressed).
     let is_batch = request.code == request::SEND_BATCH_MESSAGE || header.batch == Some(true);
@@ -178,7 +180,8 @@ async fn send_message_inner(
     // Java answers with the queue the client addressed (or the one picked for it), even
     // when the message is redirected to a DLQ or parked as a half/delayed message.
     let response_queue_id = queue_id;
-    let mut topic = header.topic.clone();
+    // Moved out, not cloned: nothing below reads the header's topic or properties again.
+    let mut topic = std::mem::take(&mut header.topic);
     let reconsume_times = header.reconsume_times.unwrap_or(0);
     if topic.starts_with(RETRY_PREFIX) {
         // Direct sends to a retry topic (client fallback, orderly consumer): after
@@ -203,7 +206,7 @@ async fn send_message_inner(
         }
     }
 
-    let header_props = header.properties.clone().unwrap_or_default();
+    let header_props = header.properties.take().unwrap_or_default();
     if is_batch {
         return send_batch(
             ctx,
@@ -274,7 +277,7 @@ async fn send_message_inner(
     Ok(send_ok(
         ctx,
         request,
-        &put.msg_id,
+        put.msg_id,
         response_queue_id,
         put.queue_offset,
         uniq_key,
@@ -385,7 +388,7 @@ async fn send_batch(
     Ok(send_ok(
         ctx,
         request,
-        &put.msg_id,
+        put.msg_id,
         queue_id,
         put.queue_offset,
         uniq,
@@ -448,22 +451,28 @@ pub fn stored_properties(client: &str, cluster: &str) -> String {
 fn send_ok(
     ctx: &BrokerContext,
     request: &RemotingCommand,
-    msg_id: &str,
+    msg_id: String,
     queue_id: i32,
     queue_offset: i64,
     uniq_key: Option<String>,
 ) -> RemotingCommand {
+    // One allocation for the map; numbers and short values are formatted inline, and the
+    // two long strings (message id, UNIQ_KEY) hand their buffers over.
     let mut resp = RemotingCommand::response_to(request, response::SUCCESS);
+    resp.ext_fields = ExtFieldMap::with_capacity(6);
     let ext = &mut resp.ext_fields;
-    ext.insert("msgId", msg_id.to_string());
-    ext.insert("queueId", queue_id.to_string());
-    ext.insert("queueOffset", queue_offset.to_string());
+    ext.insert("msgId", msg_id);
+    ext.insert("queueId", queue_id.to_compact_string());
+    ext.insert("queueOffset", queue_offset.to_compact_string());
     if let Some(u) = uniq_key {
         // 5.x fills transactionId with the UNIQ_KEY; 4.x clients ignore it.
         ext.insert("transactionId", u);
     }
-    ext.insert(property::MSG_REGION, ctx.config.region_id.clone());
-    ext.insert(property::TRACE_SWITCH, ctx.config.trace_on.to_string());
+    ext.insert(property::MSG_REGION, ctx.config.region_id.as_str());
+    ext.insert(
+        property::TRACE_SWITCH,
+        if ctx.config.trace_on { "true" } else { "false" },
+    );
     resp
 }
 

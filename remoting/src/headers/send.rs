@@ -9,12 +9,14 @@ pub const MSG_REGION: &str = "MSG_REGION";
 /// Extra send-response extField: `"true"`/`"false"` (Java: `MessageConst.PROPERTY_TRACE_SWITCH`).
 pub const TRACE_ON: &str = "TRACE_ON";
 
+use compact_str::CompactString;
+
 command_header! {
     /// SEND_MESSAGE (10) request header with full field names.
     pub struct SendMessageRequestHeader {
-        producer_group: String => "producerGroup",
+        producer_group: CompactString => "producerGroup",
         topic: String => "topic",
-        default_topic: String => "defaultTopic",
+        default_topic: CompactString => "defaultTopic",
         default_topic_queue_nums: i32 => "defaultTopicQueueNums",
         queue_id: i32 => "queueId",
         sys_flag: i32 => "sysFlag",
@@ -37,11 +39,11 @@ command_header! {
     /// single-letter keys, in the order of [`SendMessageRequestHeader`].
     pub struct SendMessageRequestHeaderV2 {
         /// producerGroup
-        a: String => "a",
+        a: CompactString => "a",
         /// topic
         b: String => "b",
         /// defaultTopic
-        c: String => "c",
+        c: CompactString => "c",
         /// defaultTopicQueueNums
         d: i32 => "d",
         /// queueId
