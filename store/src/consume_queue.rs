@@ -39,7 +39,13 @@ pub(crate) struct ConsumeQueue {
     min_offset: AtomicI64,
     /// Unit index up to which units are known flushed.
     flushed: Mutex<i64>,
+    /// Queue bytes below this had their page mappings dropped (`release_mapped`).
+    released_to: Mutex<i64>,
 }
+
+/// Bytes of a queue's newest units that stay mapped through a release pass: pulls of
+/// caught-up consumers read there (64 KiB is ~3,300 units).
+const MAPPED_TAIL_KEEP_BYTES: i64 = 64 * 1024;
 
 impl ConsumeQueue {
     pub(crate) fn dir_for(root: &Path, topic: &str, queue_id: i32) -> PathBuf {
@@ -97,6 +103,7 @@ impl ConsumeQueue {
             max_offset: AtomicI64::new(max),
             min_offset: AtomicI64::new(min.min(max)),
             flushed: Mutex::new(max),
+            released_to: Mutex::new(0),
         };
         // Skip leading blank-filled units for min.
         let mut m = cq.min_offset();
@@ -299,6 +306,41 @@ impl ConsumeQueue {
         }
         let mut fl = self.flushed.lock().unwrap_or_else(|p| p.into_inner());
         *fl = (*fl).min(max);
+    }
+
+    /// Drops this process's page mappings of units more than `MAPPED_TAIL_KEEP_BYTES` behind
+    /// the newest (`MappedFile::release_range`: dirty pages stay in the page cache and are
+    /// written back as usual). Without this every unit written stayed in RSS: 20 bytes per
+    /// message, 30 MB after 1.5M messages. A read of an older unit maps its page again.
+    pub(crate) fn release_mapped(&self) {
+        const PAGE: usize = crate::page_release::PAGE_BYTES as usize;
+        let mut released = self.released_to.lock().unwrap_or_else(|p| p.into_inner());
+        let target = self.max_offset() * CQ_UNIT_SIZE as i64 - MAPPED_TAIL_KEEP_BYTES;
+        if target <= *released {
+            return;
+        }
+        // `released` is always a file's end or a whole number of pages into a file (files
+        // need not be page multiples: 300,000 units are 6,000,000 bytes), so each pass
+        // starts exactly where the previous one stopped.
+        for f in self.files.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            let (start, end) = (f.start_offset(), f.start_offset() + self.file_size as i64);
+            if end <= *released {
+                continue;
+            }
+            if start >= target {
+                break;
+            }
+            let lo = ((*released).max(start) - start) as usize;
+            let hi = if end <= target {
+                self.file_size
+            } else {
+                (target - start) as usize / PAGE * PAGE
+            };
+            if hi > lo {
+                f.release_range(lo, hi);
+                *released = start + hi as i64;
+            }
+        }
     }
 
     pub(crate) fn flush(&self) -> Result<(), StoreError> {

@@ -152,12 +152,18 @@ impl MappedFile {
         self.size
     }
 
-    /// Drops this process's page mappings of `[lo, hi)` (page-aligned inward) with
+    /// Drops this process's page mappings of `[lo, hi)` (page-aligned inward, except that a
+    /// range reaching the end of the file takes its last, partial page too) with
     /// `MADV_DONTNEED`; the caller passes only ranges already dispatched.
     pub(crate) fn release_range(&self, lo: usize, hi: usize) {
         const PAGE: usize = crate::page_release::PAGE_BYTES as usize;
         let lo = lo.div_ceil(PAGE) * PAGE;
-        let hi = hi.min(self.size) / PAGE * PAGE;
+        // madvise rounds the length up to whole pages: that covers a partial last page.
+        let hi = if hi >= self.size {
+            self.size
+        } else {
+            hi / PAGE * PAGE
+        };
         if hi <= lo {
             return;
         }

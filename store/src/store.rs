@@ -707,11 +707,21 @@ impl StoreCore {
     }
 
     /// Drops the page mappings of log bytes more than `keep_bytes` behind the dispatcher from
-    /// this process's RSS; reads fault them back in from the page cache. The housekeeping
-    /// thread does this every `MAPPED_LOG_RELEASE_INTERVAL_MS` with a 16 MiB hot tail.
+    /// this process's RSS, and those of consume-queue units behind each queue's 64 KiB tail
+    /// and of written index entries; reads fault them back in from the page cache. The
+    /// housekeeping thread does this every `MAPPED_LOG_RELEASE_INTERVAL_MS` with a 16 MiB
+    /// hot tail of the log.
     pub fn release_mapped_log_pages(&self, keep_bytes: i64) {
         self.log
             .release_mapped_below(self.dispatched.get() - keep_bytes.max(0));
+        // The dispatcher's own outputs grow with every message too.
+        for c in self.all_cqs() {
+            c.release_mapped();
+        }
+        self.index
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .release_written_entries();
     }
 
     /// Drops log bytes more than `keep_bytes` behind the dispatcher, and already on disk,
