@@ -4,12 +4,12 @@
 //! `SendMessageRequestHeaderV2.java`, `SendMessageResponseHeader.java`, `[A4] ReplyMessageRequestHeader.java`
 //! (codes.md §3.1–§3.3).
 
+use compact_str::CompactString;
+
 /// Extra send-response extField: broker region (Java: `MessageConst.PROPERTY_MSG_REGION`).
 pub const MSG_REGION: &str = "MSG_REGION";
 /// Extra send-response extField: `"true"`/`"false"` (Java: `MessageConst.PROPERTY_TRACE_SWITCH`).
 pub const TRACE_ON: &str = "TRACE_ON";
-
-use compact_str::CompactString;
 
 command_header! {
     /// SEND_MESSAGE (10) request header with full field names.

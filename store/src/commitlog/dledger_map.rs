@@ -73,8 +73,9 @@ impl SegmentMaps {
         Some(Arc::clone(g.entry(base).or_insert(map)))
     }
 
-    /// `len` bytes at `pos` (inside one segment), zero-copy.
-    pub(crate) fn read(&self, pos: u64, len: usize) -> Option<Bytes> {
+    /// The mapping of the segment holding `len` bytes at `pos`, and their offset in it. The
+    /// read is noted (`ReleaseMark`); the caller reports it done.
+    fn locate(&self, pos: u64, len: usize) -> Option<(Arc<Mmap>, usize)> {
         self.released.note_read(pos, len as u64);
         let base = pos / self.seg_size * self.seg_size;
         let off = (pos - base) as usize;
@@ -82,6 +83,12 @@ impl SegmentMaps {
         if len == 0 || off.checked_add(len)? > map.len() {
             return None;
         }
+        Some((map, off))
+    }
+
+    /// `len` bytes at `pos` (inside one segment), zero-copy.
+    pub(crate) fn read(&self, pos: u64, len: usize) -> Option<Bytes> {
+        let (map, off) = self.locate(pos, len)?;
         Some(Bytes::from_owner(Noted {
             bytes: Slice { map, off, len },
             mark: Arc::clone(&self.released),
@@ -93,13 +100,7 @@ impl SegmentMaps {
     /// (a `Bytes` from [`Self::read`] costs an allocation; this runs several times for every
     /// entry on every replica).
     pub(crate) fn peek<R>(&self, pos: u64, len: usize, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        self.released.note_read(pos, len as u64);
-        let base = pos / self.seg_size * self.seg_size;
-        let off = (pos - base) as usize;
-        let map = self.map_of(base)?;
-        if len == 0 || off.checked_add(len)? > map.len() {
-            return None;
-        }
+        let (map, off) = self.locate(pos, len)?;
         let r = f(&map[off..off + len]);
         self.released.note_read_done(pos);
         Some(r)
