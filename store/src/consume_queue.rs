@@ -304,6 +304,18 @@ impl ConsumeQueue {
                 let _ = std::fs::remove_file(f.path());
             }
         }
+        // Units rewritten below the release mark must be released again: restart it at the
+        // start of the file now holding the end (a file start keeps `release_mapped`'s
+        // invariant). The files lock is let go first: `release_mapped` takes the mark first.
+        let end_file_start = files
+            .last()
+            .map(|f| f.start_offset())
+            .filter(|s| *s <= max * CQ_UNIT_SIZE as i64)
+            .unwrap_or(0);
+        drop(files);
+        let mut released = self.released_to.lock().unwrap_or_else(|p| p.into_inner());
+        *released = (*released).min(end_file_start);
+        drop(released);
         let mut fl = self.flushed.lock().unwrap_or_else(|p| p.into_inner());
         *fl = (*fl).min(max);
     }

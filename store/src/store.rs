@@ -660,7 +660,7 @@ impl StoreCore {
             if early || now - last_release >= MAPPED_LOG_RELEASE_INTERVAL_MS {
                 last_release = now;
                 // Keep the hot tail (consumers reading near it) mapped; drop the rest from RSS.
-                s.release_mapped_log_pages(MAPPED_LOG_TAIL_KEEP_BYTES);
+                s.release_mapped_pages(MAPPED_LOG_TAIL_KEEP_BYTES);
                 if let Some(keep) = s.config.log_page_cache_keep_bytes {
                     s.drop_log_page_cache(keep);
                 }
@@ -711,7 +711,7 @@ impl StoreCore {
     /// and of written index entries; reads fault them back in from the page cache. The
     /// housekeeping thread does this every `MAPPED_LOG_RELEASE_INTERVAL_MS` with a 16 MiB
     /// hot tail of the log.
-    pub fn release_mapped_log_pages(&self, keep_bytes: i64) {
+    pub fn release_mapped_pages(&self, keep_bytes: i64) {
         self.log
             .release_mapped_below(self.dispatched.get() - keep_bytes.max(0));
         // The dispatcher's own outputs grow with every message too.

@@ -344,7 +344,7 @@ async fn replicated_puts_identical_everywhere_and_followers_refuse() {
         let before: Vec<Bytes> = s
             .get_message("TopicA", 1, 0, 32, 1 << 20, &AcceptAllFilter)
             .messages;
-        s.release_mapped_log_pages(0);
+        s.release_mapped_pages(0);
         let after = s.get_message("TopicA", 1, 0, 32, 1 << 20, &AcceptAllFilter);
         assert_eq!(after.messages, before, "replica {i}");
         assert_eq!(queue_view(s, "TopicA", 0), base0, "replica {i} queue 0");
@@ -745,7 +745,7 @@ async fn entries_across_segment_ends_and_a_full_queue_rebuild_from_the_log() {
     // this process did not restart (the restarted one's previous instance may still map them).
     for i in 0..N {
         let s = c.store(i);
-        s.release_mapped_log_pages(0);
+        s.release_mapped_pages(0);
         s.drop_log_page_cache(0);
         let dir = c.dirs[i].path().join(format!("dledger-n{i}")).join("data");
         let full: Vec<u64> = segment_files(&c, i)

@@ -442,7 +442,7 @@ fn dispatched_log_pages_leave_rss_and_stay_readable() {
     // Read through the mappings by the dispatcher: ~3 MB resident (SYNC_FLUSH: all on disk).
     let before = testkit::mapped_rss_kb(&log_dir);
     assert!(before >= 2_500, "resident before: {before} kB");
-    s.release_mapped_log_pages(0);
+    s.release_mapped_pages(0);
     let after = testkit::mapped_rss_kb(&log_dir);
     assert!(
         after < 100,
@@ -456,7 +456,7 @@ fn dispatched_log_pages_leave_rss_and_stay_readable() {
         testkit::mapped_rss_kb(&log_dir) >= 2_500,
         "the re-read mapped the log again"
     );
-    s.release_mapped_log_pages(0);
+    s.release_mapped_pages(0);
     let again = testkit::mapped_rss_kb(&log_dir);
     assert!(again < 100, "resident after the second release: {again} kB");
 }
@@ -474,7 +474,7 @@ fn log_pages_behind_the_kept_tail_leave_the_page_cache() {
     let end = s.commit_log_max_offset() as u64;
     let keep: u64 = 1 << 20;
     assert!(end > 2 * keep, "log of {end} bytes");
-    s.release_mapped_log_pages(0);
+    s.release_mapped_pages(0);
     let cold = end - keep;
     assert!(
         cached_log_pages(&log_dir, SEG, 0, cold) > 0,
@@ -502,7 +502,7 @@ fn pages_touched_after_a_pass_are_dropped_by_the_next_one() {
     let body = vec![5u8; 3000];
     put_and_dispatch(&s, "RssLate", &body, 1000);
     let log_dir = dir.path().join("commitlog");
-    s.release_mapped_log_pages(0);
+    s.release_mapped_pages(0);
     assert!(testkit::mapped_rss_kb(&log_dir) < 100);
     let mut taken: Vec<bytes::Bytes> = Vec::new();
     while taken.len() < 1000 {
@@ -517,7 +517,7 @@ fn pages_touched_after_a_pass_are_dropped_by_the_next_one() {
         assert!(!r.messages.is_empty());
         taken.extend(r.messages);
     }
-    s.release_mapped_log_pages(0);
+    s.release_mapped_pages(0);
     // The response is written now, and its bytes dropped.
     let touched: usize = taken.iter().map(|b| decode(b).body.len()).sum();
     assert_eq!(touched, 1000 * body.len());
@@ -526,7 +526,7 @@ fn pages_touched_after_a_pass_are_dropped_by_the_next_one() {
         testkit::mapped_rss_kb(&log_dir) >= 2_500,
         "the write mapped the pages"
     );
-    s.release_mapped_log_pages(0);
+    s.release_mapped_pages(0);
     let after = testkit::mapped_rss_kb(&log_dir);
     assert!(after < 100, "resident after the next pass: {after} kB");
 }
@@ -551,7 +551,7 @@ fn interleaved_catch_up_reads_leave_nothing_mapped() {
     }
     wait_dispatch(&s);
     let log_dir = dir.path().join("commitlog");
-    s.release_mapped_log_pages(0);
+    s.release_mapped_pages(0);
     assert!(testkit::mapped_rss_kb(&log_dir) < 100);
     let mut next = [0i64; QUEUES as usize];
     let mut pulls = 0;
@@ -569,11 +569,11 @@ fn interleaved_catch_up_reads_leave_nothing_mapped() {
             next[q as usize] += r.messages.len() as i64;
             pulls += 1;
             if pulls % 5 == 0 {
-                s.release_mapped_log_pages(0);
+                s.release_mapped_pages(0);
             }
         }
     }
-    s.release_mapped_log_pages(0);
+    s.release_mapped_pages(0);
     let after = testkit::mapped_rss_kb(&log_dir);
     assert!(after < 100, "resident after catching up: {after} kB");
 }
@@ -596,7 +596,7 @@ fn unflushed_log_pages_can_leave_rss_without_losing_data() {
         testkit::mapped_rss_kb(&log_dir) >= 2_500,
         "the dispatcher mapped the log"
     );
-    s.release_mapped_log_pages(0);
+    s.release_mapped_pages(0);
     let after = testkit::mapped_rss_kb(&log_dir);
     assert!(after < 100, "resident after release: {after} kB");
     // Clean shutdown flushes; every record is intact after a reopen.
@@ -683,7 +683,7 @@ fn queue_and_index_pages_behind_the_tail_are_unmapped() {
     }
     wait_dispatch(&s);
     let (cq_dir, index_dir) = (dir.path().join("consumequeue"), dir.path().join("index"));
-    s.release_mapped_log_pages(0);
+    s.release_mapped_pages(0);
     // The housekeeping thread runs passes too; what counts is what stays mapped after one.
     // Unreleased, the queue maps 1,600 KiB (400 files of 50 units, a page each) and the
     // index its 20-byte entries (~390 KiB) plus the slot pages puts touched.
