@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
+use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -143,13 +144,29 @@ fn summary(h: &Histogram<u64>) -> LatencySummary {
     }
 }
 
+/// One result per entry of an append. Inline for the usual single entry: no allocation per
+/// append for its answer.
+pub type AppendResults = SmallVec<[AppendResult; 1]>;
+
 /// The outcome of an append: one result per entry, or why it failed (outcome unknown for
 /// errors after the entries were proposed, like a timeout).
-pub type AppendOutcome = Result<Vec<AppendResult>, DLedgerError>;
+pub type AppendOutcome = Result<AppendResults, DLedgerError>;
 
-/// Receives an append's outcome on the node loop: it must be cheap and must not block.
-/// Saves the caller the hop through a task of the node's runtime.
-pub type AppendCallback = Box<dyn FnOnce(AppendOutcome) + Send>;
+/// Entry bodies of a hooked append; inline for the usual single entry.
+pub type AppendBodies = SmallVec<[BytesMut; 1]>;
+
+/// Places an append's entries and takes its outcome, both on the node loop (saves the caller
+/// the hop through a task of the node's runtime, and one shared object carries both, where a
+/// hook closure plus a callback would cost two boxes per append). Both calls must be cheap and
+/// must not block.
+pub trait AppendHandler: Send + Sync {
+    /// Called with each body and the physical position its entry will get (the same on every
+    /// replica), right before the entry is proposed. It must not change the body's length.
+    fn place(&self, body: &mut [u8], pos: u64);
+    /// Called exactly once: with the results once every entry is committed, at once if the
+    /// append is refused, or `Shutdown` if the node stops first.
+    fn done(&self, outcome: AppendOutcome);
+}
 
 /// Where an append's outcome goes. Dropped unanswered (the loop stopped), a callback is
 /// answered `Shutdown`, so no caller ever waits forever (a dropped channel sender already
@@ -158,7 +175,7 @@ struct AppendReply(Option<ReplyTo>);
 
 enum ReplyTo {
     Channel(oneshot::Sender<AppendOutcome>),
-    Callback(AppendCallback),
+    Handler(Arc<dyn AppendHandler>),
 }
 
 impl AppendReply {
@@ -168,7 +185,7 @@ impl AppendReply {
             Some(ReplyTo::Channel(tx)) => {
                 let _ = tx.send(outcome);
             }
-            Some(ReplyTo::Callback(f)) => f(outcome),
+            Some(ReplyTo::Handler(h)) => h.done(outcome),
             None => {}
         }
     }
@@ -176,8 +193,8 @@ impl AppendReply {
 
 impl Drop for AppendReply {
     fn drop(&mut self) {
-        if let Some(ReplyTo::Callback(f)) = self.0.take() {
-            f(Err(DLedgerError::Shutdown));
+        if let Some(ReplyTo::Handler(h)) = self.0.take() {
+            h.done(Err(DLedgerError::Shutdown));
         }
     }
 }
@@ -187,10 +204,25 @@ impl Drop for AppendReply {
 /// record's PHYSICALOFFSET field). It must not change the length and must be cheap.
 pub type PosHook = Box<dyn FnMut(&mut [u8], u64) + Send>;
 
+/// What places a hooked append's entries.
+enum Hook {
+    Fn(PosHook),
+    Handler(Arc<dyn AppendHandler>),
+}
+
+impl Hook {
+    fn place(&mut self, body: &mut [u8], pos: u64) {
+        match self {
+            Hook::Fn(f) => f(body, pos),
+            Hook::Handler(h) => h.place(body, pos),
+        }
+    }
+}
+
 /// What an append carries.
 enum Payload {
     Plain(Vec<Bytes>),
-    Hooked(Vec<BytesMut>, PosHook),
+    Hooked(AppendBodies, Hook),
 }
 
 impl Payload {
@@ -548,8 +580,7 @@ impl DLedgerNode {
     pub fn append_batch(
         &self,
         data: Vec<Bytes>,
-    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, DLedgerError>> + Send + 'static
-    {
+    ) -> impl std::future::Future<Output = AppendOutcome> + Send + 'static {
         self.submit(Payload::Plain(data))
     }
 
@@ -560,31 +591,30 @@ impl DLedgerNode {
         &self,
         data: Vec<BytesMut>,
         hook: F,
-    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, DLedgerError>> + Send + 'static
+    ) -> impl std::future::Future<Output = AppendOutcome> + Send + 'static
     where
         F: FnMut(&mut [u8], u64) + Send + 'static,
     {
-        self.submit(Payload::Hooked(data, Box::new(hook)))
+        self.submit(Payload::Hooked(
+            AppendBodies::from_vec(data),
+            Hook::Fn(Box::new(hook)),
+        ))
     }
 
-    /// Like [`append_batch_with_pos`](Self::append_batch_with_pos), but the outcome goes
-    /// to `done`, called on the node loop (or at once, on this thread, if the append is
-    /// refused). It must be cheap and must not block.
-    pub fn append_batch_with_pos_then<F>(&self, data: Vec<BytesMut>, hook: F, done: AppendCallback)
-    where
-        F: FnMut(&mut [u8], u64) + Send + 'static,
-    {
+    /// Like [`append_batch_with_pos`](Self::append_batch_with_pos), but `handler` places the
+    /// entries and takes the outcome, on the node loop (or at once, on this thread, if the
+    /// append is refused). Allocates nothing of its own for a single-entry append.
+    pub fn append_with_handler(&self, data: AppendBodies, handler: Arc<dyn AppendHandler>) {
         self.enqueue(
-            Payload::Hooked(data, Box::new(hook)),
-            AppendReply(Some(ReplyTo::Callback(done))),
+            Payload::Hooked(data, Hook::Handler(Arc::clone(&handler))),
+            AppendReply(Some(ReplyTo::Handler(handler))),
         );
     }
 
     fn submit(
         &self,
         data: Payload,
-    ) -> impl std::future::Future<Output = Result<Vec<AppendResult>, DLedgerError>> + Send + 'static
-    {
+    ) -> impl std::future::Future<Output = AppendOutcome> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         self.enqueue(data, AppendReply(Some(ReplyTo::Channel(tx))));
         let shared = Arc::clone(&self.shared);
@@ -806,9 +836,9 @@ struct Waiter {
     first: u64,
     last: u64,
     term: u64,
-    results: Vec<AppendResult>,
+    results: AppendResults,
     /// Positions predicted at propose time (what the append hook saw).
-    predicted: Vec<u64>,
+    predicted: SmallVec<[u64; 1]>,
     reply: AppendReply,
     started: Instant,
 }
@@ -987,7 +1017,7 @@ impl NodeLoop {
         debug_assert!(n <= self.max_batch_entries);
         let mut first = 0;
         let mut last = 0;
-        let mut predicted = Vec::with_capacity(n);
+        let mut predicted = SmallVec::with_capacity(n);
         let (plain, mut hooked) = match data {
             Payload::Plain(v) => (v, None),
             Payload::Hooked(v, h) => (Vec::new(), Some((v, h))),
@@ -1007,7 +1037,7 @@ impl NodeLoop {
                     let mut b = std::mem::take(&mut v[k]);
                     let len = b.len();
                     let pos = place_entry(self.seg_size, self.cursor, len);
-                    hook(&mut b, pos);
+                    hook.place(&mut b, pos);
                     if b.len() != len {
                         reply.send(Err(DLedgerError::Invalid(
                             "append hook changed the body length".into(),
@@ -1052,7 +1082,7 @@ impl NodeLoop {
             first,
             last,
             term: self.raw.term(),
-            results: Vec::with_capacity(n),
+            results: SmallVec::with_capacity(n),
             predicted,
             reply,
             started: Instant::now(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dledger::config::DLedgerConfig;
 use dledger::core::Role;
-use dledger::node::{DLedgerError, DLedgerNode};
+use dledger::node::{AppendBodies, AppendHandler, AppendOutcome, DLedgerError, DLedgerNode};
 use tokio::sync::mpsc;
 
 fn configs(dir: &std::path::Path) -> Vec<DLedgerConfig> {
@@ -366,25 +366,43 @@ async fn append_hook_sees_the_final_position_on_every_replica() {
     );
 }
 
-/// `append_batch_with_pos_then`: every callback is called exactly once, with the entry's
-/// result once committed, at once for a refused append, and with an error for appends that
-/// can no longer commit when the node stops.
+/// Reports every `done` call (with the position `place` saw) to the test.
+struct Reporter {
+    id: usize,
+    placed_pos: std::sync::atomic::AtomicU64,
+    tx: mpsc::UnboundedSender<(usize, AppendOutcome, u64)>,
+}
+
+impl AppendHandler for Reporter {
+    fn place(&self, _body: &mut [u8], pos: u64) {
+        self.placed_pos
+            .store(pos, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn done(&self, outcome: AppendOutcome) {
+        let placed = self.placed_pos.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = self.tx.send((self.id, outcome, placed));
+    }
+}
+
+/// `append_with_handler`: every handler is answered exactly once, with the entry's result
+/// (at the position it placed the entry at) once committed, at once for a refused append,
+/// and with an error for appends that can no longer commit when the node stops; and no
+/// handler is kept once answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callback_appends_are_answered_exactly_once() {
+async fn handler_appends_are_answered_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let cfgs = configs(dir.path());
     let mut nodes = start_all(&cfgs).await;
     let l = wait_leader(&nodes, Duration::from_secs(10)).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let append = |node: &DLedgerNode, id: usize, len: usize| {
-        let tx = tx.clone();
-        node.append_batch_with_pos_then(
-            vec![bytes::BytesMut::from(&vec![id as u8; len][..])],
-            |_, _| {},
-            Box::new(move |outcome| {
-                let _ = tx.send((id, outcome));
-            }),
-        );
+        let handler = std::sync::Arc::new(Reporter {
+            id,
+            placed_pos: std::sync::atomic::AtomicU64::new(u64::MAX),
+            tx: tx.clone(),
+        });
+        let body = bytes::BytesMut::from(&vec![id as u8; len][..]);
+        node.append_with_handler(AppendBodies::from_buf([body]), handler);
     };
 
     // Healthy group: committed, one result each, in order.
@@ -394,13 +412,14 @@ async fn callback_appends_are_answered_exactly_once() {
     }
     let mut last_index = 0;
     for expect in 0..20 {
-        let (id, outcome) = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+        let (id, outcome, placed) = tokio::time::timeout(Duration::from_secs(15), rx.recv())
             .await
             .expect("callback in time")
             .unwrap();
         assert_eq!(id, expect);
         let r = outcome.expect("committed");
         assert_eq!(r.len(), 1);
+        assert_eq!(r[0].pos, placed, "committed where it was placed");
         assert!(r[0].index > last_index);
         last_index = r[0].index;
     }
@@ -421,7 +440,7 @@ async fn callback_appends_are_answered_exactly_once() {
     // Refused before it reaches the loop: answered at once, on this thread.
     append(leader, 100, 64 * 1024 * 1024);
     match rx.try_recv() {
-        Ok((100, Err(DLedgerError::Invalid(_)))) => {}
+        Ok((100, Err(DLedgerError::Invalid(_)), _)) => {}
         other => panic!("oversized append: {other:?}"),
     }
 
@@ -438,7 +457,7 @@ async fn callback_appends_are_answered_exactly_once() {
     leader.shutdown().await;
     let mut failed = Vec::new();
     for _ in 0..5 {
-        let (id, outcome) = tokio::time::timeout(Duration::from_secs(15), rx.recv())
+        let (id, outcome, _) = tokio::time::timeout(Duration::from_secs(15), rx.recv())
             .await
             .expect("callback in time")
             .unwrap();
@@ -447,7 +466,8 @@ async fn callback_appends_are_answered_exactly_once() {
     }
     failed.sort_unstable();
     assert_eq!(failed, (200..205).collect::<Vec<_>>());
-    // Exactly once: nothing else arrives, and every sender is gone once the callbacks ran.
+    // Exactly once: nothing else arrives, and every handler (holding a sender) is gone once
+    // answered.
     drop(tx);
     assert!(rx.recv().await.is_none());
 }

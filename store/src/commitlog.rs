@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -50,13 +51,160 @@ pub struct AppendResult {
     pub store_timestamp_ms: i64,
 }
 
-pub type AppendFuture = Pin<Box<dyn Future<Output = Result<AppendResult, StoreError>> + Send>>;
+/// Resolves with an append's result. A concrete type rather than a boxed future: an append
+/// whose state already lives in one shared object (DLedger's pending put) costs no second
+/// allocation for the caller's future.
+#[must_use = "an append's outcome is only known by awaiting it"]
+pub struct AppendFuture(AppendWait);
+
+enum AppendWait {
+    Ready(Option<Result<AppendResult, StoreError>>),
+    Boxed(Pin<Box<dyn Future<Output = Result<AppendResult, StoreError>> + Send>>),
+    Slot(Arc<dyn AppendSlot>),
+}
+
+/// A pending append's shared state, where its result is picked up.
+pub(crate) trait AppendSlot: Send + Sync {
+    fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<AppendResult, StoreError>>;
+}
+
+impl AppendFuture {
+    pub fn ready(result: Result<AppendResult, StoreError>) -> Self {
+        AppendFuture(AppendWait::Ready(Some(result)))
+    }
+
+    pub fn boxed(
+        fut: impl Future<Output = Result<AppendResult, StoreError>> + Send + 'static,
+    ) -> Self {
+        AppendFuture(AppendWait::Boxed(Box::pin(fut)))
+    }
+
+    pub(crate) fn slot(slot: Arc<dyn AppendSlot>) -> Self {
+        AppendFuture(AppendWait::Slot(slot))
+    }
+}
+
+impl Future for AppendFuture {
+    type Output = Result<AppendResult, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            AppendWait::Ready(r) => {
+                Poll::Ready(r.take().expect("AppendFuture polled after completion"))
+            }
+            AppendWait::Boxed(f) => f.as_mut().poll(cx),
+            AppendWait::Slot(s) => s.poll_result(cx),
+        }
+    }
+}
+
+/// A result handed from the thread that learns it to the task awaiting it: a one-shot channel
+/// that lives inside the operation's own shared state instead of an allocation of its own.
+pub(crate) struct Completion<T> {
+    state: Mutex<CompletionState<T>>,
+}
+
+enum CompletionState<T> {
+    Waiting(Option<Waker>),
+    Done(T),
+    Taken,
+}
+
+impl<T> Completion<T> {
+    pub(crate) fn new() -> Self {
+        Completion {
+            state: Mutex::new(CompletionState::Waiting(None)),
+        }
+    }
+
+    /// Stores the result and wakes the waiter. The first result stands; later ones are
+    /// dropped (the caller answers each operation once; this keeps a second answer harmless).
+    pub(crate) fn complete(&self, value: T) {
+        let waker = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            match &mut *st {
+                CompletionState::Waiting(w) => {
+                    let w = w.take();
+                    *st = CompletionState::Done(value);
+                    w
+                }
+                CompletionState::Done(_) | CompletionState::Taken => None,
+            }
+        };
+        // Outside the lock: the woken task may poll at once on another thread.
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Ready once completed; the result is handed out once.
+    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<T> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match std::mem::replace(&mut *st, CompletionState::Taken) {
+            CompletionState::Done(v) => Poll::Ready(v),
+            CompletionState::Waiting(w) => {
+                let w = match w {
+                    Some(w) if w.will_wake(cx.waker()) => w,
+                    _ => cx.waker().clone(),
+                };
+                *st = CompletionState::Waiting(Some(w));
+                Poll::Pending
+            }
+            CompletionState::Taken => panic!("completion polled after its result was taken"),
+        }
+    }
+}
+
+/// An append's result slot on its own, for a log whose pending append has no other shared
+/// state (the file commitlog's writer thread answers through it).
+pub(crate) struct AnswerSlot(Completion<Result<AppendResult, StoreError>>);
+
+impl AppendSlot for AnswerSlot {
+    fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<AppendResult, StoreError>> {
+        self.0.poll(cx)
+    }
+}
+
+/// Answers one append. Dropped unanswered (its writer stopped), it answers `ShutDown`, so no
+/// sender waits forever.
+pub(crate) struct Responder(Arc<AnswerSlot>);
+
+impl Responder {
+    /// A responder and the future its answer resolves; one allocation for both.
+    pub(crate) fn new() -> (Responder, AppendFuture) {
+        let slot = Arc::new(AnswerSlot(Completion::new()));
+        let fut = AppendFuture::slot(Arc::clone(&slot) as Arc<dyn AppendSlot>);
+        (Responder(slot), fut)
+    }
+
+    /// The sender may have stopped waiting; nothing to do then.
+    pub(crate) fn send(self, result: Result<AppendResult, StoreError>) {
+        self.0 .0.complete(result);
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        // A no-op after `send`: the first answer stands.
+        self.0 .0.complete(Err(StoreError::ShutDown));
+    }
+}
+
+/// Receives a record the dispatcher reads, at its physical offset, borrowed from the mapped
+/// log: this runs for every record on every replica, and a `Bytes` per record would cost an
+/// allocation each.
+pub type RecordVisitor<'a> = &'a mut dyn FnMut(i64, &[u8]) -> Result<(), StoreError>;
 
 /// What the dispatcher finds at a physical offset.
 #[derive(Debug)]
 pub enum LogRead {
-    /// A complete record starting at `phys`; the next item starts at `next`.
-    Record { phys: i64, data: Bytes, next: i64 },
+    /// A complete record starting at `phys` went to the visitor, which answered `visited`;
+    /// the next item starts at `next`.
+    Record {
+        phys: i64,
+        next: i64,
+        visited: Result<(), StoreError>,
+    },
     /// Padding (end-of-file blank, entry header...): continue at `next`.
     Skip { next: i64 },
     /// Nothing readable yet at this offset.
@@ -73,8 +221,8 @@ pub trait CommitLog: Send + Sync {
     /// Blocks (dispatcher thread only) until the watermark exceeds `offset` or `timeout`
     /// passes; returns the watermark.
     fn wait_committed_beyond(&self, offset: i64, timeout: Duration) -> i64;
-    /// Reads the item at `from` (below `committed`).
-    fn read_next(&self, from: i64, committed: i64) -> LogRead;
+    /// Reads the item at `from` (below `committed`); a record goes to `visit`.
+    fn read_next(&self, from: i64, committed: i64, visit: RecordVisitor<'_>) -> LogRead;
     /// Zero-copy read of `size` bytes at `phys` (must lie inside one segment, below the
     /// committed watermark).
     fn read(&self, phys: i64, size: usize) -> Option<Bytes>;

@@ -9,10 +9,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::commitlog::{
-    AppendFuture, AppendRequest, AppendResult, CommitLog, LogRead, QueueOffsetTable, Watermark,
+    AppendFuture, AppendRequest, AppendResult, CommitLog, LogRead, QueueOffsetTable, RecordVisitor,
+    Responder, Watermark,
 };
 use crate::config::{FlushDiskType, StoreConfig};
 use crate::env::StoreEnv;
@@ -28,14 +29,12 @@ const END_FILE_MIN_BLANK_LENGTH: usize = 8;
 /// Upper bound on requests gathered into one write batch.
 const MAX_BATCH_REQUESTS: usize = 4096;
 
-type Completion = (
-    oneshot::Sender<Result<AppendResult, StoreError>>,
-    Result<AppendResult, StoreError>,
-);
+/// An append's answer, sent once the batch it belongs to allows.
+type Answer = (Responder, Result<AppendResult, StoreError>);
 
 struct WriteReq {
     req: AppendRequest,
-    done: oneshot::Sender<Result<AppendResult, StoreError>>,
+    done: Responder,
 }
 
 struct Shared {
@@ -388,7 +387,7 @@ impl Shared {
 
 fn writer_loop(s: Arc<Shared>, mut rx: mpsc::Receiver<WriteReq>) {
     let mut batch: Vec<WriteReq> = Vec::with_capacity(64);
-    let mut results: Vec<Completion> = Vec::with_capacity(64);
+    let mut results: Vec<Answer> = Vec::with_capacity(64);
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.req.records.len();
         batch.push(first);
@@ -403,7 +402,7 @@ fn writer_loop(s: Arc<Shared>, mut rx: mpsc::Receiver<WriteReq>) {
         }
         write_batch(&s, &mut batch, &mut results);
         for (done, res) in results.drain(..) {
-            let _ = done.send(res); // the caller may have given up waiting
+            done.send(res);
         }
     }
     tracing::debug!("commitlog writer stopped");
@@ -452,7 +451,7 @@ impl Run {
     }
 }
 
-fn write_batch(s: &Shared, batch: &mut Vec<WriteReq>, results: &mut Vec<Completion>) {
+fn write_batch(s: &Shared, batch: &mut Vec<WriteReq>, results: &mut Vec<Answer>) {
     let now_ms = s.env.clock.now_ms();
     let mut offsets = s.queue_offsets.lock();
     let batch_from = results.len();
@@ -463,7 +462,7 @@ fn write_batch(s: &Shared, batch: &mut Vec<WriteReq>, results: &mut Vec<Completi
         bufs: Vec::with_capacity(batch.len()),
     };
     // WAIT=false answers under SYNC_FLUSH: sent once their bytes are written.
-    let mut after_write: Vec<Completion> = Vec::new();
+    let mut after_write: Vec<Answer> = Vec::new();
     let mut write_err: Option<StoreError> = None;
     for WriteReq { mut req, done } in batch.drain(..) {
         if let Some(reason) = s.fail_reason() {
@@ -584,7 +583,7 @@ fn write_batch(s: &Shared, batch: &mut Vec<WriteReq>, results: &mut Vec<Completi
         return;
     }
     for (done, res) in after_write {
-        let _ = done.send(res);
+        done.send(res);
     }
     let end = s.write_pos.load(Ordering::Acquire);
     if s.flush_type == FlushDiskType::SyncFlush {
@@ -633,17 +632,25 @@ fn flush_loop(s: Arc<Shared>) {
 
 impl CommitLog for FileCommitLog {
     fn append(&self, req: AppendRequest) -> AppendFuture {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        Box::pin(async move {
-            let Some(tx) = tx else {
-                return Err(StoreError::ShutDown);
-            };
-            let (done, rx) = oneshot::channel();
-            tx.send(WriteReq { req, done })
-                .await
-                .map_err(|_| StoreError::ShutDown)?;
-            rx.await.map_err(|_| StoreError::ShutDown)?
-        })
+        let (done, answer) = Responder::new();
+        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = guard.as_ref() else {
+            return AppendFuture::ready(Err(StoreError::ShutDown));
+        };
+        match tx.try_send(WriteReq { req, done }) {
+            Ok(()) => answer,
+            // The writer's queue is full: wait for room (backpressure) off the lock.
+            Err(mpsc::error::TrySendError::Full(w)) => {
+                let tx = tx.clone();
+                drop(guard);
+                AppendFuture::boxed(async move {
+                    // A refused request drops its responder, which answers `ShutDown`.
+                    let _ = tx.send(w).await;
+                    answer.await
+                })
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => answer,
+        }
     }
 
     fn committed_offset(&self) -> i64 {
@@ -654,7 +661,7 @@ impl CommitLog for FileCommitLog {
         self.shared.committed.wait_beyond(offset, timeout)
     }
 
-    fn read_next(&self, from: i64, committed: i64) -> LogRead {
+    fn read_next(&self, from: i64, committed: i64, visit: RecordVisitor<'_>) -> LogRead {
         let s = &self.shared;
         if from >= committed {
             return LogRead::NotYet;
@@ -691,8 +698,8 @@ impl CommitLog for FileCommitLog {
         }
         LogRead::Record {
             phys: from,
-            data: seg.slice(pos, total as usize),
             next: from + total as i64,
+            visited: visit(from, seg.bytes_at(pos, total as usize)),
         }
     }
 

@@ -289,13 +289,9 @@ impl MappedFile {
         i64::from_be_bytes(b)
     }
 
-    /// Zero-copy `Bytes` over a published range; keeps the mapping alive (even after the
-    /// file is deleted by retention).
-    pub(crate) fn slice(self: &Arc<Self>, pos: usize, len: usize) -> Bytes {
-        Bytes::from_owner(self.map_slice(pos, len))
-    }
-
-    /// `slice` that tells `mark` when the bytes are dropped (a log read at `log_pos`).
+    /// Zero-copy `Bytes` over a published range that keeps the mapping alive (even after the
+    /// file is deleted by retention) and tells `mark` when the bytes are dropped (a log read
+    /// at `log_pos`).
     pub(crate) fn slice_noted(
         self: &Arc<Self>,
         pos: usize,

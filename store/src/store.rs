@@ -443,8 +443,13 @@ impl StoreCore {
 
     /// Handles the item at `from`; returns the next offset, or None to retry later.
     fn dispatch_step(&self, from: i64, committed: i64) -> Option<i64> {
-        match self.log.read_next(from, committed) {
-            LogRead::Record { phys, data, next } => match self.dispatch_record(phys, &data) {
+        let mut visit = |phys: i64, data: &[u8]| self.dispatch_record(phys, data);
+        match self.log.read_next(from, committed, &mut visit) {
+            LogRead::Record {
+                phys,
+                next,
+                visited,
+            } => match visited {
                 Ok(()) => Some(next),
                 // Transient (no space for a queue/index file, I/O): retry the same record.
                 Err(e @ (StoreError::Io { .. } | StoreError::DiskFull { .. })) => {
@@ -488,7 +493,7 @@ impl StoreCore {
             .unwrap_or(0)
     }
 
-    fn dispatch_record(&self, phys: i64, data: &Bytes) -> Result<(), StoreError> {
+    fn dispatch_record(&self, phys: i64, data: &[u8]) -> Result<(), StoreError> {
         let meta = parse_record_meta(data, false)?;
         debug_assert_eq!(meta.physical_offset, phys, "record phys offset mismatch");
         let tx = sys_flag::transaction_value(meta.sys_flag);

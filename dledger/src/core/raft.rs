@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use super::config::{Config, MAX_PEERS};
 use super::errors::{CoreError, ProposeError, StorageError};
@@ -308,7 +309,8 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    fn other_peers(&self) -> Vec<NodeId> {
+    /// Inline for any group of up to five replicas: broadcasts run per batch of appends.
+    fn other_peers(&self) -> SmallVec<[NodeId; 4]> {
         self.prs.keys().copied().collect()
     }
 

@@ -22,6 +22,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use memmap2::Mmap;
+use smallvec::SmallVec;
 
 use super::atomic_file::{read_atomic, sync_dir, write_atomic};
 use super::codec::{
@@ -532,7 +533,7 @@ impl FileStore {
         // Plan positions and make sure every segment we need is preallocated first.
         let seg = self.inner.cfg.segment_size_bytes;
         let mut pos = w.write_pos;
-        let mut plan: Vec<(u64, Option<u32>)> = Vec::with_capacity(entries.len());
+        let mut plan: SmallVec<[(u64, Option<u32>); 16]> = SmallVec::with_capacity(entries.len());
         for e in entries {
             let size = entry_size_bytes(e.data.len()) as u64;
             let at = place_entry(seg, pos, e.data.len());
@@ -693,7 +694,7 @@ impl FileStore {
         if w.poisoned {
             return Err(StorageError::Poisoned);
         }
-        let dirty = std::mem::take(&mut w.dirty);
+        let mut dirty = std::mem::take(&mut w.dirty);
         if self
             .inner
             .fail_next_sync
@@ -706,13 +707,15 @@ impl FileStore {
             ));
         }
         // fsync without holding the state lock (readers and `compact` must not wait on it).
-        let to_sync: Vec<Arc<Segment>> = {
+        let to_sync: SmallVec<[Arc<Segment>; 2]> = {
             let s = self.read_state();
             dirty
-                .iter()
-                .filter_map(|b| find_segment(&s, *b).cloned())
+                .drain(..)
+                .filter_map(|b| find_segment(&s, b).cloned())
                 .collect()
         };
+        // The emptied list goes back for reuse (no allocation per sync).
+        w.dirty = dirty;
         for seg in &to_sync {
             if let Err(e) = seg.file.sync_data() {
                 w.poisoned = true;
@@ -726,8 +729,9 @@ impl FileStore {
             }
             w.dir_dirty = false;
         }
-        let slots = std::mem::take(&mut w.slots);
-        let bodies = std::mem::take(&mut w.bodies);
+        // Drained, not taken: the pending lists keep their capacity for the next batch.
+        let mut slots = std::mem::take(&mut w.slots);
+        let mut bodies = std::mem::take(&mut w.bodies);
         let n = slots.len() as u64;
         let mut s = self.write_state();
         assert_eq!(
@@ -740,11 +744,13 @@ impl FileStore {
             s.next_index(),
             "cache is a suffix of the log"
         );
-        s.index.extend(slots);
-        for b in bodies {
+        s.index.extend(slots.drain(..));
+        for b in bodies.drain(..) {
             s.cache_size_bytes += b.len() as u64;
             s.cache.push_back(b);
         }
+        w.slots = slots;
+        w.bodies = bodies;
         let first = s.first_index;
         s.cache_trim(first, self.inner.cfg.cache_bytes);
         s.end_pos = w.write_pos;

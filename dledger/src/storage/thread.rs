@@ -269,6 +269,8 @@ struct Worker {
     hs_file: HardStateFile,
     written_hs: HardStateRecord,
     events: mpsc::UnboundedSender<Event>,
+    /// Reused by every group (no allocation per fsync group).
+    done: Vec<DoneJob>,
 }
 
 fn run(
@@ -284,13 +286,15 @@ fn run(
         hs_file,
         written_hs: initial_hs,
         events,
+        done: Vec::new(),
     };
     let mut stalled: VecDeque<Job> = VecDeque::new();
     let retry = Duration::from_millis(cfg.disk_full_retry_ms.max(1));
     let max_batch = cfg.max_batch_jobs.max(1);
     let mut linger = Linger::new(&cfg, Instant::now());
+    // Reused by every group; `process` leaves it empty.
+    let mut group: Vec<Job> = Vec::new();
     loop {
-        let mut group: Vec<Job> = Vec::new();
         let mut disconnected = false;
         // Retrying jobs stalled on a full disk: no reason to wait for more.
         let retrying = !stalled.is_empty();
@@ -324,7 +328,7 @@ fn run(
                 rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
             });
         }
-        match w.process(group, &mut stalled) {
+        match w.process(&mut group, &mut stalled) {
             Ok(()) => {}
             Err(e) => {
                 tracing::error!(error = %e, "storage failure; stopping (fail-stop)");
@@ -348,15 +352,16 @@ fn run(
 impl Worker {
     fn process(
         &mut self,
-        group: Vec<Job>,
+        group: &mut Vec<Job>,
         stalled: &mut VecDeque<Job>,
     ) -> Result<(), StorageError> {
-        let mut done: Vec<DoneJob> = Vec::with_capacity(group.len());
+        let mut done = std::mem::take(&mut self.done);
+        done.clear();
         let mut latest_hs: Option<HardStateRecord> = None;
         let mut wrote = false;
         let mut group_entries = 0usize;
         let mut fsync_us = 0u64;
-        let mut iter = group.into_iter();
+        let mut iter = group.drain(..);
         let mut compactions = 0usize;
         while let Some(job) = iter.next() {
             let p = match job {
@@ -435,7 +440,7 @@ impl Worker {
             None
         };
         let first_seq = done.first().map(|d| d.0).unwrap_or(0);
-        for (seq, job_last, hs) in done {
+        for (seq, job_last, hs) in done.drain(..) {
             let _ = self.events.send(Event::Persisted {
                 seq,
                 durable,
@@ -446,6 +451,7 @@ impl Worker {
                 group_first_seq: first_seq,
             });
         }
+        self.done = done;
         if compactions > 0 {
             let _ = self.events.send(Event::Compacted {
                 deleted_segments: compactions,

@@ -37,8 +37,8 @@ const TAG_PRE_VOTE: u8 = 1;
 const TAG_PRE_VOTE_RESP: u8 = 2;
 const TAG_VOTE: u8 = 3;
 const TAG_VOTE_RESP: u8 = 4;
-const TAG_APPEND: u8 = 5;
-const TAG_APPEND_RESP: u8 = 6;
+pub(crate) const TAG_APPEND: u8 = 5;
+pub(crate) const TAG_APPEND_RESP: u8 = 6;
 const TAG_HEARTBEAT: u8 = 7;
 const TAG_HEARTBEAT_RESP: u8 = 8;
 const TAG_INSTALL_SNAPSHOT: u8 = 9;
@@ -222,6 +222,19 @@ impl Reader {
 
 /// Decode one message occupying all of `frame` plus its `aux` (0 unless `InstallSnapshot`).
 /// Entry payloads are zero-copy slices of the frame.
+/// Where a frame's tag byte is: after `from`, `to` and `term`.
+pub(crate) const TAG_OFFSET: usize = 24;
+
+/// Whether the message decoded from `frame` keeps parts of it alive: only AppendEntries does
+/// (its entries' data are slices of the frame); every other message is plain fields.
+pub fn keeps_frame_bytes(frame: &[u8]) -> bool {
+    match frame.get(TAG_OFFSET) {
+        Some(&tag) => tag == TAG_APPEND,
+        // Too short to decode at all: either way is fine.
+        None => true,
+    }
+}
+
 pub fn decode(frame: Bytes) -> Result<(Message, u64), CodecError> {
     let mut aux = 0;
     let mut r = Reader { buf: frame };

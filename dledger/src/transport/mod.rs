@@ -293,7 +293,8 @@ async fn accept_task(
 /// last of them (a follower's entry cache keeps them), so small frames are copied out
 /// instead: one entry of a few hundred bytes must not pin a 64 KiB chunk (at 2,000 sends/s
 /// that pinned ~4 KiB of touched memory per entry, 7 MB/s of follower RSS, none of it
-/// counted by the entry cache's byte limit).
+/// counted by the entry cache's byte limit). Frames that decode into plain fields (responses,
+/// votes, heartbeats) cannot pin anything and are split off without a copy.
 struct FrameReader<R> {
     stream: R,
     buf: BytesMut,
@@ -325,7 +326,11 @@ impl<R: tokio::io::AsyncRead + Unpin> FrameReader<R> {
                     let (len, total) = (len as usize, 4 + len as usize);
                     if self.buf.len() >= total {
                         self.buf.advance(4);
-                        if len <= MAX_COPIED_FRAME_BYTES {
+                        // Only frames whose messages keep slices of them can pin the chunk;
+                        // the others are split off for free and dropped once decoded.
+                        if len <= MAX_COPIED_FRAME_BYTES
+                            && codec::keeps_frame_bytes(&self.buf[..len])
+                        {
                             let frame = Bytes::copy_from_slice(&self.buf[..len]);
                             self.buf.advance(len);
                             return Ok(frame);
@@ -409,20 +414,32 @@ mod tests {
         v
     }
 
-    /// Small frames come out as their own allocations, so keeping them (a follower's entry
-    /// cache does) pins no read chunk; large frames are split off without a copy.
+    /// A frame's payload of `len` bytes with message tag `tag`, the rest filled with `fill`.
+    fn tagged(tag: u8, len: usize, fill: u8) -> Vec<u8> {
+        let mut v = vec![fill; len];
+        v[codec::TAG_OFFSET] = tag;
+        v
+    }
+
+    /// Small AppendEntries frames come out as their own allocations, so keeping their
+    /// entries (a follower's entry cache does) pins no read chunk; large frames, and small
+    /// frames that decode into plain fields, are split off without a copy.
     #[tokio::test]
     async fn small_frames_are_copied_out_and_large_ones_shared() {
         let (mut tx, rx) = tokio::io::duplex(1 << 20);
         let mut r = FrameReader::new(rx);
-        let small: Vec<Vec<u8>> = (0..200u32).map(|i| vec![i as u8; 300]).collect();
-        let large = vec![7u8; MAX_COPIED_FRAME_BYTES + 1];
+        let small: Vec<Vec<u8>> = (0..200u32)
+            .map(|i| tagged(codec::TAG_APPEND, 300, i as u8))
+            .collect();
+        let large = tagged(codec::TAG_APPEND, MAX_COPIED_FRAME_BYTES + 1, 7);
+        let reply = tagged(codec::TAG_APPEND_RESP, 60, 9);
         let mut wire = Vec::new();
         for s in &small {
             wire.extend(framed(s));
         }
         wire.extend(framed(&large));
         wire.extend(framed(&small[0]));
+        wire.extend(framed(&reply));
         tx.write_all(&wire).await.expect("write");
 
         let mut kept = Vec::new();
@@ -438,6 +455,9 @@ mod tests {
         let last = r.next(1 << 20).await.expect("frame");
         assert_eq!(&last[..], &small[0][..]);
         assert!(last.is_unique());
+        let f = r.next(1 << 20).await.expect("frame");
+        assert_eq!(&f[..], &reply[..]);
+        assert!(!f.is_unique(), "a reply was copied");
         drop(tx);
         assert_eq!(r.next(1 << 20).await, Err("connection closed"));
     }

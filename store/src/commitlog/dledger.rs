@@ -25,18 +25,22 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{watch, Notify};
 
 use ::dledger::config::DLedgerConfig;
 use ::dledger::core::Role;
-use ::dledger::node::{AppendOutcome, DLedgerError, DLedgerNode, NodeStatus, RoleState};
+use ::dledger::node::{
+    AppendBodies, AppendHandler, AppendOutcome, DLedgerError, DLedgerNode, NodeStatus, RoleState,
+};
 
 use crate::commitlog::dledger_map::SegmentMaps;
 use crate::commitlog::{
-    AppendFuture, AppendRequest, AppendResult, CommitLog, LogRead, QueueOffsetTable, Watermark,
+    AppendFuture, AppendRequest, AppendResult, AppendSlot, CommitLog, Completion, LogRead,
+    QueueOffsetTable, RecordVisitor, Watermark,
 };
 use crate::config::StoreConfig;
 use crate::env::Clock;
@@ -259,14 +263,149 @@ impl DLedgerStoreConfig {
     }
 }
 
-/// Where the hook reports what it assigned.
-#[derive(Debug, Default)]
-struct HookSlot {
+/// One put on its way through the node: what the node loop needs to place its records
+/// (`AppendHandler::place`), what placing assigned, and where the sender picks up the result
+/// (`AppendSlot`). One allocation per put carries all of it.
+struct PendingPut {
+    log: Weak<DLedgerCommitLog>,
+    table: Arc<QueueOffsetTable>,
+    clock: Arc<dyn Clock>,
+    topic: String,
+    queue_id: i32,
+    assign_queue_offsets: bool,
+    record_count: usize,
+    records_bytes: usize,
+    /// The writable term the put was submitted in.
+    term: u64,
     hooked: AtomicBool,
     /// Entry position the hook saw (the final cluster-wide one).
     pos: AtomicI64,
     queue_offset: AtomicI64,
     store_timestamp_ms: AtomicI64,
+    result: Completion<Result<AppendResult, StoreError>>,
+}
+
+impl AppendHandler for PendingPut {
+    /// Runs on the node loop in log order: assigns queue offsets and patches them, the
+    /// physical offsets and the store time into the records.
+    fn place(&self, body: &mut [u8], pos: u64) {
+        let now = self.clock.now_ms();
+        let base_phys = pos as i64 + ENTRY_HEADER_BYTES;
+        let assign = self.assign_queue_offsets;
+        let mut t = self.table.lock();
+        let base = if assign {
+            t.get(self.topic.as_str())
+                .and_then(|q| q.get(&self.queue_id))
+                .copied()
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        // Framing was validated in `submit`; the body is unchanged since.
+        let mut off = 0usize;
+        for i in 0..self.record_count {
+            let qo = if assign { base + i as i64 } else { 0 };
+            let Some(record) = body.get_mut(off..) else {
+                break;
+            };
+            match patch_record_fields(record, qo, base_phys + off as i64, now) {
+                Ok(total) => off += total,
+                Err(e) => {
+                    tracing::error!(error = %e, "record framing changed after validation");
+                    break;
+                }
+            }
+        }
+        if assign {
+            let next = base + self.record_count as i64;
+            // No String allocation on the hot path once the topic is known.
+            match t.get_mut(self.topic.as_str()) {
+                Some(q) => {
+                    q.insert(self.queue_id, next);
+                }
+                None => {
+                    t.entry(self.topic.clone())
+                        .or_default()
+                        .insert(self.queue_id, next);
+                }
+            }
+        }
+        drop(t);
+        self.queue_offset.store(base, Ordering::Release);
+        self.pos.store(pos as i64, Ordering::Release);
+        self.store_timestamp_ms.store(now, Ordering::Release);
+        self.hooked.store(true, Ordering::Release);
+        if let Some(l) = self.log.upgrade() {
+            if l.writable_term.load(Ordering::Acquire) != self.term {
+                // Proposed after a role change: the table it used may be stale.
+                tracing::warn!(
+                    term = self.term,
+                    "put hooked outside its writable term; resync"
+                );
+                l.request_resync();
+            }
+        }
+    }
+
+    /// Runs on the node loop once the outcome is known (no task of its own: each hop between
+    /// threads costs a wake-up per message). The put is accounted for here, so it counts
+    /// even if the sender stopped waiting.
+    fn done(&self, outcome: AppendOutcome) {
+        let Some(l) = self.log.upgrade() else {
+            self.result.complete(Err(StoreError::ShutDown));
+            return;
+        };
+        // The entry is committed: make the watermark cover it before answering, so
+        // `max_offset` and reads see the acknowledged message.
+        l.refresh_committed();
+        let out = match outcome {
+            Ok(v) => match v.first() {
+                Some(a) => {
+                    // The position the hook patched into the records (dledger asserts it
+                    // equals the final one; its result may not know it before the local
+                    // fsync).
+                    let hook_pos = self.pos.load(Ordering::Acquire);
+                    if a.pos != u64::MAX && a.pos as i64 != hook_pos {
+                        tracing::error!(
+                            hook_pos,
+                            pos = a.pos,
+                            "entry position differs from the hook's"
+                        );
+                    }
+                    Ok(AppendResult {
+                        phys_offset: hook_pos + ENTRY_HEADER_BYTES,
+                        queue_offset: if self.assign_queue_offsets {
+                            self.queue_offset.load(Ordering::Acquire)
+                        } else {
+                            0
+                        },
+                        wrote_bytes: self.records_bytes as i32,
+                        store_timestamp_ms: self.store_timestamp_ms.load(Ordering::Acquire),
+                    })
+                }
+                None => Err(StoreError::ReadOnly {
+                    reason: "dledger returned no append result".into(),
+                }),
+            },
+            Err(e) => {
+                if self.hooked.load(Ordering::Acquire) {
+                    // Queue offsets were assigned to an entry that did not commit here.
+                    l.request_resync();
+                }
+                Err(l.map_err(e))
+            }
+        };
+        l.in_flight_bytes
+            .fetch_sub(self.records_bytes, Ordering::AcqRel);
+        l.end_in_flight();
+        self.result.complete(out);
+    }
+}
+
+impl AppendSlot for PendingPut {
+    fn poll_result(&self, cx: &mut Context<'_>) -> Poll<Result<AppendResult, StoreError>> {
+        self.result.poll(cx)
+    }
 }
 
 struct MetaState {
@@ -746,127 +885,28 @@ impl DLedgerCommitLog {
             self.in_flight_bytes.fetch_sub(len, Ordering::AcqRel);
             return Err(StoreError::ShutDown);
         };
-        let slot = Arc::new(HookSlot::default());
-        let hook = {
-            let slot = Arc::clone(&slot);
-            let table = Arc::clone(&self.queue_offsets);
-            let clock = Arc::clone(&self.clock);
-            let me = self.me.clone();
-            let topic = std::mem::take(&mut req.topic);
-            let queue_id = req.queue_id;
-            let assign = req.assign_queue_offsets;
-            move |body: &mut [u8], pos: u64| {
-                let now = clock.now_ms();
-                let base_phys = pos as i64 + ENTRY_HEADER_BYTES;
-                let mut t = table.lock();
-                let base = if assign {
-                    t.get(topic.as_str())
-                        .and_then(|q| q.get(&queue_id))
-                        .copied()
-                        .unwrap_or(0)
-                } else {
-                    0
-                };
-                // Framing was validated in `submit`; the body is unchanged since.
-                let mut off = 0usize;
-                for i in 0..record_count {
-                    let qo = if assign { base + i as i64 } else { 0 };
-                    let Some(record) = body.get_mut(off..) else {
-                        break;
-                    };
-                    match patch_record_fields(record, qo, base_phys + off as i64, now) {
-                        Ok(total) => off += total,
-                        Err(e) => {
-                            tracing::error!(error = %e, "record framing changed after validation");
-                            break;
-                        }
-                    }
-                }
-                if assign {
-                    let next = base + record_count as i64;
-                    // No String allocation on the hot path once the topic is known.
-                    match t.get_mut(topic.as_str()) {
-                        Some(q) => {
-                            q.insert(queue_id, next);
-                        }
-                        None => {
-                            t.entry(topic.clone()).or_default().insert(queue_id, next);
-                        }
-                    }
-                }
-                drop(t);
-                slot.queue_offset.store(base, Ordering::Release);
-                slot.pos.store(pos as i64, Ordering::Release);
-                slot.store_timestamp_ms.store(now, Ordering::Release);
-                slot.hooked.store(true, Ordering::Release);
-                if let Some(l) = me.upgrade() {
-                    if l.writable_term.load(Ordering::Acquire) != term {
-                        // Proposed after a role change: the table it used may be stale.
-                        tracing::warn!(term, "put hooked outside its writable term; resync");
-                        l.request_resync();
-                    }
-                }
-            }
-        };
-        let (tx, rx) = oneshot::channel();
-        let me = self.me.clone();
-        // Runs on the node loop when the outcome is known (no task of its own: each hop
-        // between threads costs a wake-up per message). The put is accounted for here, so it
-        // counts even if the caller stops waiting.
-        let done = move |r: AppendOutcome| {
-            let Some(l) = me.upgrade() else {
-                let _ = tx.send(Err(StoreError::ShutDown));
-                return;
-            };
-            // The entry is committed: make the watermark cover it before answering, so
-            // `max_offset` and reads see the acknowledged message.
-            l.refresh_committed();
-            let out = match r {
-                Ok(v) => match v.first() {
-                    Some(a) => {
-                        // The position the hook patched into the records (dledger asserts it
-                        // equals the final one; its result may not know it before the local
-                        // fsync).
-                        let hook_pos = slot.pos.load(Ordering::Acquire);
-                        if a.pos != u64::MAX && a.pos as i64 != hook_pos {
-                            tracing::error!(
-                                hook_pos,
-                                pos = a.pos,
-                                "entry position differs from the hook's"
-                            );
-                        }
-                        Ok(AppendResult {
-                            phys_offset: hook_pos + ENTRY_HEADER_BYTES,
-                            queue_offset: if req.assign_queue_offsets {
-                                slot.queue_offset.load(Ordering::Acquire)
-                            } else {
-                                0
-                            },
-                            wrote_bytes: len as i32,
-                            store_timestamp_ms: slot.store_timestamp_ms.load(Ordering::Acquire),
-                        })
-                    }
-                    None => Err(StoreError::ReadOnly {
-                        reason: "dledger returned no append result".into(),
-                    }),
-                },
-                Err(e) => {
-                    if slot.hooked.load(Ordering::Acquire) {
-                        // Queue offsets were assigned to an entry that did not commit here.
-                        l.request_resync();
-                    }
-                    Err(l.map_err(e))
-                }
-            };
-            l.in_flight_bytes.fetch_sub(len, Ordering::AcqRel);
-            l.end_in_flight();
-            let _ = tx.send(out);
-        };
-        node.append_batch_with_pos_then(vec![req.records], hook, Box::new(done));
+        let put = Arc::new(PendingPut {
+            log: self.me.clone(),
+            table: Arc::clone(&self.queue_offsets),
+            clock: Arc::clone(&self.clock),
+            topic: std::mem::take(&mut req.topic),
+            queue_id: req.queue_id,
+            assign_queue_offsets: req.assign_queue_offsets,
+            record_count,
+            records_bytes: len,
+            term,
+            hooked: AtomicBool::new(false),
+            pos: AtomicI64::new(0),
+            queue_offset: AtomicI64::new(0),
+            store_timestamp_ms: AtomicI64::new(0),
+            result: Completion::new(),
+        });
+        node.append_with_handler(
+            AppendBodies::from_buf([req.records]),
+            Arc::clone(&put) as Arc<dyn AppendHandler>,
+        );
         drop(node);
-        Ok(Box::pin(async move {
-            rx.await.unwrap_or(Err(StoreError::ShutDown))
-        }))
+        Ok(AppendFuture::slot(put))
     }
 
     /// Appends a metadata entry; resolves with its log index once committed AND applied by
@@ -1226,7 +1266,7 @@ impl CommitLog for DLedgerCommitLog {
     fn append(&self, req: AppendRequest) -> AppendFuture {
         match self.submit(req) {
             Ok(f) => f,
-            Err(e) => Box::pin(async move { Err(e) }),
+            Err(e) => AppendFuture::ready(Err(e)),
         }
     }
 
@@ -1238,7 +1278,7 @@ impl CommitLog for DLedgerCommitLog {
         self.committed.wait_beyond(offset, timeout)
     }
 
-    fn read_next(&self, from: i64, committed: i64) -> LogRead {
+    fn read_next(&self, from: i64, committed: i64, visit: RecordVisitor<'_>) -> LogRead {
         if from >= committed {
             return LogRead::NotYet;
         }
@@ -1257,13 +1297,16 @@ impl CommitLog for DLedgerCommitLog {
                         next: self.next_segment(from),
                     };
                 }
-                match self.maps.read(from as u64, size as usize) {
-                    Some(data) => LogRead::Record {
+                match self
+                    .maps
+                    .peek(from as u64, size as usize, |data| visit(from, data))
+                {
+                    Some(visited) => LogRead::Record {
                         phys: from,
-                        data,
                         next: from + size,
+                        visited,
                     },
-                    _ => LogRead::NotYet,
+                    None => LogRead::NotYet,
                 }
             }
             Item::Blank => LogRead::Skip {
