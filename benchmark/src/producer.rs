@@ -138,7 +138,7 @@ impl Shared {
             k: Some(false),
             l: None,
             m: Some(is_batch),
-            n: Some(q.broker_name.to_string()),
+            n: Some(q.broker_name.as_ref().into()),
         };
         let (code, body) = if is_batch {
             assert!(messages <= self.args.batch);

@@ -28,9 +28,9 @@ command_header! {
         batch: Option<bool> => "batch",
         max_reconsume_times: Option<i32> => "maxReconsumeTimes",
         /// 4.9.7 RPC key for the target broker name.
-        bname: Option<String> => "bname",
+        bname: Option<CompactString> => "bname",
         /// 5.x key for the target broker name.
-        broker_name: Option<String> => "brokerName",
+        broker_name: Option<CompactString> => "brokerName",
     }
 }
 
@@ -64,8 +64,8 @@ command_header! {
         l: Option<i32> => "l",
         /// batch
         m: Option<bool> => "m",
-        /// brokerName
-        n: Option<String> => "n",
+        /// brokerName (inline up to 24 bytes: no allocation per send)
+        n: Option<CompactString> => "n",
     }
 }
 
