@@ -12,9 +12,6 @@
 //! batch: one send each here, dozens under load). The dispatcher reads records borrowed.
 //! `store/tests/put_allocations.rs` counts the same for a three-replica group.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use bytes::{Bytes, BytesMut};
 use remoting::codes::response;
 use remoting::frame::{decode_frame_payload, encode_frame, encode_head};
@@ -22,35 +19,8 @@ use remoting::frame::{decode_frame_payload, encode_frame, encode_head};
 mod send_support;
 use send_support::{ext_i64, props, send_request, TestBroker};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: testkit::CountingAlloc = testkit::CountingAlloc;
 
 const SENDS: u64 = 2_000;
 
@@ -85,7 +55,7 @@ async fn a_send_allocates_a_bounded_handful_of_times() {
     let frames: Vec<Bytes> = (0..SENDS)
         .map(|i| java_like_frame(topic, 1000 + i))
         .collect();
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = testkit::allocations();
     let mut last_offset = -1;
     for frame in frames {
         let cmd = decode_frame_payload(frame).expect("decodes");
@@ -98,7 +68,7 @@ async fn a_send_allocates_a_bounded_handful_of_times() {
         last_offset = ext_i64(&resp, "queueOffset");
     }
     b.wait_dispatched().await;
-    let per_send = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / SENDS as f64;
+    let per_send = (testkit::allocations() - before) as f64 / SENDS as f64;
     assert!(last_offset > 0);
     println!("allocations per send: {per_send:.2}");
     b.stop().await;

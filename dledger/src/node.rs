@@ -168,7 +168,7 @@ pub trait AppendHandler: Send + Sync {
     fn done(&self, outcome: AppendOutcome);
 }
 
-/// Where an append's outcome goes. Dropped unanswered (the loop stopped), a callback is
+/// Where an append's outcome goes. Dropped unanswered (the loop stopped), a handler is
 /// answered `Shutdown`, so no caller ever waits forever (a dropped channel sender already
 /// wakes its receiver with an error).
 struct AppendReply(Option<ReplyTo>);
@@ -603,7 +603,8 @@ impl DLedgerNode {
 
     /// Like [`append_batch_with_pos`](Self::append_batch_with_pos), but `handler` places the
     /// entries and takes the outcome, on the node loop (or at once, on this thread, if the
-    /// append is refused). Allocates nothing of its own for a single-entry append.
+    /// append is refused). A single-entry append allocates nothing here (the burst it joins
+    /// on the way to the loop is shared with the appends around it).
     pub fn append_with_handler(&self, data: AppendBodies, handler: Arc<dyn AppendHandler>) {
         self.enqueue(
             Payload::Hooked(data, Hook::Handler(Arc::clone(&handler))),

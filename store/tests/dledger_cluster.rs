@@ -57,13 +57,7 @@ impl Cluster {
         tune: fn(&mut DLedgerStoreConfig),
         tune_store: fn(&mut store::StoreConfig),
     ) -> Cluster {
-        let ports = testkit::free_ports(N);
-        let peers = ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(";");
+        let peers = common::dledger_peers(&testkit::free_ports(N));
         let mut c = Cluster {
             dirs: (0..N).map(|_| tempfile::tempdir().unwrap()).collect(),
             peers,

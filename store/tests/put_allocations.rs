@@ -16,42 +16,13 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use store::{DLedgerStoreConfig, FlushDiskType, MessageStore, MessageToStore};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: testkit::CountingAlloc = testkit::CountingAlloc;
 
 const PUTS: u64 = 1_000;
 const WAIT: Duration = Duration::from_secs(30);
@@ -63,13 +34,7 @@ fn message(i: u64) -> MessageToStore {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replicated_put_allocates_a_bounded_handful_of_times() {
-    let ports = testkit::free_ports(3);
-    let peers = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(";");
+    let peers = common::dledger_peers(&testkit::free_ports(3));
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut opening = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
@@ -96,7 +61,7 @@ async fn a_replicated_put_allocates_a_bounded_handful_of_times() {
         s.put_message(message(i)).await.unwrap();
     }
     let messages: Vec<MessageToStore> = (0..PUTS).map(|i| message(1_000 + i)).collect();
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = testkit::allocations();
     let mut last_end = 0;
     for m in messages {
         let r = s.put_message(m).await.unwrap();
@@ -110,7 +75,7 @@ async fn a_replicated_put_allocates_a_bounded_handful_of_times() {
             .unwrap();
         assert!(reached, "every replica dispatches every acknowledged put");
     }
-    let per_put = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / PUTS as f64;
+    let per_put = (testkit::allocations() - before) as f64 / PUTS as f64;
     println!("allocations per replicated put (three replicas): {per_put:.2}");
     for st in stores {
         tokio::task::spawn_blocking(move || st.shutdown())

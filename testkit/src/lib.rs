@@ -1,5 +1,6 @@
 //! Loopback ports for tests, chosen below the kernel's ephemeral range (and, in `mapped_rss_kb`,
-//! how much of a store's files the test process has mapped).
+//! how much of a store's files the test process has mapped; in `CountingAlloc`, how many heap
+//! allocations it made).
 //!
 //! `bind("127.0.0.1:0")` hands out an ephemeral port. Released again for a server to take, it
 //! can be given to any outbound connection in the meantime (another test's client or peer
@@ -64,6 +65,42 @@ pub fn mapped_rss_kb(dir: &std::path::Path) -> u64 {
         }
     }
     total
+}
+
+/// A global allocator that counts allocations (alloc, alloc_zeroed, realloc) and forwards
+/// everything to the system allocator. A test binary that measures allocations per operation
+/// installs it with `#[global_allocator] static A: testkit::CountingAlloc = testkit::CountingAlloc;`
+/// and reads [`allocations`] before and after.
+pub struct CountingAlloc;
+
+static ALLOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Allocations made so far through [`CountingAlloc`], by every thread of the process.
+pub fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
 }
 
 #[cfg(test)]
