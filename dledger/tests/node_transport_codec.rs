@@ -3,7 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 use dledger::core::{Entry, EntryKind, Message, MsgKind, SnapshotMeta};
-use dledger::transport::codec::{decode, encode, encoded_len};
+use dledger::transport::codec::{decode, encode, encoded_len, keeps_frame_bytes};
 use proptest::prelude::*;
 
 fn entry_strategy() -> impl Strategy<Value = Entry> {
@@ -102,6 +102,16 @@ proptest! {
         let is_snap = matches!(msg.kind, MsgKind::InstallSnapshot { .. });
         prop_assert_eq!(back, msg);
         prop_assert_eq!(back_aux, if is_snap { aux } else { 0 });
+    }
+
+    /// The transport copies small frames out of its read buffer only when their message
+    /// keeps slices of them: AppendEntries, and nothing else, read off a real encoding.
+    #[test]
+    fn only_append_frames_keep_their_bytes(msg in msg_strategy()) {
+        let mut buf = BytesMut::new();
+        encode(&msg, 0, &mut buf);
+        let is_append = matches!(msg.kind, MsgKind::Append { .. });
+        prop_assert_eq!(keeps_frame_bytes(&buf), is_append);
     }
 
     #[test]

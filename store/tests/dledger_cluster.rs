@@ -139,31 +139,11 @@ impl Cluster {
 
     /// Waits for a replica to become writable (event-driven over the role watches).
     async fn writable(&self) -> usize {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut tasks = Vec::new();
-        for i in self.alive() {
-            let mut w = self.store(i).role();
-            let tx = tx.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    if w.borrow_and_update().writable {
-                        let _ = tx.send(i);
-                        return;
-                    }
-                    if w.changed().await.is_err() {
-                        return;
-                    }
-                }
-            }));
-        }
-        let r = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .expect("no replica became writable")
-            .unwrap();
-        for t in tasks {
-            t.abort();
-        }
-        r
+        common::wait_writable(
+            self.alive().into_iter().map(|i| (i, &**self.store(i))),
+            WAIT,
+        )
+        .await
     }
 
     /// Halts (crash-like stop) replica `i`.

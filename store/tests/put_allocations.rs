@@ -52,7 +52,7 @@ async fn a_replicated_put_allocates_a_bounded_handful_of_times() {
     for o in opening {
         stores.push(o.await.unwrap());
     }
-    let leader = writable(&stores).await;
+    let leader = common::wait_writable(stores.iter().map(|s| &**s).enumerate(), WAIT).await;
     let s = &stores[leader];
 
     // Warm up: topic queues, consume-queue and index files, buffers that grow once, the
@@ -87,35 +87,4 @@ async fn a_replicated_put_allocates_a_bounded_handful_of_times() {
         per_put <= 40.0,
         "{per_put:.2} allocations per replicated put (budget 40)"
     );
-}
-
-/// The replica that becomes writable (event-driven over the role watches).
-async fn writable(stores: &[Arc<MessageStore>]) -> usize {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut roles: Vec<_> = stores.iter().map(|s| s.role()).collect();
-    loop {
-        if let Some(i) = roles
-            .iter_mut()
-            .position(|w| w.borrow_and_update().writable)
-        {
-            return i;
-        }
-        let changes: Vec<_> = roles.iter_mut().map(|w| Box::pin(w.changed())).collect();
-        tokio::time::timeout_at(deadline, futures_select(changes))
-            .await
-            .expect("no replica became writable");
-    }
-}
-
-/// Resolves when any of the futures does.
-async fn futures_select<F: std::future::Future + Unpin>(mut fs: Vec<F>) {
-    std::future::poll_fn(|cx| {
-        for f in fs.iter_mut() {
-            if std::pin::Pin::new(f).poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }

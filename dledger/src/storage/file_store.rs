@@ -694,7 +694,6 @@ impl FileStore {
         if w.poisoned {
             return Err(StorageError::Poisoned);
         }
-        let mut dirty = std::mem::take(&mut w.dirty);
         if self
             .inner
             .fail_next_sync
@@ -709,13 +708,12 @@ impl FileStore {
         // fsync without holding the state lock (readers and `compact` must not wait on it).
         let to_sync: SmallVec<[Arc<Segment>; 2]> = {
             let s = self.read_state();
-            dirty
+            // Drained, not taken: the list keeps its capacity (no allocation per sync).
+            w.dirty
                 .drain(..)
                 .filter_map(|b| find_segment(&s, b).cloned())
                 .collect()
         };
-        // The emptied list goes back for reuse (no allocation per sync).
-        w.dirty = dirty;
         for seg in &to_sync {
             if let Err(e) = seg.file.sync_data() {
                 w.poisoned = true;
@@ -729,10 +727,7 @@ impl FileStore {
             }
             w.dir_dirty = false;
         }
-        // Drained, not taken: the pending lists keep their capacity for the next batch.
-        let mut slots = std::mem::take(&mut w.slots);
-        let mut bodies = std::mem::take(&mut w.bodies);
-        let n = slots.len() as u64;
+        let n = w.slots.len() as u64;
         let mut s = self.write_state();
         assert_eq!(
             w.first_pending_index,
@@ -744,13 +739,12 @@ impl FileStore {
             s.next_index(),
             "cache is a suffix of the log"
         );
-        s.index.extend(slots.drain(..));
-        for b in bodies.drain(..) {
+        // Drained, not taken: the pending lists keep their capacity for the next batch.
+        s.index.extend(w.slots.drain(..));
+        for b in w.bodies.drain(..) {
             s.cache_size_bytes += b.len() as u64;
             s.cache.push_back(b);
         }
-        w.slots = slots;
-        w.bodies = bodies;
         let first = s.first_index;
         s.cache_trim(first, self.inner.cfg.cache_bytes);
         s.end_pos = w.write_pos;

@@ -222,8 +222,8 @@ impl Reader {
 
 /// Decode one message occupying all of `frame` plus its `aux` (0 unless `InstallSnapshot`).
 /// Entry payloads are zero-copy slices of the frame.
-/// Where a frame's tag byte is: after `from`, `to` and `term`.
-pub(crate) const TAG_OFFSET: usize = 24;
+/// Where a frame's tag byte is: after `from`, `to` and `term` (three u64s, see `encode`).
+pub(crate) const TAG_OFFSET: usize = 3 * 8;
 
 /// Whether the message decoded from `frame` keeps parts of it alive: only AppendEntries does
 /// (its entries' data are slices of the frame); every other message is plain fields.

@@ -103,6 +103,39 @@ pub fn dledger_peers(ports: &[u16]) -> String {
         .join(";")
 }
 
+/// Waits until one of the `(index, store)` replicas becomes writable and returns its index
+/// (event-driven over the role watches). Panics after `wait`.
+pub async fn wait_writable<'a>(
+    stores: impl IntoIterator<Item = (usize, &'a MessageStore)>,
+    wait: Duration,
+) -> usize {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for (i, s) in stores {
+        let mut w = s.role();
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if w.borrow_and_update().writable {
+                    let _ = tx.send(i);
+                    return;
+                }
+                if w.changed().await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    let r = tokio::time::timeout(wait, rx.recv())
+        .await
+        .expect("no replica became writable")
+        .unwrap();
+    for t in tasks {
+        t.abort();
+    }
+    r
+}
+
 pub fn msg(topic: &str, queue: i32, body: &[u8], props: &str) -> MessageToStore {
     let mut m = MessageToStore::new(
         topic,
