@@ -56,10 +56,20 @@ where
     dst.freeze()
 }
 
-/// `count` identical blocks. The producer encodes this once and sends prefixes of it
-/// (`slice(0..k * block_len)`), so the hot path never re-encodes or copies bodies.
-pub fn repeated_batch(body: &[u8], properties: &str, count: usize) -> Bytes {
-    encode_batch((0..count).map(|_| (0, body, properties)))
+/// `count` blocks of the same body, each with its own properties from `properties` (a
+/// Java `MessageBatch` gives every message its own UNIQ_KEY); `block_len` sizes the buffer.
+pub fn encode_batch_with(
+    body: &[u8],
+    count: usize,
+    block_len: usize,
+    mut properties: impl FnMut() -> String,
+) -> Bytes {
+    let mut dst = BytesMut::with_capacity(count * block_len);
+    for _ in 0..count {
+        encode_block(&mut dst, 0, body, &properties());
+        assert!(dst.len() <= MAX_BATCH_BODY_BYTES, "batch body too large");
+    }
+    dst.freeze()
 }
 
 /// One decoded block: `(flag, body, properties)`.
@@ -142,17 +152,20 @@ mod tests {
     }
 
     #[test]
-    fn repeated_prefixes_are_whole_batches() {
+    fn batches_give_every_message_its_own_properties() {
         let payload = vec![0xABu8; 100];
-        let all = repeated_batch(&payload, "WAIT\u{1}true", 5);
-        let one = block_len(100, 9);
+        let mut n = 0;
+        let all = encode_batch_with(&payload, 5, block_len(100, 3), || {
+            n += 1;
+            format!("K\u{1}{n}")
+        });
+        let one = block_len(100, 3);
         assert_eq!(all.len(), 5 * one);
-        for k in 1..=5 {
-            let part = decode_batch(&all[..k * one]).expect("prefix decodes");
-            assert_eq!(part.len(), k);
-            assert!(part
-                .iter()
-                .all(|(f, b, p)| *f == 0 && *b == &payload[..] && *p == b"WAIT\x01true"));
+        let blocks = decode_batch(&all).expect("decodes");
+        assert_eq!(blocks.len(), 5);
+        for (i, (f, b, p)) in blocks.iter().enumerate() {
+            assert!(*f == 0 && *b == &payload[..]);
+            assert_eq!(*p, format!("K\u{1}{}", i + 1).as_bytes());
         }
         assert!(decode_batch(&all[..one + 3]).is_none());
     }

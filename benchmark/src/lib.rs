@@ -24,5 +24,6 @@ pub mod rate;
 pub mod record;
 pub mod route;
 pub mod stats;
+pub mod uniq;
 
 pub use error::BenchError;

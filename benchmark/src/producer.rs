@@ -20,10 +20,8 @@ use crate::route::{
     self, Connections, QueueTarget, RouteCache, AUTO_CREATE_TOPIC, DEFAULT_TOPIC_QUEUE_NUMS,
 };
 use crate::stats::{live_line, Counters, Latencies, ProducerSummary};
+use crate::uniq::{self, UniqIds};
 
-/// Properties of every message (4.9.7 form: no trailing separator). `WAIT=true` asks the
-/// broker to answer only after the configured flush/replication, like the Java default.
-const PROPERTIES: &str = "WAIT\u{1}true";
 const REPORT_INTERVAL_MS: u64 = 1000;
 
 /// Codes after which the Java 5.x sync producer retries on another broker
@@ -71,9 +69,8 @@ struct Shared {
     stop: AtomicBool,
     /// One body shared by every single send (refcounted, never copied).
     body: Bytes,
-    /// `batch` identical blocks; a request sends a prefix of it.
-    batch_body: Bytes,
-    block_len: usize,
+    /// Every message's UNIQ_KEY, as a Java producer sets it.
+    ids: UniqIds,
 }
 
 /// One unit of work: `messages` to send in one request, intended to start at `intended`.
@@ -126,14 +123,15 @@ impl Shared {
         let is_batch = self.args.batch > 1;
         let header = SendMessageRequestHeaderV2 {
             a: self.args.group.as_str().into(),
-            b: self.args.topic.clone(),
+            b: self.args.topic.as_str().into(),
             c: AUTO_CREATE_TOPIC.into(),
             d: DEFAULT_TOPIC_QUEUE_NUMS,
             e: q.queue_id,
             f: 0,
             g: now_ms(),
             h: 0,
-            i: Some(PROPERTIES.to_string()),
+            // A batch's own properties are empty: its messages carry theirs.
+            i: (!is_batch).then(|| self.ids.properties()),
             j: Some(0),
             k: Some(false),
             l: None,
@@ -144,7 +142,12 @@ impl Shared {
             assert!(messages <= self.args.batch);
             (
                 request::SEND_BATCH_MESSAGE,
-                self.batch_body.slice(0..messages * self.block_len),
+                batch::encode_batch_with(
+                    &self.body,
+                    messages,
+                    batch::block_len(self.body.len(), uniq::PROPERTIES_LEN),
+                    || self.ids.properties(),
+                ),
             )
         } else {
             (request::SEND_MESSAGE_V2, self.body.clone())
@@ -292,13 +295,8 @@ pub async fn run(args: ProducerArgs) -> Result<ProducerSummary, BenchError> {
         None => None,
     };
     let shared = Arc::new(Shared {
-        body: Bytes::from(payload.clone()),
-        batch_body: if args.batch > 1 {
-            batch::repeated_batch(&payload, PROPERTIES, args.batch)
-        } else {
-            Bytes::new()
-        },
-        block_len: batch::block_len(args.size_bytes, PROPERTIES.len()),
+        body: Bytes::from(payload),
+        ids: UniqIds::new(),
         schedule,
         pacer,
         deadline,
