@@ -221,6 +221,12 @@ impl RemotingCommand {
         H::read_from(&self.ext_fields)
     }
 
+    /// Decodes the typed header by moving its fields out of extFields (no copies of string
+    /// values); for handlers that own the request and do not read those fields again.
+    pub fn take_header<H: crate::headers::CommandHeader>(&mut self) -> Result<H, RemotingError> {
+        H::take_from(&mut self.ext_fields)
+    }
+
     pub fn is_response(&self) -> bool {
         self.flag & FLAG_RESPONSE != 0
     }

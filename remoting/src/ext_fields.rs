@@ -100,6 +100,12 @@ impl ExtFieldMap {
         }
     }
 
+    /// Empties the map and keeps its capacity (a handler reuses its request's map for the
+    /// response).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     pub fn remove(&mut self, key: &str) -> Option<CompactString> {
         self.find(key).ok().map(|i| self.entries.remove(i).1)
     }

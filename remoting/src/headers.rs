@@ -16,11 +16,20 @@ use crate::error::RemotingError;
 pub trait CommandHeader: Sized {
     fn write_to(&self, ext: &mut ExtFieldMap);
     fn read_from(ext: &ExtFieldMap) -> Result<Self, RemotingError>;
+    /// Like [`CommandHeader::read_from`], but moves the fields out of `ext`: string values
+    /// change hands without a copy (a send's properties are hundreds of bytes). The fields
+    /// read are gone from `ext` afterwards, also when an error is returned.
+    fn take_from(ext: &mut ExtFieldMap) -> Result<Self, RemotingError>;
 }
 
 /// A header value type: how one field is parsed from and written to a string.
 pub trait HeaderValue: Sized {
     fn parse_value(s: &str) -> Option<Self>;
+    /// Parse an owned value; string types keep its buffer. On failure the value comes back
+    /// for the error message.
+    fn from_owned(s: CompactString) -> Result<Self, CompactString> {
+        Self::parse_value(&s).ok_or(s)
+    }
     /// Short values (all numbers, most names) stay inline: no allocation.
     fn write_value(&self) -> CompactString;
 }
@@ -52,6 +61,9 @@ impl HeaderValue for String {
     fn parse_value(s: &str) -> Option<Self> {
         Some(s.to_string())
     }
+    fn from_owned(s: CompactString) -> Result<Self, CompactString> {
+        Ok(s.into_string())
+    }
     fn write_value(&self) -> CompactString {
         CompactString::from(self.as_str())
     }
@@ -62,6 +74,9 @@ impl HeaderValue for String {
 impl HeaderValue for CompactString {
     fn parse_value(s: &str) -> Option<Self> {
         Some(CompactString::from(s))
+    }
+    fn from_owned(s: CompactString) -> Result<Self, CompactString> {
+        Ok(s)
     }
     fn write_value(&self) -> CompactString {
         self.clone()
@@ -109,10 +124,41 @@ pub fn optional<T: HeaderValue>(
     }
 }
 
+/// Move a required field out of `ext`.
+pub fn take_required<T: HeaderValue>(
+    ext: &mut ExtFieldMap,
+    field: &'static str,
+) -> Result<T, RemotingError> {
+    let raw = ext
+        .remove(field)
+        .ok_or(RemotingError::MissingField(field))?;
+    T::from_owned(raw).map_err(|raw| RemotingError::InvalidField {
+        field,
+        value: raw.into_string(),
+    })
+}
+
+/// Move an optional field out of `ext`; present-but-unparsable is an error.
+pub fn take_optional<T: HeaderValue>(
+    ext: &mut ExtFieldMap,
+    field: &'static str,
+) -> Result<Option<T>, RemotingError> {
+    match ext.remove(field) {
+        None => Ok(None),
+        Some(raw) => T::from_owned(raw)
+            .map(Some)
+            .map_err(|raw| RemotingError::InvalidField {
+                field,
+                value: raw.into_string(),
+            }),
+    }
+}
+
 /// How one header field (a value type or `Option` of it) is read from / written to extFields.
 /// Implemented for every [`HeaderValue`] type `T` (required) and `Option<T>` (optional).
 pub trait HeaderField: Sized {
     fn read_field(ext: &ExtFieldMap, key: &'static str) -> Result<Self, RemotingError>;
+    fn take_field(ext: &mut ExtFieldMap, key: &'static str) -> Result<Self, RemotingError>;
     fn write_field(&self, ext: &mut ExtFieldMap, key: &'static str);
 }
 
@@ -125,6 +171,12 @@ macro_rules! header_field {
             ) -> Result<Self, RemotingError> {
                 required(ext, key)
             }
+            fn take_field(
+                ext: &mut ExtFieldMap,
+                key: &'static str,
+            ) -> Result<Self, RemotingError> {
+                take_required(ext, key)
+            }
             fn write_field(&self, ext: &mut ExtFieldMap, key: &'static str) {
                 ext.insert(key, self.write_value());
             }
@@ -135,6 +187,12 @@ macro_rules! header_field {
                 key: &'static str,
             ) -> Result<Self, RemotingError> {
                 optional(ext, key)
+            }
+            fn take_field(
+                ext: &mut ExtFieldMap,
+                key: &'static str,
+            ) -> Result<Self, RemotingError> {
+                take_optional(ext, key)
             }
             fn write_field(&self, ext: &mut ExtFieldMap, key: &'static str) {
                 if let Some(v) = self {
@@ -200,6 +258,14 @@ macro_rules! command_header {
             ) -> ::std::result::Result<Self, $crate::RemotingError> {
                 ::std::result::Result::Ok($name {
                     $( $field: <$ty as $crate::headers::HeaderField>::read_field(ext, $key)?, )*
+                })
+            }
+            #[allow(unused_variables)]
+            fn take_from(
+                ext: &mut $crate::command::ExtFieldMap,
+            ) -> ::std::result::Result<Self, $crate::RemotingError> {
+                ::std::result::Result::Ok($name {
+                    $( $field: <$ty as $crate::headers::HeaderField>::take_field(ext, $key)?, )*
                 })
             }
         }

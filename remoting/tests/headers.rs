@@ -9,7 +9,9 @@ use remoting::headers::consumer::UnregisterClientRequestHeader;
 use remoting::headers::namesrv::RegisterBrokerRequestHeader;
 use remoting::headers::offset::QueryConsumerOffsetRequestHeader;
 use remoting::headers::pull::PullMessageRequestHeader;
-use remoting::headers::send::{SendMessageRequestHeader, SendMessageResponseHeader};
+use remoting::headers::send::{
+    SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+};
 use remoting::headers::CommandHeader;
 use remoting::{RemotingCommand, RemotingError};
 
@@ -116,6 +118,41 @@ fn java_spellings_of_keys() {
 }
 
 proptest! {
+    /// Moving a header out of extFields gives what reading it gives (value or error), and
+    /// removes exactly the fields the header names.
+    #[test]
+    fn take_header_agrees_with_decode_header(ext in proptest::collection::btree_map(
+        prop_oneof![Just("a".to_string()), Just("b".to_string()), Just("c".to_string()),
+                    Just("d".to_string()), Just("e".to_string()), Just("f".to_string()),
+                    Just("g".to_string()), Just("h".to_string()), Just("i".to_string()),
+                    Just("k".to_string()), Just("n".to_string()), ".{0,3}"],
+        prop_oneof![Just("1".to_string()), Just("true".to_string()), ".{0,30}"], 0..14)) {
+        // A valid header, then random extra, missing or overridden fields.
+        let mut cmd = RemotingCommand::request(request::SEND_MESSAGE_V2);
+        for (k, v) in [("a", "pg"), ("b", "T"), ("c", "TBW102"), ("d", "4"), ("e", "0"),
+                       ("f", "0"), ("g", "5"), ("h", "0"), ("i", "K\u{1}V\u{2}")] {
+            cmd.ext_fields.insert(k, v);
+        }
+        for (k, v) in ext {
+            if v == "1" && k.len() == 1 {
+                cmd.ext_fields.remove(&k);
+            } else {
+                cmd.ext_fields.insert(k, v);
+            }
+        }
+        let read = cmd.decode_header::<SendMessageRequestHeaderV2>();
+        let before = cmd.ext_fields.clone();
+        let taken = cmd.take_header::<SendMessageRequestHeaderV2>();
+        prop_assert_eq!(format!("{read:?}"), format!("{taken:?}"));
+        if taken.is_ok() {
+            let header_keys = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n"];
+            let left: Vec<(&str, &str)> = cmd.ext_fields.iter().collect();
+            let want: Vec<(&str, &str)> =
+                before.iter().filter(|(k, _)| !header_keys.contains(k)).collect();
+            prop_assert_eq!(left, want);
+        }
+    }
+
     #[test]
     fn header_reads_never_panic(ext in proptest::collection::btree_map(
         prop_oneof![Just("consumerGroup".to_string()), Just("topic".to_string()),

@@ -18,6 +18,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use compact_str::CompactString;
 
 use crate::error::StoreError;
 
@@ -31,7 +32,7 @@ pub struct AppendRequest {
     /// Encoded records back to back (message-format.md §1), fields to patch left 0.
     pub records: BytesMut,
     pub record_count: u32,
-    pub topic: String,
+    pub topic: CompactString,
     pub queue_id: i32,
     /// False for PREPARED / ROLLBACK transaction records (queue offset 0, not advanced).
     pub assign_queue_offsets: bool,

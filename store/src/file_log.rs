@@ -540,7 +540,7 @@ fn write_batch(s: &Shared, batch: &mut Vec<WriteReq>, results: &mut Vec<Answer>)
                 }
                 None => {
                     offsets
-                        .entry(req.topic.clone())
+                        .entry(req.topic.to_string())
                         .or_default()
                         .insert(req.queue_id, base_qo + i);
                 }

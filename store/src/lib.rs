@@ -17,6 +17,7 @@ mod index;
 mod mapped_file;
 pub mod message;
 mod page_release;
+pub mod record_buf;
 pub mod residency;
 pub mod store;
 

@@ -10,6 +10,7 @@ use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use compact_str::CompactString;
 
 use crate::error::StoreError;
 
@@ -96,7 +97,8 @@ pub mod property {
 /// A message as handed to the store by the broker (one per record).
 #[derive(Debug, Clone)]
 pub struct MessageToStore {
-    pub topic: String,
+    /// Inline up to 24 bytes: most topics cost no allocation per message.
+    pub topic: CompactString,
     pub body: Bytes,
     pub flag: i32,
     /// Already-encoded `NAME\u{1}VALUE\u{2}` form; keys for the index (KEYS, UNIQ_KEY) and the
@@ -110,18 +112,19 @@ pub struct MessageToStore {
     pub store_host: SocketAddr,
     pub reconsume_times: i32,
     pub prepared_transaction_offset: i64,
-    /// Informational: the consume-queue tags code is recomputed from the stored record
-    /// (TAGS hash, or the delivery time in SCHEDULE_TOPIC_XXXX) exactly as Java does.
-    pub tags_code: i64,
+    // No tags code here: dispatch computes it from the stored record (TAGS hash, or the
+    // delivery time in SCHEDULE_TOPIC_XXXX) exactly as Java does.
 }
 
 impl MessageToStore {
     /// A message with defaults for everything but topic, queue, body and properties.
-    pub fn new(topic: impl Into<String>, queue_id: i32, body: Bytes, properties: String) -> Self {
+    pub fn new(
+        topic: impl Into<CompactString>,
+        queue_id: i32,
+        body: Bytes,
+        properties: String,
+    ) -> Self {
         let local = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));
-        let tags_code = property_value(&properties, property::TAGS)
-            .map(tags_hash)
-            .unwrap_or(0);
         MessageToStore {
             topic: topic.into(),
             body,
@@ -134,7 +137,6 @@ impl MessageToStore {
             store_host: local,
             reconsume_times: 0,
             prepared_transaction_offset: 0,
-            tags_code,
         }
     }
 }
@@ -268,6 +270,29 @@ pub struct RecordPatchPoints {
     pub store_timestamp_position: usize,
 }
 
+/// The record's sysFlag: the producer's, with the V6 host bits set from the addresses.
+fn stored_sys_flag(msg: &MessageToStore) -> i32 {
+    let mut flag =
+        msg.sys_flag & !(sys_flag::BORNHOST_V6_FLAG | sys_flag::STOREHOSTADDRESS_V6_FLAG);
+    if msg.born_host.is_ipv6() {
+        flag |= sys_flag::BORNHOST_V6_FLAG;
+    }
+    if msg.store_host.is_ipv6() {
+        flag |= sys_flag::STOREHOSTADDRESS_V6_FLAG;
+    }
+    flag
+}
+
+/// The length [`encode_record`] will write for `msg` (if it accepts it).
+pub fn encoded_record_length(msg: &MessageToStore) -> usize {
+    record_length(
+        stored_sys_flag(msg),
+        msg.body.len(),
+        msg.topic.len(),
+        msg.properties.len(),
+    )
+}
+
 /// Encodes one v1 record into `out` with QUEUEOFFSET, PHYSICALOFFSET and STORETIMESTAMP
 /// left 0 (the writer patches them). Returns the record length.
 pub fn encode_record(
@@ -298,14 +323,7 @@ pub fn encode_record(
             props.len()
         )));
     }
-    let mut flag =
-        msg.sys_flag & !(sys_flag::BORNHOST_V6_FLAG | sys_flag::STOREHOSTADDRESS_V6_FLAG);
-    if msg.born_host.is_ipv6() {
-        flag |= sys_flag::BORNHOST_V6_FLAG;
-    }
-    if msg.store_host.is_ipv6() {
-        flag |= sys_flag::STOREHOSTADDRESS_V6_FLAG;
-    }
+    let flag = stored_sys_flag(msg);
     let len = record_length(flag, msg.body.len(), topic.len(), props.len());
     out.reserve(len);
     let start = out.len();

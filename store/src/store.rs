@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use compact_str::CompactString;
 use dashmap::DashMap;
 
 mod dledger_mode;
@@ -27,9 +28,11 @@ use crate::error::StoreError;
 use crate::file_log::FileCommitLog;
 use crate::index::{topic_key_hash, IndexService};
 use crate::message::{
-    create_offset_msg_id, encode_record, for_each_property, parse_record_meta, property,
-    property_value, set_property, sys_flag, tags_hash, MessageToStore, RecordMeta, SCHEDULE_TOPIC,
+    create_offset_msg_id, encode_record, encoded_record_length, for_each_property,
+    parse_record_meta, property, property_value, set_property, sys_flag, tags_hash, MessageToStore,
+    RecordMeta, SCHEDULE_TOPIC,
 };
+use crate::record_buf;
 
 /// Log bytes behind the dispatcher that stay mapped (hot tail); older pages are dropped from
 /// the process's RSS every `MAPPED_LOG_RELEASE_INTERVAL_MS` (`CommitLog::release_mapped_below`).
@@ -156,6 +159,9 @@ pub struct StoreCore {
     cqs: DashMap<String, DashMap<i32, Arc<ConsumeQueue>>>,
     index: RwLock<IndexService>,
     dispatched: Watermark,
+    /// Everything dispatched below this was in the index at its last flush (the index is
+    /// flushed less often than the consume queues: `flush_interval_index_ms`).
+    index_flushed_to: AtomicI64,
     listener: RwLock<Option<ArrivalListener>>,
     delay_levels: Vec<i64>,
     counters: Counters,
@@ -183,6 +189,30 @@ impl std::fmt::Debug for StoreCore {
         f.debug_struct("MessageStore")
             .field("root", &self.config.store_path_root_dir)
             .finish()
+    }
+}
+
+/// What dispatching a record reads from its properties, found in one pass. The last
+/// occurrence wins, as when Java decodes properties into a map.
+#[derive(Default)]
+struct DispatchProps<'a> {
+    tags: Option<&'a str>,
+    delay: Option<&'a str>,
+    uniq_key: Option<&'a str>,
+    keys: Option<&'a str>,
+}
+
+impl<'a> DispatchProps<'a> {
+    fn scan(properties: &'a str) -> Self {
+        let mut p = DispatchProps::default();
+        for_each_property(properties, |k, v| match k {
+            property::TAGS => p.tags = Some(v),
+            property::DELAY => p.delay = Some(v),
+            property::UNIQ_KEY => p.uniq_key = Some(v),
+            property::KEYS => p.keys = Some(v),
+            _ => {}
+        });
+        p
     }
 }
 
@@ -322,6 +352,7 @@ impl MessageStore {
             cqs: DashMap::new(),
             index: RwLock::new(index),
             dispatched: Watermark::new(start),
+            index_flushed_to: AtomicI64::new(start),
             listener: RwLock::new(None),
             delay_levels,
             counters: Counters::default(),
@@ -479,25 +510,25 @@ impl StoreCore {
         self.delay_levels.get(idx).copied()
     }
 
-    fn tags_code_of(&self, meta: &RecordMeta<'_>) -> i64 {
+    fn tags_code_of(&self, meta: &RecordMeta<'_>, props: &DispatchProps<'_>) -> i64 {
         if meta.topic == SCHEDULE_TOPIC {
-            if let Some(ms) = property_value(meta.properties, property::DELAY)
+            if let Some(ms) = props
+                .delay
                 .and_then(|v| v.parse::<i32>().ok())
                 .and_then(|l| self.delay_millis(l))
             {
                 return meta.store_timestamp_ms + ms;
             }
         }
-        property_value(meta.properties, property::TAGS)
-            .map(tags_hash)
-            .unwrap_or(0)
+        props.tags.map(tags_hash).unwrap_or(0)
     }
 
     fn dispatch_record(&self, phys: i64, data: &[u8]) -> Result<(), StoreError> {
         let meta = parse_record_meta(data, false)?;
         debug_assert_eq!(meta.physical_offset, phys, "record phys offset mismatch");
         let tx = sys_flag::transaction_value(meta.sys_flag);
-        let tags_code = self.tags_code_of(&meta);
+        let props = DispatchProps::scan(meta.properties);
+        let tags_code = self.tags_code_of(&meta, &props);
         if tx == sys_flag::TRANSACTION_NOT_TYPE || tx == sys_flag::TRANSACTION_COMMIT_TYPE {
             let cq = self.get_or_create_cq(meta.topic, meta.queue_id)?;
             let unit = CqUnit {
@@ -518,19 +549,20 @@ impl StoreCore {
             }
         }
         if tx != sys_flag::TRANSACTION_ROLLBACK_TYPE {
-            self.build_index(&meta, phys)?;
+            self.build_index(&meta, phys, &props)?;
         }
         Ok(())
     }
 
-    fn build_index(&self, meta: &RecordMeta<'_>, phys: i64) -> Result<(), StoreError> {
-        // Two passes over the (short) properties instead of collecting the keys: this runs
-        // for every record and allocates nothing; the index stores `topic#key` hashes, so
-        // the joined key is never built either.
-        let is_key = |k: &str| k == property::UNIQ_KEY || k == property::KEYS;
-        let mut any = false;
-        for_each_property(meta.properties, |k, _| any |= is_key(k));
-        if !any {
+    /// Java `IndexService.buildIndex`: the UNIQ_KEY, then each KEYS token. Allocates
+    /// nothing: the index stores `topic#key` hashes, so the joined key is never built.
+    fn build_index(
+        &self,
+        meta: &RecordMeta<'_>,
+        phys: i64,
+        props: &DispatchProps<'_>,
+    ) -> Result<(), StoreError> {
+        if props.uniq_key.is_none() && props.keys.is_none() {
             return Ok(());
         }
         let mut idx = self.index.write().unwrap_or_else(|p| p.into_inner());
@@ -546,13 +578,12 @@ impl StoreCore {
                 result = idx.put(hash, phys, meta.store_timestamp_ms, now, allocator);
             }
         };
-        for_each_property(meta.properties, |k, v| {
-            if k == property::UNIQ_KEY {
-                put(v);
-            } else if k == property::KEYS {
-                v.split(' ').filter(|s| !s.is_empty()).for_each(&mut put);
-            }
-        });
+        if let Some(u) = props.uniq_key {
+            put(u);
+        }
+        if let Some(keys) = props.keys {
+            keys.split(' ').filter(|s| !s.is_empty()).for_each(&mut put);
+        }
         result
     }
 
@@ -640,6 +671,7 @@ impl StoreCore {
         let tick = Duration::from_millis(tick_ms);
         let started = std::time::Instant::now();
         let mut last_flush = 0i64;
+        let mut last_index_flush = 0i64;
         let mut last_clean = 0i64;
         let mut last_sample = 0i64;
         let mut last_release = 0i64;
@@ -652,7 +684,11 @@ impl StoreCore {
             let now = started.elapsed().as_millis() as i64;
             if now - last_flush >= s.config.flush_interval_consume_queue_ms as i64 {
                 last_flush = now;
-                if let Err(e) = s.checkpoint() {
+                let flush_index = now - last_index_flush >= s.config.flush_interval_index_ms as i64;
+                if flush_index {
+                    last_index_flush = now;
+                }
+                if let Err(e) = s.checkpoint(flush_index) {
                     tracing::error!(error = %e, "consume queue flush/checkpoint failed");
                 }
             }
@@ -677,18 +713,25 @@ impl StoreCore {
         }
     }
 
-    /// Flushes consume queues and the index, then records how far everything is on disk.
-    fn checkpoint(&self) -> Result<(), StoreError> {
+    /// Flushes consume queues (and the index when `flush_index`), then records how far
+    /// everything is on disk: the checkpoint never passes the index's last flush.
+    fn checkpoint(&self, flush_index: bool) -> Result<(), StoreError> {
         let dispatched = self.dispatched.get();
         // Snapshot first: no map shard lock is held across an msync (the dispatcher inserts).
         for c in self.all_cqs() {
             c.flush()?;
         }
-        self.index
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .flush()?;
-        let cp = dispatched.min(self.log.flushed_offset());
+        if flush_index {
+            self.index
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .flush()?;
+            self.index_flushed_to
+                .fetch_max(dispatched, Ordering::AcqRel);
+        }
+        let cp = dispatched
+            .min(self.log.flushed_offset())
+            .min(self.index_flushed_to.load(Ordering::Acquire));
         write_checkpoint(&self.config.store_path_root_dir, cp)
     }
 
@@ -852,7 +895,7 @@ impl StoreCore {
             props = set_property(&props, property::DELAY, &level.to_string());
         }
         msg.properties = props;
-        msg.topic = SCHEDULE_TOPIC.to_string();
+        msg.topic = CompactString::const_new(SCHEDULE_TOPIC);
         msg.queue_id = level - 1;
         msg
     }
@@ -894,7 +937,7 @@ impl StoreCore {
         let assign =
             tx == sys_flag::TRANSACTION_NOT_TYPE || tx == sys_flag::TRANSACTION_COMMIT_TYPE;
         let wait_durable = property_value(&msg.properties, property::WAIT) != Some("false");
-        let mut buf = BytesMut::new();
+        let mut buf = record_buf::region(encoded_record_length(&msg));
         encode_record(&msg, self.config.max_message_size_bytes, &mut buf)?;
         let req = AppendRequest {
             records: buf,
@@ -1400,7 +1443,7 @@ impl StoreCore {
             dl.stop_node();
         }
         if clean {
-            if let Err(e) = self.checkpoint() {
+            if let Err(e) = self.checkpoint(true) {
                 tracing::error!(error = %e, "final checkpoint failed");
             }
         }

@@ -14,9 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use compact_str::ToCompactString;
+use compact_str::{CompactString, ToCompactString};
 use remoting::codes::{request, response};
-use remoting::command::ExtFieldMap;
 use remoting::connection::ConnectionContext;
 use remoting::headers::consumer::ConsumerSendMsgBackRequestHeader;
 use remoting::headers::send::{SendMessageRequestHeader, SendMessageRequestHeaderV2};
@@ -64,6 +63,7 @@ impl RequestProcessor for SendMessageProcessor {
         let ctx = Arc::clone(&self.ctx);
         let born_host = conn.peer_addr();
         Box::pin(async move {
+            let mut request = request;
             let resp = match request.code {
                 // Group mode: a follower forwards send-backs to the leader (clients address
                 // them by the record's STOREHOST, which may be a former leader); physical
@@ -72,7 +72,7 @@ impl RequestProcessor for SendMessageProcessor {
                     (false, Some(gm)) => gm.forward_to_leader(&ctx, &request).await,
                     _ => consumer_send_msg_back(&ctx, &request).await,
                 },
-                _ => send_message(&ctx, &request, born_host).await,
+                _ => send_message(&ctx, &mut request, born_host).await,
             };
             Ok(Some(resp))
         })
@@ -91,19 +91,24 @@ fn reject(code: i32, remark: impl Into<String>) -> Reject {
     (code, remark.into())
 }
 
-/// Decode either header form.
-pub fn decode_send_header(request: &RemotingCommand) -> Result<SendMessageRequestHeader, String> {
+/// Decode either header form, moving its fields out of the request's extFields (the
+/// topic and properties change hands without a copy).
+pub fn decode_send_header(
+    request: &mut RemotingCommand,
+) -> Result<SendMessageRequestHeader, String> {
+    // The two forms use disjoint keys, so a failed first attempt leaves the other's
+    // fields in place.
     let r = match request.code {
         request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => request
-            .decode_header::<SendMessageRequestHeaderV2>()
+            .take_header::<SendMessageRequestHeaderV2>()
             .map(Into::into)
             // Some clients send V1 names on V2 codes; accept them too.
-            .or_else(|_| request.decode_header::<SendMessageRequestHeader>()),
+            .or_else(|_| request.take_header::<SendMessageRequestHeader>()),
         _ => request
-            .decode_header::<SendMessageRequestHeader>()
+            .take_header::<SendMessageRequestHeader>()
             .or_else(|_| {
                 request
-                    .decode_header::<SendMessageRequestHeaderV2>()
+                    .take_header::<SendMessageRequestHeaderV2>()
                     .map(Into::into)
             }),
     };
@@ -113,7 +118,7 @@ pub fn decode_send_header(request: &RemotingCommand) -> Result<SendMessageReques
 /// SEND_MESSAGE / V2 / BATCH.
 pub async fn send_message(
     ctx: &Arc<BrokerContext>,
-    request: &RemotingCommand,
+    request: &mut RemotingCommand,
     born_host: SocketAddr,
 ) -> RemotingCommand {
     match send_message_inner(ctx, request, born_host).await {
@@ -124,7 +129,7 @@ pub async fn send_message(
 
 async fn send_message_inner(
     ctx: &Arc<BrokerContext>,
-    request: &RemotingCommand,
+    request: &mut RemotingCommand,
     born_host: SocketAddr,
 ) -> Result<RemotingCommand, Reject> {
     let mut header = decode_send_header(request).map_err(|e| reject(response::SYSTEM_ERROR, e))?;
@@ -201,7 +206,7 @@ async fn send_message_inner(
             .unwrap_or(group_config.retry_max_times);
         if reconsume_times >= max {
             ensure_dlq_topic(ctx, group)?;
-            topic = topics::dlq_topic(group);
+            topic = topics::dlq_topic(group).into();
             queue_id = 0;
         }
     }
@@ -234,11 +239,12 @@ async fn send_message_inner(
     if topic_config.topic_filter_type == TopicFilterType::MultiTag {
         sys_flag |= sys_flag::MULTI_TAGS_FLAG;
     }
-    let mut props = stored_properties(&header_props, &ctx.config.broker_cluster_name);
-    check_timer_message(&props)?;
-    if msg::property_value(&props, property::TRAN_MSG)
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
+    let mut props = stored_properties(header_props, &ctx.config.broker_cluster_name);
+    // One pass over the properties for everything below.
+    let scan = SendProperties::scan(&props);
+    scan.check_timer()?;
+    let uniq_key = scan.uniq_key.map(str::to_string);
+    if scan.transaction_prepared {
         if ctx.config.reject_transaction_message {
             return Err(reject(
                 response::NO_PERMISSION,
@@ -252,7 +258,7 @@ async fn send_message_inner(
         props = msg::set_property(&props, property::REAL_TOPIC, &topic);
         props = msg::set_property(&props, property::REAL_QID, &queue_id.to_string());
         sys_flag &= !sys_flag::TRANSACTION_ROLLBACK_TYPE;
-        topic = TRANS_HALF_TOPIC.to_string();
+        topic = CompactString::const_new(TRANS_HALF_TOPIC);
         queue_id = 0;
     }
     if props.len() > PROPERTIES_MAX_LEN {
@@ -264,7 +270,6 @@ async fn send_message_inner(
             ),
         ));
     }
-    let uniq_key = msg::property_value(&props, property::UNIQ_KEY).map(str::to_string);
     let mut m = MessageToStore::new(topic, queue_id, request.body.clone(), props);
     m.flag = header.flag;
     m.sys_flag = sys_flag;
@@ -287,9 +292,9 @@ async fn send_message_inner(
 #[allow(clippy::too_many_arguments)]
 async fn send_batch(
     ctx: &Arc<BrokerContext>,
-    request: &RemotingCommand,
+    request: &mut RemotingCommand,
     header: &SendMessageRequestHeader,
-    topic: String,
+    topic: CompactString,
     queue_id: i32,
     born_host: SocketAddr,
     header_props: &str,
@@ -398,68 +403,118 @@ async fn send_batch(
 /// 5.x arbitrary-time delay properties (special-topics.md §2).
 pub const TIMER_PROPERTIES: &[&str] = &["TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"];
 
-/// We have no timer wheel: answer timer messages as a 5.x broker with
-/// `timerWheelEnable=false` does (MESSAGE_ILLEGAL) instead of delivering them at once. A
-/// `DELAY` level wins over timer properties (Java drops them then), so that still works.
-fn check_timer_message(props: &str) -> Result<(), Reject> {
-    // One pass over the properties (this runs for every message); the last DELAY wins, as
-    // in `property_value`.
-    let mut delay = None;
-    let mut has_timer = false;
-    msg::for_each_property(props, |k, v| {
-        if k == property::DELAY {
-            delay = Some(v);
-        } else if TIMER_PROPERTIES.contains(&k) {
-            has_timer = true;
-        }
-    });
-    let has_level = delay
-        .and_then(|d| d.parse::<i32>().ok())
-        .is_some_and(|d| d > 0);
-    if !has_level && has_timer {
-        return Err(reject(
-            response::MESSAGE_ILLEGAL,
-            "accurate timer message is not enabled, timerWheelEnable is false",
-        ));
-    }
-    Ok(())
+/// What the send path reads from a message's properties, found in one pass (this runs for
+/// every message). The last occurrence wins, as in `property_value`.
+#[derive(Default)]
+struct SendProperties<'a> {
+    delay: Option<&'a str>,
+    has_timer: bool,
+    /// `TRAN_MSG=true`: a transaction's half message.
+    transaction_prepared: bool,
+    uniq_key: Option<&'a str>,
 }
 
-/// The stored properties of a single send: the client's string without `WAIT` (4.9.7
-/// strips it from the stored copy) plus `CLUSTER`. One allocation and no map: this runs for
-/// every message.
-pub fn stored_properties(client: &str, cluster: &str) -> String {
-    let sep_len = 2;
-    let mut out =
-        String::with_capacity(client.len() + property::CLUSTER.len() + cluster.len() + sep_len);
-    msg::for_each_property(client, |k, v| {
-        if k == property::WAIT || k == property::CLUSTER {
-            return;
+impl<'a> SendProperties<'a> {
+    fn scan(props: &'a str) -> Self {
+        let mut s = SendProperties::default();
+        msg::for_each_property(props, |k, v| match k {
+            property::DELAY => s.delay = Some(v),
+            property::TRAN_MSG => s.transaction_prepared = v.eq_ignore_ascii_case("true"),
+            property::UNIQ_KEY => s.uniq_key = Some(v),
+            _ if TIMER_PROPERTIES.contains(&k) => s.has_timer = true,
+            _ => {}
+        });
+        s
+    }
+
+    /// We have no timer wheel: answer timer messages as a 5.x broker with
+    /// `timerWheelEnable=false` does (MESSAGE_ILLEGAL) instead of delivering them at once.
+    /// A `DELAY` level wins over timer properties (Java drops them then), so that still
+    /// works.
+    fn check_timer(&self) -> Result<(), Reject> {
+        let has_level = self
+            .delay
+            .and_then(|d| d.parse::<i32>().ok())
+            .is_some_and(|d| d > 0);
+        if !has_level && self.has_timer {
+            return Err(reject(
+                response::MESSAGE_ILLEGAL,
+                "accurate timer message is not enabled, timerWheelEnable is false",
+            ));
         }
-        out.push_str(k);
-        out.push(msg::NAME_VALUE_SEPARATOR);
-        out.push_str(v);
-        out.push(msg::PROPERTY_SEPARATOR);
-    });
-    out.push_str(property::CLUSTER);
-    out.push(msg::NAME_VALUE_SEPARATOR);
-    out.push_str(cluster);
-    out.push(msg::PROPERTY_SEPARATOR);
-    out
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+fn check_timer_message(props: &str) -> Result<(), Reject> {
+    SendProperties::scan(props).check_timer()
+}
+
+/// The stored properties of a single send: the client's entries that
+/// [`msg::for_each_property`] accepts, each `NAME\u{1}VALUE\u{2}`, without `WAIT` (4.9.7
+/// strips it from the stored copy), then `CLUSTER`. Rewritten in the client's own buffer:
+/// every kept entry moves left or stays, so this runs for every message without an
+/// allocation unless `CLUSTER` does not fit the spare capacity.
+pub fn stored_properties(client: String, cluster: &str) -> String {
+    const NV: u8 = msg::NAME_VALUE_SEPARATOR as u8;
+    const SEP: u8 = msg::PROPERTY_SEPARATOR as u8;
+    let mut b = client.into_bytes();
+    let len = b.len();
+    let mut write = 0usize;
+    let mut start = 0usize;
+    while start <= len {
+        let end = b[start..]
+            .iter()
+            .position(|&c| c == SEP)
+            .map_or(len, |i| start + i);
+        let seg = &b[start..end];
+        let keep = match seg.iter().position(|&c| c == NV) {
+            Some(idx) if idx >= 1 && idx + 1 < seg.len() => {
+                let key = &seg[..idx];
+                key != property::WAIT.as_bytes() && key != property::CLUSTER.as_bytes()
+            }
+            _ => false,
+        };
+        if keep {
+            let n = end - start;
+            b.copy_within(start..end, write);
+            write += n;
+            // `write <= end` here: the separator goes where the segment's own was (or,
+            // for a last segment without one, just past the end).
+            if write < b.len() {
+                b[write] = SEP;
+            } else {
+                b.push(SEP);
+            }
+            write += 1;
+        }
+        start = end + 1;
+    }
+    b.truncate(write);
+    b.extend_from_slice(property::CLUSTER.as_bytes());
+    b.push(NV);
+    b.extend_from_slice(cluster.as_bytes());
+    b.push(SEP);
+    // Only whole segments between ASCII separators moved, so this is still UTF-8.
+    String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn send_ok(
     ctx: &BrokerContext,
-    request: &RemotingCommand,
+    request: &mut RemotingCommand,
     msg_id: String,
     queue_id: i32,
     queue_offset: i64,
     uniq_key: Option<String>,
 ) -> RemotingCommand {
-    // One allocation for the map; numbers and short values are formatted inline, and the
-    // two long strings (message id, UNIQ_KEY) hand their buffers over.
+    // The response takes over the request's extFields vector (its fields were moved out or
+    // are no longer needed): no allocation for the map. Numbers and short values are
+    // formatted inline, and the two long strings (message id, UNIQ_KEY) hand their buffers
+    // over.
     let mut resp = RemotingCommand::response_to(request, response::SUCCESS);
-    resp.ext_fields = ExtFieldMap::with_capacity(6);
+    resp.ext_fields = std::mem::take(&mut request.ext_fields);
+    resp.ext_fields.clear();
     let ext = &mut resp.ext_fields;
     ext.insert("msgId", msg_id);
     ext.insert("queueId", queue_id.to_compact_string());
@@ -783,14 +838,44 @@ mod tests {
         assert!(decode_batch(&Bytes::from_static(b"not zlib at all"), 1).is_err());
     }
 
+    proptest::proptest! {
+        /// The in-place rewrite equals rebuilding the string from the accepted entries.
+        #[test]
+        fn stored_properties_match_a_rebuilt_string(
+            segments in proptest::collection::vec(
+                ("(WAIT|CLUSTER|TAGS|K|é)?", "\u{1}?", "(true|v|é\u{1}x)?"), 0..6),
+            trailing in proptest::bool::ANY,
+            spare in 0usize..64,
+        ) {
+            let mut client = segments
+                .iter()
+                .map(|(k, s, v)| format!("{k}{s}{v}"))
+                .collect::<Vec<_>>()
+                .join("\u{2}");
+            if trailing {
+                client.push('\u{2}');
+            }
+            let mut want = String::new();
+            msg::for_each_property(&client, |k, v| {
+                if k != property::WAIT && k != property::CLUSTER {
+                    want.push_str(&format!("{k}\u{1}{v}\u{2}"));
+                }
+            });
+            want.push_str("CLUSTER\u{1}C9\u{2}");
+            let mut owned = String::with_capacity(client.len() + spare);
+            owned.push_str(&client);
+            proptest::prop_assert_eq!(stored_properties(owned, "C9"), want);
+        }
+    }
+
     #[test]
     fn stored_properties_drop_wait_and_add_cluster() {
-        let p = stored_properties("TAGS\u{1}A\u{2}WAIT\u{1}true\u{2}KEYS\u{1}k", "C1");
+        let p = stored_properties("TAGS\u{1}A\u{2}WAIT\u{1}true\u{2}KEYS\u{1}k".into(), "C1");
         assert_eq!(msg::property_value(&p, "TAGS"), Some("A"));
         assert_eq!(msg::property_value(&p, "KEYS"), Some("k"));
         assert_eq!(msg::property_value(&p, "WAIT"), None);
         assert_eq!(msg::property_value(&p, "CLUSTER"), Some("C1"));
-        assert_eq!(stored_properties("", "C"), "CLUSTER\u{1}C\u{2}");
+        assert_eq!(stored_properties(String::new(), "C"), "CLUSTER\u{1}C\u{2}");
     }
 
     #[test]
@@ -819,7 +904,7 @@ mod tests {
         }
         let mut cmd = RemotingCommand::request(request::SEND_MESSAGE_V2);
         cmd.ext_fields = ext;
-        let h = decode_send_header(&cmd).unwrap();
+        let h = decode_send_header(&mut cmd).unwrap();
         assert_eq!(h.topic, "T");
         assert_eq!(h.queue_id, 1);
         assert_eq!(h.reconsume_times, Some(2));

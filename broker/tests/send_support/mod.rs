@@ -105,8 +105,14 @@ impl TestBroker {
         self.dir
     }
 
+    /// Sends a copy: the processor consumes the request's extFields.
     pub async fn send(&self, req: &RemotingCommand) -> RemotingCommand {
-        send::send_message(&self.ctx, req, born_host()).await
+        self.send_owned(req.clone()).await
+    }
+
+    /// Sends `req` itself, as the server does with a decoded request.
+    pub async fn send_owned(&self, mut req: RemotingCommand) -> RemotingCommand {
+        send::send_message(&self.ctx, &mut req, born_host()).await
     }
 
     pub async fn pull(&self, req: &RemotingCommand) -> RemotingCommand {

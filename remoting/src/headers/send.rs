@@ -15,7 +15,8 @@ command_header! {
     /// SEND_MESSAGE (10) request header with full field names.
     pub struct SendMessageRequestHeader {
         producer_group: CompactString => "producerGroup",
-        topic: String => "topic",
+        /// Inline up to 24 bytes (most topic names): no allocation per send.
+        topic: CompactString => "topic",
         default_topic: CompactString => "defaultTopic",
         default_topic_queue_nums: i32 => "defaultTopicQueueNums",
         queue_id: i32 => "queueId",
@@ -41,7 +42,7 @@ command_header! {
         /// producerGroup
         a: CompactString => "a",
         /// topic
-        b: String => "b",
+        b: CompactString => "b",
         /// defaultTopic
         c: CompactString => "c",
         /// defaultTopicQueueNums

@@ -29,6 +29,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use compact_str::CompactString;
 use tokio::sync::{watch, Notify};
 
 use ::dledger::config::DLedgerConfig;
@@ -270,7 +271,7 @@ struct PendingPut {
     log: Weak<DLedgerCommitLog>,
     table: Arc<QueueOffsetTable>,
     clock: Arc<dyn Clock>,
-    topic: String,
+    topic: CompactString,
     queue_id: i32,
     assign_queue_offsets: bool,
     record_count: usize,
@@ -324,7 +325,7 @@ impl AppendHandler for PendingPut {
                     q.insert(self.queue_id, next);
                 }
                 None => {
-                    t.entry(self.topic.clone())
+                    t.entry(self.topic.to_string())
                         .or_default()
                         .insert(self.queue_id, next);
                 }
