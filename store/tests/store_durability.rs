@@ -404,3 +404,59 @@ mod recovery_prop {
         }
     }
 }
+
+/// The dispatch checkpoint (`dispatch_checkpoint`: offset + crc) as written last.
+fn checkpoint_offset(dir: &std::path::Path) -> Option<i64> {
+    let b = std::fs::read(dir.join("dispatch_checkpoint")).ok()?;
+    Some(i64::from_be_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+/// The index is flushed less often than the consume queues; the checkpoint (where a
+/// restart starts re-dispatching) must never pass its last flush.
+#[test]
+fn checkpoint_waits_for_the_index_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let te = TestEnv::new();
+    let rt = rt();
+    let mut cfg = config(dir.path(), FlushDiskType::SyncFlush);
+    cfg.flush_interval_consume_queue_ms = 10;
+    cfg.flush_interval_index_ms = 3_600_000;
+    let s = store::MessageStore::open_with_env(cfg, te.env()).unwrap();
+    for i in 0..50 {
+        let props = format!("UNIQ_KEY\u{1}ID{i:030}\u{2}");
+        rt.block_on(s.put_message(msg("Idx", 0, b"x", &props)))
+            .unwrap();
+    }
+    let end = s.commit_log_max_offset();
+    assert!(s.wait_dispatched(end - 1, std::time::Duration::from_secs(10)));
+    // A checkpoint written after everything was dispatched (the housekeeping thread writes
+    // one every 10 ms and offers no notification, so wait for the file to reappear).
+    std::fs::remove_file(dir.path().join("dispatch_checkpoint")).ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let cp = loop {
+        if let Some(cp) = checkpoint_offset(dir.path()) {
+            break cp;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert_eq!(
+        cp, 0,
+        "the index was never flushed, so nothing is checkpointed"
+    );
+    // A clean shutdown flushes the index too.
+    s.shutdown();
+    assert_eq!(checkpoint_offset(dir.path()), Some(end));
+    drop(s);
+    let s = open(dir.path(), FlushDiskType::SyncFlush, &te);
+    let r = s.query_message("Idx", &format!("ID{:030}", 7), 4, 0, i64::MAX);
+    assert_eq!(
+        r.messages.len(),
+        1,
+        "found by its UNIQ_KEY after the restart"
+    );
+    s.shutdown();
+}
