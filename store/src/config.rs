@@ -25,13 +25,14 @@ pub struct StoreConfig {
     pub flush_interval_commit_log_ms: u64,
     /// How often consume queues are flushed and the dispatch checkpoint written.
     pub flush_interval_consume_queue_ms: u64,
-    /// How often the index is flushed (rounded up to the consume-queue interval). Its puts
-    /// write slots all over a 20 MB table, and a flush write-protects every page it cleans:
-    /// flushing each second cost a write fault per slot page per second, ~0.7 µs of the
-    /// dispatcher's CPU per message with a Java producer's UNIQ_KEY on every message.
-    /// Java flushes index files only when full and rebuilds the newer ones after a crash;
-    /// here the dispatch checkpoint waits for the index, so a restart re-dispatches at
-    /// most this much more of the log.
+    /// How long one cycle of index flushes takes: each consume-queue flush also flushes the
+    /// next slice of the index's slot table. Puts write slots all over a 20 MB table, and
+    /// a flush write-protects every page it cleans: flushing it all each second cost a
+    /// write fault per slot page per second (~0.7 µs of the dispatcher's CPU per message
+    /// with a Java producer's UNIQ_KEY on every message), and flushing it all at once is a
+    /// write burst the log's fsyncs wait behind. Java flushes index files only when full
+    /// and rebuilds the newer ones after a crash; here the dispatch checkpoint waits for a
+    /// whole cycle, so a restart re-dispatches at most ~2 cycles more of the log.
     pub flush_interval_index_ms: u64,
     /// Limit on a message body (Java `maxMessageSize`, 4 MiB); the whole record may be up to
     /// this + 64 KiB.

@@ -163,8 +163,10 @@ pub struct StoreCore {
     index: RwLock<IndexService>,
     dispatched: Watermark,
     /// Everything dispatched below this was in the index at its last flush (the index is
-    /// flushed less often than the consume queues: `flush_interval_index_ms`).
+    /// flushed in parts, one per checkpoint, over `flush_interval_index_ms`).
     index_flushed_to: AtomicI64,
+    /// Dispatch offset when the current cycle of index flush parts began.
+    index_cycle_start: AtomicI64,
     listener: RwLock<Option<ArrivalListener>>,
     delay_levels: Vec<i64>,
     counters: Counters,
@@ -356,6 +358,7 @@ impl MessageStore {
             index: RwLock::new(index),
             dispatched: Watermark::new(start),
             index_flushed_to: AtomicI64::new(start),
+            index_cycle_start: AtomicI64::new(start),
             listener: RwLock::new(None),
             delay_levels,
             counters: Counters::default(),
@@ -674,7 +677,7 @@ impl StoreCore {
         let tick = Duration::from_millis(tick_ms);
         let started = std::time::Instant::now();
         let mut last_flush = 0i64;
-        let mut last_index_flush = 0i64;
+        let mut index_part = 0u32;
         let mut last_clean = 0i64;
         let mut last_sample = 0i64;
         let mut last_release = 0i64;
@@ -687,11 +690,12 @@ impl StoreCore {
             let now = started.elapsed().as_millis() as i64;
             if now - last_flush >= s.config.flush_interval_consume_queue_ms as i64 {
                 last_flush = now;
-                let flush_index = now - last_index_flush >= s.config.flush_interval_index_ms as i64;
-                if flush_index {
-                    last_index_flush = now;
-                }
-                if let Err(e) = s.checkpoint(flush_index) {
+                let parts = (s.config.flush_interval_index_ms
+                    / s.config.flush_interval_consume_queue_ms.max(1))
+                .clamp(1, u32::MAX as u64) as u32;
+                let part = index_part % parts;
+                index_part = (part + 1) % parts;
+                if let Err(e) = s.checkpoint((part, parts)) {
                     tracing::error!(error = %e, "consume queue flush/checkpoint failed");
                 }
             }
@@ -716,21 +720,28 @@ impl StoreCore {
         }
     }
 
-    /// Flushes consume queues (and the index when `flush_index`), then records how far
-    /// everything is on disk: the checkpoint never passes the index's last flush.
-    fn checkpoint(&self, flush_index: bool) -> Result<(), StoreError> {
+    /// Flushes consume queues and part `index_part.0` of `index_part.1` of the index, then
+    /// records how far everything is on disk: the checkpoint never passes the start of the
+    /// last complete cycle of index parts.
+    fn checkpoint(&self, index_part: (u32, u32)) -> Result<(), StoreError> {
+        let (part, parts) = index_part;
         let dispatched = self.dispatched.get();
         // Snapshot first: no map shard lock is held across an msync (the dispatcher inserts).
         for c in self.all_cqs() {
             c.flush()?;
         }
-        if flush_index {
-            self.index
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .flush()?;
-            self.index_flushed_to
-                .fetch_max(dispatched, Ordering::AcqRel);
+        if part == 0 {
+            self.index_cycle_start.store(dispatched, Ordering::Release);
+        }
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush_part(part, parts)?;
+        if part + 1 >= parts {
+            self.index_flushed_to.fetch_max(
+                self.index_cycle_start.load(Ordering::Acquire),
+                Ordering::AcqRel,
+            );
         }
         let cp = dispatched
             .min(self.log.flushed_offset())
@@ -1446,7 +1457,7 @@ impl StoreCore {
             dl.stop_node();
         }
         if clean {
-            if let Err(e) = self.checkpoint(true) {
+            if let Err(e) = self.checkpoint((0, 1)) {
                 tracing::error!(error = %e, "final checkpoint failed");
             }
         }
