@@ -101,11 +101,7 @@ pub fn required<T: HeaderValue>(
     ext: &ExtFieldMap,
     field: &'static str,
 ) -> Result<T, RemotingError> {
-    let raw = ext.get(field).ok_or(RemotingError::MissingField(field))?;
-    T::parse_value(raw).ok_or_else(|| RemotingError::InvalidField {
-        field,
-        value: raw.to_string(),
-    })
+    optional(ext, field)?.ok_or(RemotingError::MissingField(field))
 }
 
 /// Read an optional field; present-but-unparsable is an error, absent is `None`.
@@ -129,13 +125,7 @@ pub fn take_required<T: HeaderValue>(
     ext: &mut ExtFieldMap,
     field: &'static str,
 ) -> Result<T, RemotingError> {
-    let raw = ext
-        .remove(field)
-        .ok_or(RemotingError::MissingField(field))?;
-    T::from_owned(raw).map_err(|raw| RemotingError::InvalidField {
-        field,
-        value: raw.into_string(),
-    })
+    take_optional(ext, field)?.ok_or(RemotingError::MissingField(field))
 }
 
 /// Move an optional field out of `ext`; present-but-unparsable is an error.

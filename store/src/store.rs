@@ -162,11 +162,8 @@ pub struct StoreCore {
     cqs: DashMap<String, DashMap<i32, Arc<ConsumeQueue>>>,
     index: RwLock<IndexService>,
     dispatched: Watermark,
-    /// Everything dispatched below this was in the index at its last flush (the index is
-    /// flushed in parts, one per checkpoint, over `flush_interval_index_ms`).
-    index_flushed_to: AtomicI64,
-    /// Dispatch offset when the current cycle of index flush parts began.
-    index_cycle_start: AtomicI64,
+    /// Where the checkpoints are in flushing the index slice by slice.
+    index_flush: Mutex<IndexFlushCycle>,
     listener: RwLock<Option<ArrivalListener>>,
     delay_levels: Vec<i64>,
     counters: Counters,
@@ -195,6 +192,18 @@ impl std::fmt::Debug for StoreCore {
             .field("root", &self.config.store_path_root_dir)
             .finish()
     }
+}
+
+/// Progress through a cycle of index flushes: each checkpoint flushes the next of `parts`
+/// slices of the index (`StoreConfig::flush_interval_index_ms`).
+struct IndexFlushCycle {
+    /// The slice the next checkpoint flushes.
+    next_part: u32,
+    /// Dispatch offset when the current cycle's first slice was flushed.
+    started_at: i64,
+    /// Everything dispatched below this is on disk in the index: the start of the last
+    /// complete cycle.
+    flushed_to: i64,
 }
 
 /// What dispatching a record reads from its properties, found in one pass. The last
@@ -357,8 +366,11 @@ impl MessageStore {
             cqs: DashMap::new(),
             index: RwLock::new(index),
             dispatched: Watermark::new(start),
-            index_flushed_to: AtomicI64::new(start),
-            index_cycle_start: AtomicI64::new(start),
+            index_flush: Mutex::new(IndexFlushCycle {
+                next_part: 0,
+                started_at: start,
+                flushed_to: start,
+            }),
             listener: RwLock::new(None),
             delay_levels,
             counters: Counters::default(),
@@ -677,7 +689,6 @@ impl StoreCore {
         let tick = Duration::from_millis(tick_ms);
         let started = std::time::Instant::now();
         let mut last_flush = 0i64;
-        let mut index_part = 0u32;
         let mut last_clean = 0i64;
         let mut last_sample = 0i64;
         let mut last_release = 0i64;
@@ -690,12 +701,7 @@ impl StoreCore {
             let now = started.elapsed().as_millis() as i64;
             if now - last_flush >= s.config.flush_interval_consume_queue_ms as i64 {
                 last_flush = now;
-                let parts = (s.config.flush_interval_index_ms
-                    / s.config.flush_interval_consume_queue_ms.max(1))
-                .clamp(1, u32::MAX as u64) as u32;
-                let part = index_part % parts;
-                index_part = (part + 1) % parts;
-                if let Err(e) = s.checkpoint((part, parts)) {
+                if let Err(e) = s.checkpoint(false) {
                     tracing::error!(error = %e, "consume queue flush/checkpoint failed");
                 }
             }
@@ -720,32 +726,39 @@ impl StoreCore {
         }
     }
 
-    /// Flushes consume queues and part `index_part.0` of `index_part.1` of the index, then
-    /// records how far everything is on disk: the checkpoint never passes the start of the
-    /// last complete cycle of index parts.
-    fn checkpoint(&self, index_part: (u32, u32)) -> Result<(), StoreError> {
-        let (part, parts) = index_part;
+    /// Flushes consume queues and the next slice of the index (all of it when `whole`),
+    /// then records how far everything is on disk: the checkpoint never passes the start of
+    /// the last complete cycle of index slices.
+    fn checkpoint(&self, whole: bool) -> Result<(), StoreError> {
+        let parts = if whole {
+            1
+        } else {
+            (self.config.flush_interval_index_ms
+                / self.config.flush_interval_consume_queue_ms.max(1))
+            .clamp(1, u32::MAX as u64) as u32
+        };
         let dispatched = self.dispatched.get();
         // Snapshot first: no map shard lock is held across an msync (the dispatcher inserts).
         for c in self.all_cqs() {
             c.flush()?;
         }
+        let mut cycle = self.index_flush.lock().unwrap_or_else(|p| p.into_inner());
+        let part = cycle.next_part % parts;
         if part == 0 {
-            self.index_cycle_start.store(dispatched, Ordering::Release);
+            cycle.started_at = dispatched;
         }
         self.index
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .flush_part(part, parts)?;
-        if part + 1 >= parts {
-            self.index_flushed_to.fetch_max(
-                self.index_cycle_start.load(Ordering::Acquire),
-                Ordering::AcqRel,
-            );
+        if part + 1 == parts {
+            cycle.flushed_to = cycle.flushed_to.max(cycle.started_at);
         }
+        cycle.next_part = (part + 1) % parts;
         let cp = dispatched
             .min(self.log.flushed_offset())
-            .min(self.index_flushed_to.load(Ordering::Acquire));
+            .min(cycle.flushed_to);
+        drop(cycle);
         write_checkpoint(&self.config.store_path_root_dir, cp)
     }
 
@@ -1457,7 +1470,7 @@ impl StoreCore {
             dl.stop_node();
         }
         if clean {
-            if let Err(e) = self.checkpoint((0, 1)) {
+            if let Err(e) = self.checkpoint(true) {
                 tracing::error!(error = %e, "final checkpoint failed");
             }
         }
