@@ -16,6 +16,10 @@ use tokio_util::codec::Decoder;
 /// frames.md §3: the JSON header of a 4.9.7 SEND_MESSAGE_V2 (256 bytes).
 const SEND_V2_JSON: &str = r#"{"code":310,"extFields":{"a":"PG","b":"T","c":"TBW102","d":"4","e":"1","f":"0","g":"1700000000000","h":"0","i":"TAGS\u0001A","j":"0","k":"false","m":"false","n":"broker-a"},"flag":0,"language":"JAVA","opaque":7,"serializeTypeCurrentRPC":"JSON","version":0}"#;
 
+/// The same request as a Java producer sends it with its per-message `UNIQ_KEY` and `WAIT`
+/// (properties escaped as fastjson writes them), and a 40-character topic.
+const SEND_V2_UNIQ_JSON: &str = r#"{"code":310,"extFields":{"a":"benchmark_producer_group","b":"BenchmarkTopicWithALongerName_0123456789","c":"TBW102","d":"4","e":"3","f":"0","g":"1763852400123","h":"0","i":"UNIQ_KEY\u00017F0000011A2B18B4AAC27A3C5D6E0001\u0002WAIT\u0001true\u0002TAGS\u0001TagA\u0002","j":"0","k":"false","m":"false","n":"broker-a"},"flag":0,"language":"JAVA","opaque":123456,"serializeTypeCurrentRPC":"JSON","version":435}"#;
+
 /// Largest scratch buffer a header can need here; reused across iterations.
 const SCRATCH_BYTES: usize = 1024;
 
@@ -63,6 +67,16 @@ fn headers(c: &mut Criterion) {
     });
     g.bench_function("json_decode", |b| {
         b.iter(|| decode_json(black_box(SEND_V2_JSON.as_bytes())))
+    });
+    g.bench_function("json_decode_uniq", |b| {
+        b.iter(|| decode_json(black_box(SEND_V2_UNIQ_JSON.as_bytes())))
+    });
+    // What the send processor does with a decoded request: move the typed header out.
+    g.bench_function("json_decode_uniq_take_send_v2", |b| {
+        b.iter(|| {
+            decode_json(black_box(SEND_V2_UNIQ_JSON.as_bytes()))
+                .and_then(|mut cmd| cmd.take_header::<SendMessageRequestHeaderV2>())
+        })
     });
     g.bench_function("binary_encode", |b| {
         let mut dst = BytesMut::with_capacity(SCRATCH_BYTES);

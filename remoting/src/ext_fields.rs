@@ -110,6 +110,12 @@ impl ExtFieldMap {
         self.find(key).ok().map(|i| self.entries.remove(i).1)
     }
 
+    /// Keeps the entries for which `keep` returns true, in one pass; `keep` may move a
+    /// value out of an entry it drops.
+    pub fn retain_mut(&mut self, mut keep: impl FnMut(&str, &mut CompactString) -> bool) {
+        self.entries.retain_mut(|(k, v)| keep(k, v));
+    }
+
     /// Entries in key order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))

@@ -286,77 +286,150 @@ impl<'de> serde::Deserialize<'de> for ExtFields {
 /// Append the JSON header of `cmd` to `dst` (fastjson layout: members sorted, nulls
 /// omitted, enums by name; frames.md §3).
 pub fn encode_json(cmd: &RemotingCommand, dst: &mut BytesMut) {
-    let mut w = dst.writer();
-    // Writing into a BytesMut cannot fail; the results below are infallible.
-    let out = w.get_mut();
-    out.put_slice(b"{\"code\":");
-    put_int(out, cmd.code as i64);
+    // The header is written through a cursor into space sized up front (strings exactly,
+    // ints at their widest), then cut to length: no capacity check or call per piece.
+    let ext_bytes: usize = cmd
+        .ext_fields
+        .iter()
+        .map(|(k, v)| json_str_len(k) + json_str_len(v) + 2)
+        .sum();
+    let max = JSON_FIXED_MAX_BYTES
+        + ext_bytes
+        + cmd.remark.as_deref().map_or(0, |r| json_str_len(r) + 10)
+        + cmd.language.name().len();
+    let start = dst.len();
+    dst.resize(start + max, 0);
+    let mut out = Cursor {
+        buf: &mut dst[start..],
+        at: 0,
+    };
+    out.put(b"{\"code\":");
+    out.int(i64::from(cmd.code));
     if !cmd.ext_fields.is_empty() {
-        out.put_slice(b",\"extFields\":{");
-        // Already in key order (a B-tree): fastjson's sorted layout without a sort.
+        out.put(b",\"extFields\":{");
+        // Already in key order: fastjson's sorted layout without a sort.
         for (i, (k, v)) in cmd.ext_fields.iter().enumerate() {
             if i > 0 {
-                out.put_u8(b',');
+                out.put(b",");
             }
-            put_json_str(out, k);
-            out.put_u8(b':');
-            put_json_str(out, v);
+            out.json_str(k);
+            out.put(b":");
+            out.json_str(v);
         }
-        out.put_u8(b'}');
+        out.put(b"}");
     }
-    out.put_slice(b",\"flag\":");
-    put_int(out, cmd.flag as i64);
-    out.put_slice(b",\"language\":\"");
-    out.put_slice(cmd.language.name().as_bytes());
-    out.put_slice(b"\",\"opaque\":");
-    put_int(out, cmd.opaque as i64);
+    out.put(b",\"flag\":");
+    out.int(i64::from(cmd.flag));
+    out.put(b",\"language\":\"");
+    out.put(cmd.language.name().as_bytes());
+    out.put(b"\",\"opaque\":");
+    out.int(i64::from(cmd.opaque));
     if let Some(remark) = &cmd.remark {
-        out.put_slice(b",\"remark\":");
-        put_json_str(out, remark);
+        out.put(b",\"remark\":");
+        out.json_str(remark);
     }
-    out.put_slice(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
-    put_int(out, cmd.version as i64);
-    out.put_u8(b'}');
+    out.put(b",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":");
+    out.int(i64::from(cmd.version));
+    out.put(b"}");
+    let len = out.at;
+    dst.truncate(start + len);
 }
 
-fn put_int(out: &mut BytesMut, v: i64) {
-    use std::io::Write;
-    // Writing into a BytesMut never fails.
-    let _ = write!(out.writer(), "{v}");
+/// Bytes an escape adds to one input byte: 1 for `\n`-style escapes, 5 for `\u00XX`.
+const JSON_ESCAPE_EXTRA_BYTES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = 5;
+        c += 1;
+    }
+    let mut i = 0;
+    let short = [b'"', b'\\', b'\n', b'\r', b'\t', 0x08, 0x0c];
+    while i < short.len() {
+        t[short[i] as usize] = 1;
+        i += 1;
+    }
+    t
+};
+
+/// Length of `s` as a JSON string literal, quotes included.
+fn json_str_len(s: &str) -> usize {
+    let extra: usize = s
+        .bytes()
+        .map(|b| usize::from(JSON_ESCAPE_EXTRA_BYTES[usize::from(b)]))
+        .sum();
+    2 + s.len() + extra
 }
 
-/// A JSON string literal; control characters as \uXXXX like fastjson (frames.md §3).
-fn put_json_str(out: &mut BytesMut, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(s.len() + 2);
-    out.put_u8(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: Option<&[u8]> = match b {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            b'\n' => Some(b"\\n"),
-            b'\r' => Some(b"\\r"),
-            b'\t' => Some(b"\\t"),
-            0x08 => Some(b"\\b"),
-            0x0c => Some(b"\\f"),
-            0x00..=0x1f => None,
-            _ => continue,
-        };
-        out.put_slice(&bytes[start..i]);
-        match esc {
-            Some(e) => out.put_slice(e),
-            None => {
-                out.put_slice(b"\\u00");
-                out.put_u8(HEX[(b >> 4) as usize]);
-                out.put_u8(HEX[(b & 0xf) as usize]);
+/// Upper bound of everything `encode_json` writes besides extFields, the remark and the
+/// language name: member names and punctuation (101 bytes) and four i32s (11 bytes each at
+/// most).
+const JSON_FIXED_MAX_BYTES: usize = 145;
+
+/// Writes into space already sized for the whole header.
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    #[inline]
+    fn put(&mut self, s: &[u8]) {
+        self.buf[self.at..self.at + s.len()].copy_from_slice(s);
+        self.at += s.len();
+    }
+
+    fn int(&mut self, v: i64) {
+        // Digits from the right; i64::MIN has 19 digits and a sign.
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = v.unsigned_abs();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
             }
         }
-        start = i + 1;
+        if v < 0 {
+            at -= 1;
+            digits[at] = b'-';
+        }
+        self.put(&digits[at..]);
     }
-    out.put_slice(&bytes[start..]);
-    out.put_u8(b'"');
+
+    /// A JSON string literal; control characters as \uXXXX like fastjson (frames.md §3).
+    fn json_str(&mut self, s: &str) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.put(b"\"");
+        let mut rest = s.as_bytes();
+        // Most strings need no escape: one copy.
+        while let Some(n) = crate::header_fast::plain_run(rest) {
+            self.put(&rest[..n]);
+            let b = rest[n];
+            match b {
+                b'"' => self.put(b"\\\""),
+                b'\\' => self.put(b"\\\\"),
+                b'\n' => self.put(b"\\n"),
+                b'\r' => self.put(b"\\r"),
+                b'\t' => self.put(b"\\t"),
+                0x08 => self.put(b"\\b"),
+                0x0c => self.put(b"\\f"),
+                _ => self.put(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ]),
+            }
+            rest = &rest[n + 1..];
+        }
+        self.put(rest);
+        self.put(b"\"");
+    }
 }
 
 // ---------------------------------------------------------------- ROCKETMQ binary
@@ -474,6 +547,32 @@ fn len_i32(n: usize) -> Result<i32, RemotingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The space `encode_json` sizes up front holds its longest outputs: the widest ints,
+    /// and strings made of every byte that needs an escape.
+    #[test]
+    fn json_encode_fits_its_worst_cases() {
+        let widest = RemotingCommand {
+            code: i32::MIN,
+            flag: i32::MIN,
+            opaque: i32::MIN,
+            version: i32::MIN,
+            ..Default::default()
+        };
+        let escaped: String = (0u8..0x20).map(char::from).chain(['"', '\\']).collect();
+        let all_escaped = RemotingCommand {
+            remark: Some(escaped.clone()),
+            ext_fields: [(escaped.as_str(), escaped.as_str()), ("k", "v")]
+                .into_iter()
+                .collect(),
+            ..widest.clone()
+        };
+        for cmd in [widest, all_escaped] {
+            let mut buf = BytesMut::new();
+            encode_json(&cmd, &mut buf);
+            assert_eq!(decode_json_strict(&buf).ok(), Some(cmd));
+        }
+    }
 
     #[test]
     fn json_escapes_control_chars() {

@@ -16,7 +16,14 @@ use crate::header::MAX_EXT_FIELDS;
 
 /// Decode `bytes` if it has the common shape; `None` means "use the general decoder".
 pub(crate) fn decode(bytes: &[u8]) -> Option<RemotingCommand> {
-    let mut s = Scanner { b: bytes, i: 0 };
+    // UTF-8 is checked once for the whole header; every string then is a slice between
+    // ASCII delimiters, which are always character boundaries.
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut s = Scanner {
+        text,
+        b: bytes,
+        i: 0,
+    };
     let mut cmd = RemotingCommand {
         serialize_type: SerializeType::Json,
         ..Default::default()
@@ -61,8 +68,31 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<RemotingCommand> {
 }
 
 struct Scanner<'a> {
+    text: &'a str,
+    /// `text` as bytes.
     b: &'a [u8],
     i: usize,
+}
+
+/// Bytes that end a run of plain string content: the closing quote, an escape, or a control
+/// byte (JSON forbids those raw).
+const STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Length of the plain run at the start of `s` (None: no quote, escape or control byte in
+/// `s`).
+#[inline]
+pub(crate) fn plain_run(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&c| STRING_STOP[usize::from(c)])
 }
 
 impl<'a> Scanner<'a> {
@@ -118,38 +148,33 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<Cow<'a, str>> {
         self.expect(b'"')?;
         let start = self.i;
-        let rest = &self.b[start..];
-        let len = rest
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-        if rest[len] == b'"' {
+        let len = plain_run(self.b.get(start..)?)?;
+        if self.b[start + len] == b'"' {
             self.i = start + len + 1;
-            return std::str::from_utf8(&rest[..len]).ok().map(Cow::Borrowed);
+            return self.text.get(start..start + len).map(Cow::Borrowed);
         }
-        let mut out: Vec<u8> = Vec::with_capacity(rest.len().min(256));
+        let mut out = String::with_capacity((self.b.len() - start).min(256));
         let mut i = start;
         loop {
             // Copy the run up to the next quote, backslash or control byte in one go.
-            let run = self.b.get(i..)?;
-            let n = run
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-            out.extend_from_slice(&run[..n]);
+            let n = plain_run(self.b.get(i..)?)?;
+            out.push_str(self.text.get(i..i + n)?);
+            let stop = self.b[i + n];
             i += n + 1;
-            match run[n] {
+            match stop {
                 b'"' => break,
                 b'\\' => {
                     let e = *self.b.get(i)?;
                     i += 1;
                     let simple = match e {
-                        b'"' => b'"',
-                        b'\\' => b'\\',
-                        b'/' => b'/',
-                        b'b' => 0x08,
-                        b'f' => 0x0c,
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        b't' => b'\t',
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
                         b'u' => {
                             let cp = self.hex4(i)?;
                             i += 4;
@@ -167,8 +192,7 @@ impl<'a> Scanner<'a> {
                             } else {
                                 char::from_u32(cp)?
                             };
-                            let mut tmp = [0u8; 4];
-                            out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+                            out.push(ch);
                             continue;
                         }
                         _ => return None,
@@ -180,15 +204,15 @@ impl<'a> Scanner<'a> {
             }
         }
         self.i = i;
-        String::from_utf8(out).ok().map(Cow::Owned)
+        Some(Cow::Owned(out))
     }
 
+    /// Four hex digits at `at` (the `XXXX` of `\uXXXX`).
     fn hex4(&self, at: usize) -> Option<u32> {
-        let h = std::str::from_utf8(self.b.get(at..at + 4)?).ok()?;
-        if !h.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return None;
-        }
-        u32::from_str_radix(h, 16).ok()
+        self.b
+            .get(at..at + 4)?
+            .iter()
+            .try_fold(0u32, |cp, &c| Some(cp << 4 | char::from(c).to_digit(16)?))
     }
 
     /// An integer literal that fits an i32 (no fraction, no exponent).
@@ -214,10 +238,7 @@ impl<'a> Scanner<'a> {
         if matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        std::str::from_utf8(&self.b[start..self.i])
-            .ok()?
-            .parse()
-            .ok()
+        self.text.get(start..self.i)?.parse().ok()
     }
 
     /// The value of a member we do not keep: a plain string, an int, true/false/null.

@@ -120,20 +120,20 @@ pub fn optional<T: HeaderValue>(
     }
 }
 
-/// Move a required field out of `ext`.
-pub fn take_required<T: HeaderValue>(
-    ext: &mut ExtFieldMap,
+/// A required field taken out of extFields by [`CommandHeader::take_from`].
+pub fn taken_required<T: HeaderValue>(
+    raw: Option<CompactString>,
     field: &'static str,
 ) -> Result<T, RemotingError> {
-    take_optional(ext, field)?.ok_or(RemotingError::MissingField(field))
+    taken_optional(raw, field)?.ok_or(RemotingError::MissingField(field))
 }
 
-/// Move an optional field out of `ext`; present-but-unparsable is an error.
-pub fn take_optional<T: HeaderValue>(
-    ext: &mut ExtFieldMap,
+/// An optional field taken out of extFields; present-but-unparsable is an error.
+pub fn taken_optional<T: HeaderValue>(
+    raw: Option<CompactString>,
     field: &'static str,
 ) -> Result<Option<T>, RemotingError> {
-    match ext.remove(field) {
+    match raw {
         None => Ok(None),
         Some(raw) => T::from_owned(raw)
             .map(Some)
@@ -148,7 +148,8 @@ pub fn take_optional<T: HeaderValue>(
 /// Implemented for every [`HeaderValue`] type `T` (required) and `Option<T>` (optional).
 pub trait HeaderField: Sized {
     fn read_field(ext: &ExtFieldMap, key: &'static str) -> Result<Self, RemotingError>;
-    fn take_field(ext: &mut ExtFieldMap, key: &'static str) -> Result<Self, RemotingError>;
+    /// The field from its value moved out of extFields (`None`: absent).
+    fn from_taken(raw: Option<CompactString>, key: &'static str) -> Result<Self, RemotingError>;
     fn write_field(&self, ext: &mut ExtFieldMap, key: &'static str);
 }
 
@@ -161,11 +162,11 @@ macro_rules! header_field {
             ) -> Result<Self, RemotingError> {
                 required(ext, key)
             }
-            fn take_field(
-                ext: &mut ExtFieldMap,
+            fn from_taken(
+                raw: Option<CompactString>,
                 key: &'static str,
             ) -> Result<Self, RemotingError> {
-                take_required(ext, key)
+                taken_required(raw, key)
             }
             fn write_field(&self, ext: &mut ExtFieldMap, key: &'static str) {
                 ext.insert(key, self.write_value());
@@ -178,11 +179,11 @@ macro_rules! header_field {
             ) -> Result<Self, RemotingError> {
                 optional(ext, key)
             }
-            fn take_field(
-                ext: &mut ExtFieldMap,
+            fn from_taken(
+                raw: Option<CompactString>,
                 key: &'static str,
             ) -> Result<Self, RemotingError> {
-                take_optional(ext, key)
+                taken_optional(raw, key)
             }
             fn write_field(&self, ext: &mut ExtFieldMap, key: &'static str) {
                 if let Some(v) = self {
@@ -251,11 +252,22 @@ macro_rules! command_header {
                 })
             }
             #[allow(unused_variables)]
+            #[allow(unused_variables, unused_mut)]
             fn take_from(
                 ext: &mut $crate::command::ExtFieldMap,
             ) -> ::std::result::Result<Self, $crate::RemotingError> {
+                // One pass over extFields moves every known value out: no lookup per field,
+                // and removing them does not shift the rest once per field.
+                $( let mut $field: ::std::option::Option<$crate::CompactString> = None; )*
+                ext.retain_mut(|key, value| match key {
+                    $( $key => {
+                        $field = ::std::option::Option::Some(::std::mem::take(value));
+                        false
+                    } )*
+                    _ => true,
+                });
                 ::std::result::Result::Ok($name {
-                    $( $field: <$ty as $crate::headers::HeaderField>::take_field(ext, $key)?, )*
+                    $( $field: <$ty as $crate::headers::HeaderField>::from_taken($field, $key)?, )*
                 })
             }
         }

@@ -29,6 +29,8 @@ pub mod shutdown;
 
 pub use client::{ClientConfig, RemotingClient};
 pub use command::{LanguageCode, RemotingCommand, SerializeType};
+/// The string type of extFields values (used by [`command_header!`]).
+pub use compact_str::CompactString;
 pub use connection::ConnectionContext;
 pub use error::RemotingError;
 pub use server::{
