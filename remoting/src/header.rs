@@ -335,7 +335,8 @@ pub fn encode_json(cmd: &RemotingCommand, dst: &mut BytesMut) {
     dst.truncate(start + len);
 }
 
-/// Bytes an escape adds to one input byte: 1 for `\n`-style escapes, 5 for `\u00XX`.
+/// Bytes an escape adds to one input byte: 1 for `\n`-style escapes, 5 for `\u00XX`, 0 for
+/// bytes a JSON string holds as they are.
 const JSON_ESCAPE_EXTRA_BYTES: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut c = 0;
@@ -351,6 +352,14 @@ const JSON_ESCAPE_EXTRA_BYTES: [u8; 256] = {
     }
     t
 };
+
+/// Length of the run at the start of `s` that a JSON string holds as it is (None: all of
+/// `s`); it ends at a quote, a backslash or a control byte.
+#[inline]
+pub(crate) fn plain_run(s: &[u8]) -> Option<usize> {
+    s.iter()
+        .position(|&c| JSON_ESCAPE_EXTRA_BYTES[usize::from(c)] != 0)
+}
 
 /// Length of `s` as a JSON string literal, quotes included.
 fn json_str_len(s: &str) -> usize {
@@ -405,7 +414,7 @@ impl Cursor<'_> {
         self.put(b"\"");
         let mut rest = s.as_bytes();
         // Most strings need no escape: one copy.
-        while let Some(n) = crate::header_fast::plain_run(rest) {
+        while let Some(n) = plain_run(rest) {
             self.put(&rest[..n]);
             let b = rest[n];
             match b {

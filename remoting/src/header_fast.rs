@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use crate::command::{ExtFieldMap, LanguageCode, RemotingCommand, SerializeType};
-use crate::header::MAX_EXT_FIELDS;
+use crate::header::{plain_run, MAX_EXT_FIELDS};
 
 /// Decode `bytes` if it has the common shape; `None` means "use the general decoder".
 pub(crate) fn decode(bytes: &[u8]) -> Option<RemotingCommand> {
@@ -72,27 +72,6 @@ struct Scanner<'a> {
     /// `text` as bytes.
     b: &'a [u8],
     i: usize,
-}
-
-/// Bytes that end a run of plain string content: the closing quote, an escape, or a control
-/// byte (JSON forbids those raw).
-const STRING_STOP: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 0x20 {
-        t[c] = true;
-        c += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
-
-/// Length of the plain run at the start of `s` (None: no quote, escape or control byte in
-/// `s`).
-#[inline]
-pub(crate) fn plain_run(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&c| STRING_STOP[usize::from(c)])
 }
 
 impl<'a> Scanner<'a> {
