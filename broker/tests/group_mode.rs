@@ -54,22 +54,14 @@ fn group_config(
     dl_ports: &[u16],
     broker_ports: &[u16],
 ) -> BrokerConfig {
-    let list = |ports: &[u16]| {
-        ports
-            .iter()
-            .enumerate()
-            .map(|(j, p)| format!("n{j}-127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(";")
-    };
     BrokerConfig {
         listen_port: broker_ports[i],
         namesrv_addr: Some(ns_addr.to_string()),
         enable_dleger_commit_log: true,
         dleger_group: Some("broker-a".into()),
-        dleger_peers: Some(list(dl_ports)),
+        dleger_peers: Some(testkit::dledger_peers(dl_ports)),
         dleger_self_id: Some(format!("n{i}")),
-        dleger_peer_broker_addrs: Some(list(broker_ports)),
+        dleger_peer_broker_addrs: Some(testkit::dledger_peers(broker_ports)),
         dleger_metadata_batch_interval_ms: 50,
         // n0 serves pulls as a follower; n1 and n2 point clients at the master.
         slave_read_enable: i == 0,

@@ -57,7 +57,7 @@ impl Cluster {
         tune: fn(&mut DLedgerStoreConfig),
         tune_store: fn(&mut store::StoreConfig),
     ) -> Cluster {
-        let peers = common::dledger_peers(&testkit::free_ports(N));
+        let peers = testkit::dledger_peers(&testkit::free_ports(N));
         let mut c = Cluster {
             dirs: (0..N).map(|_| tempfile::tempdir().unwrap()).collect(),
             peers,

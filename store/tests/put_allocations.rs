@@ -34,7 +34,7 @@ fn message(i: u64) -> MessageToStore {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replicated_put_allocates_a_bounded_handful_of_times() {
-    let peers = common::dledger_peers(&testkit::free_ports(3));
+    let peers = testkit::dledger_peers(&testkit::free_ports(3));
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut opening = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {

@@ -24,6 +24,16 @@ pub fn free_port() -> u16 {
     free_port_where(|_| true)
 }
 
+/// A DLedger peer list `n0-127.0.0.1:<port>;n1-…` for replicas listening on `ports`.
+pub fn dledger_peers(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 /// `n` distinct free ports.
 pub fn free_ports(n: usize) -> Vec<u16> {
     (0..n).map(|_| free_port()).collect()

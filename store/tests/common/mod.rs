@@ -93,16 +93,6 @@ pub fn open(dir: &Path, flush: FlushDiskType, te: &TestEnv) -> Arc<MessageStore>
     MessageStore::open_with_env(config(dir, flush), te.env()).unwrap()
 }
 
-/// DLedger peers `n0-127.0.0.1:<port>;n1-…` for replicas listening on `ports`.
-pub fn dledger_peers(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(";")
-}
-
 /// Waits until one of the `(index, store)` replicas becomes writable and returns its index
 /// (event-driven over the role watches). Panics after `wait`.
 pub async fn wait_writable<'a>(
